@@ -1,0 +1,1 @@
+"""Physics validation: estimators, studies, plots and reports (installed as xecreco.validation)."""
