@@ -27,7 +27,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 demo: $(STAMP)
-	$(PY) -m xecreco.demo
+	$(VENV)/bin/xecreco demo -o demo_output
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

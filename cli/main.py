@@ -29,6 +29,7 @@ COMMANDS = {
     "train": ("xecreco.cli.train", "Train a regressor, MAE or inpainter from a YAML config."),
     "export": ("xecreco.cli.export", "Export a checkpoint to ONNX and check it with onnxruntime."),
     "inpaint": ("xecreco.cli.inpaint", "Repair dead channels in a ROOT file."),
+    "demo": ("xecreco.cli.demo", "End-to-end demo: simulate, inpaint, reconstruct, validate."),
 }
 
 

@@ -1,0 +1,99 @@
+"""Run every benchmark (``benchmarks/bench_*.py``), each in its own process.
+
+Writes ``benchmarks/results.json`` (all records plus the machine) and ``benchmarks/results.md``
+(a markdown table), and refreshes the table in ``docs/performance.md`` between its markers.
+Usage: ``python benchmarks/run_all.py [--quick] [--only NAME ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import machine_info  # noqa: E402
+
+BEGIN, END = "<!-- bench-table-begin -->", "<!-- bench-table-end -->"
+COLUMNS = ("name", "events_per_s", "peak_rss_mb")
+
+
+def run_script(script: Path, quick: bool) -> tuple[list[dict], str | None]:
+    code = (
+        "import sys, json; sys.path.insert(0, %r); import runpy; "
+        "mod = runpy.run_path(%r); "
+        "[print('BENCH ' + json.dumps(r)) for r in mod['run'](quick=%r)]"
+    ) % (str(HERE), str(script), quick)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    records = [json.loads(line[6:]) for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
+    error = None
+    if proc.returncode != 0:
+        error = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    for record in records:
+        record.setdefault("benchmark", script.stem)
+    return records, error
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(records: list[dict], machine: dict) -> str:
+    extra = sorted({k for r in records for k in r} - set(COLUMNS) - {"benchmark"})
+    header = list(COLUMNS) + extra
+    lines = [
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
+        f"{(machine.get('memory_gib') or 0):.0f} GiB, Python {machine.get('python')}, "
+        f"torch {machine.get('torch', '-')}; run {machine.get('date')}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for record in records:
+        lines.append("| " + " | ".join(format_value(record.get(k, "")) for k in header) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller samples (smoke run)")
+    parser.add_argument("--only", nargs="*", default=None, help="benchmark names (bench_<name>)")
+    args = parser.parse_args()
+    machine = machine_info()
+    machine["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    records, failures = [], {}
+    for script in sorted(HERE.glob("bench_*.py")):
+        name = script.stem.removeprefix("bench_")
+        if args.only and name not in args.only:
+            continue
+        print(f"[bench] {script.name} ...", flush=True)
+        got, error = run_script(script, args.quick)
+        records += got
+        if error:
+            failures[script.name] = error
+            print(f"[bench] {script.name} FAILED: {error}", flush=True)
+        for record in got:
+            print("   ", json.dumps(record), flush=True)
+    results = {"machine": machine, "results": records, "failures": failures}
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown_table(records, machine)
+    (HERE / "results.md").write_text(table)
+    perf = HERE.parent / "docs" / "performance.md"
+    if perf.exists() and BEGIN in perf.read_text():
+        text = perf.read_text()
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1] if END in rest else ""
+        perf.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
+    print(table)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
