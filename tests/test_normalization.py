@@ -1,0 +1,176 @@
+"""NormalizationSpec and TargetScaling: formulas, inverses, references, features, serialisation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from xecreco.errors import UserError
+from xecreco.io.batch import N_SENSORS, EventBatch
+from xecreco.normalization import NPHO_SCHEMES, NormalizationSpec, TargetScaling
+
+NPHO = np.array([0.0, 1.0, 10.0, 333.0, 1000.0, 2.5e4, 1.5e5])
+
+
+def _batch(npho, time_s, valid_npho=None, valid_time=None):
+    npho = np.asarray(npho, np.float32)
+    n = npho.shape[0]
+    valid_npho = np.ones_like(npho, bool) if valid_npho is None else valid_npho
+    valid_time = valid_npho.copy() if valid_time is None else valid_time
+    return EventBatch(npho=npho, time=np.asarray(time_s, np.float32), valid_npho=valid_npho,
+                      valid_time=valid_time, run=np.zeros(n, np.int64), event=np.arange(n),
+                      entry=np.arange(n))
+
+
+@pytest.mark.parametrize("scheme, expected", [
+    ("log1p", lambda x: np.log1p(x)),
+    ("sqrt", lambda x: np.sqrt(x)),
+    ("anscombe", lambda x: 2 * (np.sqrt(x + 0.375) - np.sqrt(0.375))),
+    ("linear", lambda x: x),
+])
+def test_npho_forward_matches_formula_and_inverts(scheme, expected):
+    spec = NormalizationSpec(npho_scheme=scheme, npho_scale=500.0)
+    y64 = spec.npho_forward(NPHO)
+    np.testing.assert_allclose(y64, expected(NPHO / 500.0), rtol=1e-12, atol=0)
+    assert y64[0] == 0.0 and np.all(np.diff(y64) > 0)
+    np.testing.assert_allclose(spec.npho_inverse(y64), NPHO, rtol=1e-10, atol=1e-9)
+    y32 = spec.npho_forward(NPHO.astype(np.float32))
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y64, rtol=1e-6, atol=3e-7)
+    np.testing.assert_allclose(spec.npho_inverse(y32), NPHO, rtol=2e-5, atol=1e-3)
+
+
+def test_default_log1p_values():
+    spec = NormalizationSpec()
+    assert spec.npho_scheme == "log1p" and spec.npho_scale == 1000.0
+    assert spec.npho_forward(np.array([1000.0]))[0] == pytest.approx(math.log(2.0), abs=1e-12)
+
+
+def test_negative_npho_is_clipped_and_inverse_never_below_min():
+    spec = NormalizationSpec(npho_scheme="sqrt")
+    assert spec.npho_forward(np.array([-5.0]))[0] == 0.0
+    assert spec.npho_inverse(np.array([-0.3]))[0] == 0.0
+    shifted = NormalizationSpec(npho_scheme="log1p", npho_min=-50.0)
+    y = shifted.npho_forward(np.array([-80.0, -20.0]))
+    np.testing.assert_allclose(y, np.log1p(np.array([-50.0, -20.0]) / 1000.0))
+    np.testing.assert_allclose(shifted.npho_inverse(y), [-50.0, -20.0])
+
+
+def test_time_forward_inverse():
+    spec = NormalizationSpec(time_scale_ns=4.0, time_shift_ns=2.0)
+    t = np.array([[100.0, 104.0, 130.0]])
+    ref = np.array([[98.0]])
+    y = spec.time_forward(t, ref)
+    np.testing.assert_allclose(y, [[0.0, 1.0, 7.5]])
+    np.testing.assert_allclose(spec.time_inverse(y, ref), t)
+
+
+def test_time_reference_mean_of_k_earliest_lit():
+    spec = NormalizationSpec(reference_k=3, reference_npho_threshold=300.0)
+    npho = np.full((1, N_SENSORS), 1000.0)
+    time = np.full((1, N_SENSORS), 50e-9)
+    time[0, :5] = [10e-9, 11e-9, 12e-9, 13e-9, 14e-9]
+    npho[0, 0] = 100.0  # earliest but below the threshold: not used
+    time[0, 7] = 1e-9
+    valid_time = np.ones((1, N_SENSORS), bool)
+    valid_time[0, 7] = False  # invalid time: not used
+    ref = spec.time_reference_ns(_batch(npho, time, valid_time=valid_time))
+    assert ref.dtype == np.float64
+    assert ref[0] == pytest.approx(12.0, abs=1e-5)
+
+
+def test_time_reference_fallbacks():
+    spec = NormalizationSpec(reference_k=10, reference_npho_threshold=300.0)
+    npho = np.full((3, N_SENSORS), 100.0)  # nothing above threshold
+    time = np.full((3, N_SENSORS), 80e-9)
+    time[:, :2] = 20e-9
+    npho[1, 3] = 400.0
+    time[1, 3] = 60e-9  # only one lit sensor: its time is the reference
+    valid_time = np.ones((3, N_SENSORS), bool)
+    valid_time[2] = False  # no valid time at all: reference 0
+    ref = spec.time_reference_ns(_batch(npho, time, valid_time=valid_time))
+    np.testing.assert_allclose(ref, [(2 * 20 + 8 * 80) / 10, 60.0, 0.0], atol=1e-4)
+
+
+@pytest.mark.parametrize("sentinels", [(0.0, 0.0), (-1.0, -5.0)])
+def test_features_values_and_sentinels(sentinels):
+    spec = NormalizationSpec(npho_sentinel=sentinels[0], time_sentinel=sentinels[1], reference_k=1)
+    rng = np.random.default_rng(0)
+    npho = rng.exponential(500.0, (4, N_SENSORS)).astype(np.float32) + 300
+    time = (1e-7 + rng.normal(0, 3e-9, (4, N_SENSORS))).astype(np.float32)
+    valid_npho = rng.random((4, N_SENSORS)) > 0.05
+    valid_time = valid_npho & (rng.random((4, N_SENSORS)) > 0.2)
+    features = spec.features(_batch(npho, time, valid_npho, valid_time))
+    assert features.shape == (4, N_SENSORS, 2) and features.dtype == np.float32
+    assert np.all(features[..., 0][~valid_npho] == sentinels[0])
+    assert np.all(features[..., 1][~valid_time] == sentinels[1])
+    np.testing.assert_allclose(features[..., 0][valid_npho],
+                               np.log1p(npho[valid_npho] / 1000.0), rtol=1e-5, atol=3e-7)
+    earliest = np.where(valid_time, time.astype(np.float64), np.inf).min(axis=1) * 1e9
+    expected_t = (time.astype(np.float64) * 1e9 - earliest[:, None]) / 5.0
+    np.testing.assert_allclose(features[..., 1][valid_time], expected_t[valid_time], atol=1e-4)
+    assert features[..., 1][valid_time].min() == pytest.approx(0.0, abs=1e-4)
+    out = np.full((4, N_SENSORS, 2), np.nan, np.float32)
+    assert spec.features(_batch(npho, time, valid_npho, valid_time), out=out) is out
+    np.testing.assert_array_equal(out, features)
+
+
+def test_spec_serialisation_round_trip():
+    spec = NormalizationSpec(npho_scheme="anscombe", npho_scale=20.0, time_scale_ns=2.5,
+                             reference_k=5, npho_sentinel=-1.0)
+    again = NormalizationSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+    assert NormalizationSpec.from_dict({}) == NormalizationSpec()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"npho_scheme": "log10"}, "npho_scheme 'log10' is unknown"),
+    ({"npho_scale": 0.0}, "npho_scale must be a positive"),
+    ({"time_scale_ns": float("nan")}, "time_scale_ns must be a positive"),
+    ({"npho_scheme": "sqrt", "npho_min": -1.0}, "outside the domain of sqrt"),
+    ({"npho_min": -1000.0}, "outside the domain of log1p"),
+    ({"reference_k": 0}, "reference_k"),
+    ({"version": 99}, "version 99 is not supported"),
+    ({"npho_scal": 3}, "unknown normalisation key"),
+])
+def test_spec_rejects_bad_values(bad, match):
+    with pytest.raises(UserError, match=match):
+        NormalizationSpec.from_dict(bad)
+
+
+def test_every_scheme_is_tested():
+    assert set(NPHO_SCHEMES) == {"log1p", "sqrt", "anscombe", "linear"}
+
+
+def test_target_scaling_fit_and_round_trip():
+    rng = np.random.default_rng(2)
+    targets = {"energy": rng.normal(0.05, 0.01, 1000),
+               "direction": rng.normal(size=(1000, 3)) * [1, 2, 3]}
+    scaling = TargetScaling.fit(targets)
+    z = scaling.standardize("energy", targets["energy"])
+    assert abs(z.mean()) < 1e-9 and z.std() == pytest.approx(1.0)
+    zd = scaling.standardize("direction", targets["direction"])
+    np.testing.assert_allclose(zd.std(axis=0), 1.0)
+    np.testing.assert_allclose(scaling.destandardize("direction", zd), targets["direction"])
+    again = TargetScaling.from_dict(json.loads(json.dumps(scaling.to_dict())))
+    assert again.names == ("direction", "energy")
+    np.testing.assert_allclose(again.destandardize("energy", z), targets["energy"])
+    z32 = scaling.standardize("energy", targets["energy"].astype(np.float32))
+    assert z32.dtype == np.float32
+
+
+def test_target_scaling_torch_and_errors():
+    torch = pytest.importorskip("torch")
+    scaling = TargetScaling(mean={"u": 2.0}, scale={"u": 4.0})
+    t = torch.tensor([2.0, 6.0])
+    out = scaling.standardize("u", t)
+    assert isinstance(out, torch.Tensor) and out.tolist() == [0.0, 1.0]
+    assert scaling.destandardize("u", out).tolist() == [2.0, 6.0]
+    with pytest.raises(UserError, match="no target 'v'"):
+        scaling.standardize("v", t)
+    with pytest.raises(UserError, match="must be positive"):
+        TargetScaling(mean={"u": 0.0}, scale={"u": 0.0})
+    assert TargetScaling.fit({"c": np.ones(5)}).scale["c"] == 1.0

@@ -1,0 +1,355 @@
+"""Input normalisation and target standardisation, versioned and serialisable.
+
+:class:`NormalizationSpec` turns an :class:`~xecreco.io.batch.EventBatch` into the network
+features ``(N, 4760, 2)`` float32: channel 0 the transformed npho, channel 1 the sensor time
+relative to a per-event reference, scaled. Invalid sensors (``valid_npho`` / ``valid_time`` False)
+get the sentinel feature values (0 by default). The same spec is used by training, prediction and
+ONNX export and is stored in every checkpoint (``to_dict``/``from_dict``, JSON-safe).
+
+npho transform, with ``x = max(npho, npho_min) / npho_scale`` (npho in photons):
+
+=========  ===============================  =======================================
+scheme     forward y(x)                     inverse npho(y)
+=========  ===============================  =======================================
+log1p      log(1 + x)                       expm1(y) * npho_scale
+sqrt       sqrt(x)                          y**2 * npho_scale
+anscombe   2 (sqrt(x + 3/8) - sqrt(3/8))    ((y/2 + sqrt(3/8))**2 - 3/8) * npho_scale
+linear     x                                y * npho_scale
+=========  ===============================  =======================================
+
+Every scheme maps npho = 0 to 0. The inverse clips ``y`` to the image of ``npho_min``, so it never
+returns less than ``npho_min``. For float32 input, log1p is evaluated as ``log(1 + x)`` in float32
+(absolute error below 2.4e-7, and several times faster than numpy's float32 log1p).
+
+Time: ``t_feature = (t_ns - reference_ns - time_shift_ns) / time_scale_ns`` with the sensor time
+``t_ns`` in ns (files store seconds). The reference (ns) is the mean time of the
+``reference_k`` earliest sensors with a valid time and ``npho >= reference_npho_threshold``; when no
+sensor passes the threshold, the ``reference_k`` earliest sensors with a valid time; when no sensor
+has a valid time, 0. Regress times relative to this reference and add it back.
+
+Defaults: log1p, npho_scale 1000 photons, npho_min 0, time_scale_ns 5, time_shift_ns 0,
+reference_k 10, reference_npho_threshold 300 photons (about 50 photo-electrons at 15 % PDE),
+sentinels 0.
+
+:class:`TargetScaling` standardises regression targets, ``(value - mean) / scale``, per target
+(vector targets per component), so no loss needs a tiny beta.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from xecreco.errors import UserError
+from xecreco.io.batch import N_SENSORS, EventBatch
+from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
+
+__all__ = ["NPHO_SCHEMES", "NormalizationSpec", "TargetScaling", "NORMALIZATION_VERSION"]
+
+NORMALIZATION_VERSION = 1
+NPHO_SCHEMES = ("log1p", "sqrt", "anscombe", "linear")
+_ANSCOMBE_C = 3.0 / 8.0
+_SQRT_C = math.sqrt(_ANSCOMBE_C)
+
+
+def _float_dtype(values) -> np.dtype:
+    dtype = np.result_type(np.asarray(values).dtype, np.float32)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+@dataclass(frozen=True)
+class NormalizationSpec:
+    """How raw sensor values become network features (see the module docstring for formulas).
+
+    Attributes:
+        version: format version of the spec.
+        npho_scheme: "log1p", "sqrt", "anscombe" or "linear".
+        npho_scale: photons per unit before the transform.
+        npho_min: lower clip of npho (photons) before the transform.
+        time_scale_ns: ns per feature unit.
+        time_shift_ns: ns subtracted after the reference.
+        reference_k: number of earliest sensors averaged for the time reference.
+        reference_npho_threshold: minimum npho (photons) of the reference sensors.
+        npho_sentinel: npho feature value at sensors with invalid npho.
+        time_sentinel: time feature value at sensors with invalid time.
+    """
+
+    version: int = NORMALIZATION_VERSION
+    npho_scheme: str = "log1p"
+    npho_scale: float = 1000.0
+    npho_min: float = 0.0
+    time_scale_ns: float = 5.0
+    time_shift_ns: float = 0.0
+    reference_k: int = 10
+    reference_npho_threshold: float = 300.0
+    npho_sentinel: float = 0.0
+    time_sentinel: float = 0.0
+
+    def __post_init__(self):
+        if self.version != NORMALIZATION_VERSION:
+            raise UserError(
+                f"normalisation spec version {self.version} is not supported (this xecreco reads "
+                f"version {NORMALIZATION_VERSION}); re-create the checkpoint or config"
+            )
+        if self.npho_scheme not in NPHO_SCHEMES:
+            raise UserError(
+                f"normalisation npho_scheme '{self.npho_scheme}' is unknown; use one of "
+                f"{', '.join(NPHO_SCHEMES)}"
+            )
+        for name in ("npho_scale", "time_scale_ns"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise UserError(f"normalisation {name} must be a positive number, got {value!r}")
+        lowest = {"log1p": -1.0, "sqrt": 0.0, "anscombe": -_ANSCOMBE_C, "linear": -math.inf}
+        limit = lowest[self.npho_scheme] * self.npho_scale
+        if not self.npho_min >= limit or (self.npho_scheme == "log1p" and self.npho_min == limit):
+            raise UserError(
+                f"normalisation npho_min {self.npho_min} is outside the domain of "
+                f"{self.npho_scheme} (must be "
+                f"{'>' if self.npho_scheme == 'log1p' else '>='} {limit})"
+            )
+        if not (isinstance(self.reference_k, int) and 1 <= self.reference_k <= N_SENSORS):
+            raise UserError(
+                f"normalisation reference_k must be an integer in 1..{N_SENSORS}, got "
+                f"{self.reference_k!r}"
+            )
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict:
+        """All fields as a JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, mapping: dict | None) -> "NormalizationSpec":
+        """Rebuild from :meth:`to_dict` output; unknown keys are a UserError."""
+        mapping = dict(mapping or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise UserError(
+                f"unknown normalisation key(s) {', '.join(unknown)}; known keys: "
+                f"{', '.join(sorted(known))}"
+            )
+        if "reference_k" in mapping and isinstance(mapping["reference_k"], float):
+            if mapping["reference_k"].is_integer():
+                mapping["reference_k"] = int(mapping["reference_k"])
+        return cls(**mapping)
+
+    # ------------------------------------------------------------------ npho
+    def npho_forward(self, npho):
+        """Feature values from npho (photons); float32 in gives float32 out (NaN -> npho_min)."""
+        dtype = _float_dtype(npho)
+        x = np.fmax(np.asarray(npho, dtype=dtype), dtype.type(self.npho_min))
+        x *= dtype.type(1.0 / self.npho_scale)
+        return self._npho_transform_inplace(x)
+
+    def _npho_transform_inplace(self, x: np.ndarray) -> np.ndarray:
+        scheme = self.npho_scheme
+        if scheme == "log1p":
+            if x.dtype == np.float32:
+                x += np.float32(1.0)
+                np.log(x, out=x)
+            else:
+                np.log1p(x, out=x)
+        elif scheme == "sqrt":
+            np.sqrt(x, out=x)
+        elif scheme == "anscombe":
+            x += x.dtype.type(_ANSCOMBE_C)
+            np.sqrt(x, out=x)
+            x -= x.dtype.type(_SQRT_C)
+            x *= x.dtype.type(2.0)
+        return x
+
+    def npho_inverse(self, features):
+        """npho (photons) from feature values: the inverse of :meth:`npho_forward`."""
+        dtype = _float_dtype(features)
+        y_min = self.npho_forward(np.array([self.npho_min], dtype=np.float64))[0]
+        y = np.maximum(np.asarray(features, dtype=np.float64), y_min)
+        scheme = self.npho_scheme
+        if scheme == "log1p":
+            x = np.expm1(y)
+        elif scheme == "sqrt":
+            x = y * y
+        elif scheme == "anscombe":
+            x = (y / 2.0 + _SQRT_C) ** 2 - _ANSCOMBE_C
+        else:
+            x = y
+        return np.maximum(x * self.npho_scale, self.npho_min).astype(dtype, copy=False)
+
+    # ------------------------------------------------------------------ time
+    def time_forward(self, time_ns, reference_ns=0.0):
+        """Feature values from sensor times (ns) and the event reference (ns, scalar or (N, 1))."""
+        time_ns = np.asarray(time_ns)
+        dtype = _float_dtype(time_ns)
+        reference_ns = np.asarray(reference_ns, dtype=np.float64)
+        offset = (reference_ns + self.time_shift_ns) / self.time_scale_ns
+        return (time_ns.astype(dtype) / dtype.type(self.time_scale_ns) - offset.astype(dtype))
+
+    def time_inverse(self, features, reference_ns=0.0):
+        """Sensor times (ns) from feature values and the event reference (ns); float64."""
+        features = np.asarray(features, dtype=np.float64)
+        reference_ns = np.asarray(reference_ns, dtype=np.float64)
+        return features * self.time_scale_ns + self.time_shift_ns + reference_ns
+
+    def time_reference_ns(self, batch: EventBatch) -> np.ndarray:
+        """(N,) float64 per-event time reference, ns (see the module docstring)."""
+        return self._reference_ns(batch.npho, batch.time, batch.valid_time)
+
+    def _reference_ns(self, npho, time, valid_time) -> np.ndarray:
+        lit = npho >= np.float32(self.reference_npho_threshold)
+        lit &= valid_time
+        reference, found = _mean_earliest(time, lit, self.reference_k)
+        if not found.all():
+            rows = np.flatnonzero(~found)
+            fallback, _ = _mean_earliest(time[rows], valid_time[rows], self.reference_k)
+            reference[rows] = fallback
+        return reference * 1e9
+
+    # ------------------------------------------------------------------ features
+    def features(self, batch: EventBatch, out: np.ndarray | None = None) -> np.ndarray:
+        """(N, 4760, 2) float32 features [npho, time]; sentinel values at invalid sensors.
+
+        ``out`` (optional) is a preallocated (N, 4760, 2) float32 array to fill. Events are
+        processed in blocks small enough for the CPU cache (the passes are memory-bound).
+        """
+        n = len(batch)
+        if out is None:
+            out = np.empty((n, N_SENSORS, 2), dtype=np.float32)
+        for start in range(0, n, CACHE_BLOCK_EVENTS):
+            rows = slice(start, start + CACHE_BLOCK_EVENTS)
+            self._features_block(batch.npho[rows], batch.time[rows], batch.valid_npho[rows],
+                                 batch.valid_time[rows], out[rows])
+        return out
+
+    def _features_block(self, npho_raw, time_raw, valid_npho, valid_time, out) -> None:
+        # fmax also turns NaN (possible at invalid sensors) into npho_min
+        npho = np.fmax(npho_raw, np.float32(self.npho_min), dtype=np.float32)
+        npho *= np.float32(1.0 / self.npho_scale)
+        self._npho_transform_inplace(npho)
+        store_where_valid(npho, valid_npho, self.npho_sentinel, out=out[:, :, 0])
+        reference_ns = self._reference_ns(npho_raw, time_raw, valid_time)
+        offset = ((reference_ns + self.time_shift_ns) / self.time_scale_ns).astype(np.float32)
+        time = np.multiply(time_raw, np.float32(1e9 / self.time_scale_ns), dtype=np.float32)
+        time -= offset[:, None]
+        store_where_valid(time, valid_time, self.time_sentinel, out=out[:, :, 1])
+
+_UNUSABLE = np.float32(3e38)  # added to the times (s) of sensors not usable for the reference
+_USABLE_LIMIT = 1e38
+
+
+def _mean_earliest(time_s: np.ndarray, usable: np.ndarray, k: int):
+    """Mean (s, float64) of the k earliest usable times per row, and whether any was usable."""
+    # arithmetic instead of a masked copy, which is several times slower on irregular masks;
+    # NaN at unusable sensors stays NaN, sorts last in the partition and is never counted
+    masked = np.add(time_s, np.multiply(~usable, _UNUSABLE, dtype=np.float32), dtype=np.float32)
+    k = min(k, masked.shape[1])
+    earliest = np.partition(masked, k - 1, axis=1)[:, :k].astype(np.float64)
+    finite = earliest < _USABLE_LIMIT
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, earliest, 0.0).sum(axis=1)
+    found = counts > 0
+    return np.where(found, sums / np.maximum(counts, 1), 0.0), found
+
+
+def _as_vector(value) -> float | list[float]:
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else [float(v) for v in array.ravel()]
+
+
+@dataclass
+class TargetScaling:
+    """Per-target standardisation ``(value - mean) / scale``, in file units.
+
+    ``mean`` and ``scale`` map a target name (e.g. "energy", "u", "time") to a float, or for
+    vector targets (e.g. "direction") a list applied along the last axis. Works on numpy arrays
+    and torch tensors alike.
+    """
+
+    mean: dict = field(default_factory=dict)
+    scale: dict = field(default_factory=dict)
+    version: int = 1
+
+    def __post_init__(self):
+        if set(self.mean) != set(self.scale):
+            raise UserError(
+                f"target scaling has means for {sorted(self.mean)} but scales for "
+                f"{sorted(self.scale)}; both need the same targets"
+            )
+        for name, value in self.scale.items():
+            if not np.all(np.isfinite(value)) or np.any(np.asarray(value) <= 0):
+                raise UserError(f"target scaling: scale of '{name}' must be positive, got {value}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Target names, sorted."""
+        return tuple(sorted(self.mean))
+
+    @classmethod
+    def fit(cls, targets: dict) -> "TargetScaling":
+        """Mean and standard deviation of each target array ``(N,)`` or ``(N, k)`` (per component).
+
+        A target with zero spread gets scale 1.
+        """
+        mean, scale = {}, {}
+        for name, values in targets.items():
+            values = np.asarray(values, dtype=np.float64)
+            values = values.reshape(len(values), -1) if values.ndim > 1 else values[:, None]
+            values = values[np.all(np.isfinite(values), axis=1)]
+            if len(values) == 0:
+                raise UserError(f"target scaling: no finite values of '{name}' to fit")
+            mu = values.mean(axis=0)
+            sigma = values.std(axis=0)
+            sigma = np.where(sigma > 0, sigma, 1.0)
+            single = np.asarray(targets[name]).ndim == 1
+            mean[name] = float(mu[0]) if single else _as_vector(mu)
+            scale[name] = float(sigma[0]) if single else _as_vector(sigma)
+        return cls(mean=mean, scale=scale)
+
+    def _parameters(self, name: str, values):
+        if name not in self.mean:
+            raise UserError(
+                f"target scaling has no target '{name}'; it has {', '.join(self.names) or 'none'}"
+            )
+        mean, scale = self.mean[name], self.scale[name]
+        if type(values).__module__.split(".")[0] == "torch":
+            import torch
+
+            def convert(v):
+                return torch.as_tensor(v, dtype=values.dtype, device=values.device)
+
+            return convert(mean), convert(scale)
+        dtype = _float_dtype(values)
+        return np.asarray(mean, dtype=dtype), np.asarray(scale, dtype=dtype)
+
+    def standardize(self, name: str, values):
+        """``(values - mean) / scale`` for target ``name`` (numpy float32/64 or torch tensor)."""
+        mean, scale = self._parameters(name, values)
+        if not hasattr(values, "dtype"):
+            values = np.asarray(values, dtype=mean.dtype)
+        return (values - mean) / scale
+
+    def destandardize(self, name: str, values):
+        """``values * scale + mean``: the inverse of :meth:`standardize`."""
+        mean, scale = self._parameters(name, values)
+        if not hasattr(values, "dtype"):
+            values = np.asarray(values, dtype=mean.dtype)
+        return values * scale + mean
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict."""
+        return {"version": self.version, "mean": dict(self.mean), "scale": dict(self.scale)}
+
+    @classmethod
+    def from_dict(cls, mapping: dict) -> "TargetScaling":
+        """Rebuild from :meth:`to_dict` output."""
+        mapping = dict(mapping or {})
+        unknown = sorted(set(mapping) - {"version", "mean", "scale"})
+        if unknown:
+            raise UserError(f"unknown target-scaling key(s) {', '.join(unknown)}")
+        return cls(
+            mean={k: _as_vector(v) for k, v in dict(mapping.get("mean", {})).items()},
+            scale={k: _as_vector(v) for k, v in dict(mapping.get("scale", {})).items()},
+            version=int(mapping.get("version", 1)),
+        )
