@@ -1,0 +1,72 @@
+"""``xecreco validate``: physics validation report from prediction files.
+
+    xecreco validate PRED.root... -o DIR [--reco NAME ...] [--study NAME ...] [--label L ...]
+    xecreco validate --data SIM.root -r RECO... -o DIR
+
+The second form first predicts the reconstructions on the simulated files into
+DIR/predictions.root (``xecreco.models.predict.predict_files``), then validates that file.
+"""
+
+from __future__ import annotations
+
+import click
+
+from xecreco.errors import UserError
+
+STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannels")
+
+
+@click.command("validate")
+@click.argument("predictions", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Report folder (index.html, summary.json, histograms.root, plots/).")
+@click.option("--reco", "recos", multiple=True,
+              help="Reconstruction to include (repeatable; default: all in the files).")
+@click.option("--study", "studies", multiple=True, type=click.Choice(STUDY_CHOICES),
+              help="Study to run (repeatable; default: all).")
+@click.option("--label", "labels", multiple=True,
+              help="One label per prediction file (e.g. raw, inpainted): events are matched by "
+                   "(run, event) and compared side by side; repeat a label to concatenate files.")
+@click.option("--tree", default="reco", show_default=True, help="Prediction tree name.")
+@click.option("--data", "data_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Simulated input file(s): predict with -r first, then validate.")
+@click.option("-r", "--reconstructor", "reconstructors", multiple=True,
+              help="With --data: registered reconstructor name or checkpoint path (repeatable).")
+@click.option("--data-tree", default="tree", show_default=True, help="With --data: input tree.")
+@click.option("--bootstrap", default=40, show_default=True, type=click.IntRange(2, 1000),
+              help="Bootstrap replicas for the errors of the robust widths.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["png", "pdf", "svg"]),
+              help="Plot format (repeatable; default: png and pdf). The page shows the first.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def command(predictions, output, recos, studies, labels, tree, data_files, reconstructors,
+            data_tree, bootstrap, formats, progress):
+    """Physics validation report: resolutions, biases, containment, pile-up ROC, dead channels.
+
+    PREDICTIONS are prediction files written by `xecreco predict` (tree `reco`, truth copied).
+    """
+    from xecreco.validation.api import validate, validate_data
+
+    if data_files:
+        if predictions:
+            raise UserError("give either prediction files or --data input files, not both")
+        if not reconstructors:
+            raise UserError("--data needs at least one -r/--reconstructor to predict with")
+        if labels:
+            raise UserError("--label compares several prediction files; it does not apply to "
+                            "--data")
+        summary = validate_data(list(data_files), list(reconstructors), output, tree=data_tree,
+                                studies=list(studies) or None, progress=progress)
+    else:
+        if not predictions:
+            raise UserError("no prediction files given; usage: xecreco validate PRED.root... "
+                            "-o DIR (or --data SIM.root -r RECO -o DIR)")
+        if reconstructors:
+            raise UserError("-r/--reconstructor is used with --data only; to select "
+                            "reconstructions in prediction files use --reco")
+        summary = validate(list(predictions), output, recos=list(recos) or None,
+                           studies=list(studies) or None, labels=list(labels) or None,
+                           progress=progress, tree=tree, bootstrap_replicas=bootstrap,
+                           formats=tuple(formats) or ("png", "pdf"))
+    for name, reason in summary["skipped"].items():
+        click.echo(f"skipped {name}: {reason}", err=True)
+    click.echo(f"report: {summary['outputs']['index_html']}")
