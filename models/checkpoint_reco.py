@@ -1,0 +1,300 @@
+"""A :class:`~xecreco.models.base.Reconstructor` from one or several regressor checkpoints.
+
+Everything needed comes from the checkpoint: the model is rebuilt from its embedded
+``model_config``, inputs are normalised with its embedded ``NormalizationSpec``, outputs are
+destandardised with its ``TargetScaling`` and the per-event time reference is added back. Outputs
+are in file units (GeV, cm, ns, deg) with an int32 status. Several checkpoints form an ensemble:
+the outputs are the member means and ``<q>_err`` the spread between members (combined in
+quadrature with the members' own predicted uncertainties, if they have any).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xecreco.errors import UserError
+from xecreco.geometry import direction_to_angles, uvw_to_xyz
+from xecreco.models.base import FILL_VALUE, Status
+from xecreco.models.regressor import Regressor, build_model
+from xecreco.normalization import NormalizationSpec, TargetScaling
+from xecreco.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from xecreco.train.checkpoint import load_checkpoint
+
+#: Scalar outputs that are regressed after standardisation with :class:`TargetScaling`.
+SCALAR_TARGETS = ("energy", "u", "v", "w", "time", "npileup")
+#: Events per forward pass.
+DEFAULT_BATCH_SIZE = 1024
+
+
+def load_payload(path: str | Path) -> dict:
+    """The checkpoint dict at ``path`` (``weights_only`` load; UserError if unreadable)."""
+    return load_checkpoint(path)
+
+
+def check_payload(payload: dict, path, task: str = "regressor") -> None:
+    """UserError unless ``payload`` is an xecreco checkpoint of ``task`` with the needed keys."""
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not an xecreco checkpoint (no format '{CHECKPOINT_FORMAT}'); "
+                        "pass a file written by `xecreco train`")
+    if payload.get("task") != task:
+        raise UserError(f"{path}: is a '{payload.get('task')}' checkpoint, not a '{task}' one; "
+                        f"pass a {task} checkpoint")
+    missing = [k for k in ("model_config", "normalization", "target_scaling", "state_dict")
+               if not payload.get(k)]
+    if missing:
+        raise UserError(f"{path}: checkpoint lacks {', '.join(missing)}; it is incomplete or "
+                        "corrupt, re-save it with `xecreco train`")
+
+
+def _state_mismatch(model: torch.nn.Module, state: dict) -> str | None:
+    """One-line description of how ``state`` differs from ``model.state_dict()``, or None."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected
+              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected),
+                        ("wrong shape", shapes)):
+        if keys:
+            parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+    return "; ".join(parts) or None
+
+
+def model_from_payload(payload: dict, path) -> Regressor:
+    """Rebuild the regressor from the payload's model_config and load its (EMA) weights.
+
+    UserError (one line) when the config is invalid or the weights do not fit it.
+    """
+    try:
+        model = build_model(payload["model_config"])
+    except UserError as exc:
+        raise UserError(f"{path}: invalid model_config: {exc}") from None
+    state = payload.get("ema_state_dict") or payload["state_dict"]
+    problem = _state_mismatch(model, state)
+    if problem:
+        preset = payload["model_config"].get("preset", "?") if isinstance(
+            payload["model_config"], dict) else "?"
+        raise UserError(f"{path}: weights do not match the embedded model_config (preset "
+                        f"'{preset}'): {problem}; the checkpoint is corrupt or was edited")
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+@dataclass
+class _Member:
+    model: Regressor
+    normalization: NormalizationSpec
+    scaling: TargetScaling
+    path: str
+
+
+def _default_name(paths: list[str]) -> str:
+    stem = re.sub(r"\W", "_", Path(paths[0]).stem) or "nn"
+    if stem[0].isdigit():
+        stem = "nn_" + stem
+    return stem if len(paths) == 1 else f"{stem}_ens{len(paths)}"
+
+
+class CheckpointReconstructor:
+    """Neural regressor(s) behind the Reconstructor interface (see the module docstring).
+
+    Args:
+        members: loaded checkpoints (model, normalisation, target scaling).
+        name: branch prefix, an identifier.
+        batch_size: events per forward pass.
+        device: torch device for inference.
+    """
+
+    def __init__(self, members: list[_Member], name: str, batch_size: int = DEFAULT_BATCH_SIZE,
+                 device: str = "cpu"):
+        if not name.isidentifier():
+            raise UserError(f"reconstructor name '{name}' is not an identifier: use letters, "
+                            "digits and underscores")
+        heads = {m.model.head_names for m in members}
+        if len(heads) != 1:
+            raise UserError("ensemble checkpoints predict different quantities "
+                            f"({', '.join(m.path for m in members)}); ensemble like with like")
+        self.members = members
+        self.name = name
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        for member in members:
+            member.model.to(self.device)
+        head_names = members[0].model.head_names
+        outputs = [q for q in ("energy", "u", "v", "w") if q in head_names]
+        if {"u", "v", "w"} <= set(head_names):
+            outputs += ["x", "y", "z"]
+        if "time" in head_names:
+            outputs.append("time")
+        if "direction" in head_names:
+            outputs += ["theta", "phi"]
+        if "npileup" in head_names:
+            outputs.append("npileup")
+        self.outputs = tuple(outputs)
+        self.has_uncertainty = bool(members[0].model.config["uncertainty"])
+        with_errors = self.has_uncertainty or len(members) > 1
+        #: the ``<q>_err`` keys every reconstruct() call returns
+        self.error_outputs = tuple(
+            q + "_err" for q in ("energy", "u", "v", "w", "time", "theta", "phi", "npileup")
+            if with_errors and q in self.outputs)
+
+    def _forward(self, member: _Member, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Standardised network outputs for (N, 4760, C) features, as float64 numpy."""
+        chunks: list[dict[str, torch.Tensor]] = []
+        with torch.inference_mode():
+            for start in range(0, len(features), self.batch_size):
+                x = torch.from_numpy(features[start:start + self.batch_size]).to(self.device)
+                chunks.append({k: v.float().cpu() for k, v in member.model(x).items()})
+        return {k: torch.cat([c[k] for c in chunks]).double().numpy() for k in chunks[0]}
+
+    def _physical(self, member: _Member, raw: dict[str, np.ndarray],
+                  time_ref_ns: np.ndarray) -> dict[str, np.ndarray]:
+        """Standardised outputs -> file units; ``<q>_err`` from log-variances when present."""
+        out: dict[str, np.ndarray] = {}
+        for q in SCALAR_TARGETS:
+            if q not in raw:
+                continue
+            out[q] = member.scaling.destandardize(q, raw[q])
+            if q + "_logvar" in raw:
+                sigma = np.exp(0.5 * raw[q + "_logvar"])
+                out[q + "_err"] = np.abs(member.scaling.destandardize(q, sigma)
+                                         - member.scaling.destandardize(q, np.zeros_like(sigma)))
+        if "time" in out:
+            out["time"] = out["time"] + time_ref_ns
+        if "direction" in raw:
+            out["direction"] = raw["direction"]
+            if "direction_logvar" in raw:
+                theta, _ = direction_to_angles(raw["direction"])
+                sigma_deg = np.degrees(np.exp(0.5 * raw["direction_logvar"]))
+                out["theta_err"] = sigma_deg
+                out["phi_err"] = sigma_deg / np.maximum(np.sin(np.radians(theta)), 1e-3)
+        return out
+
+    def reconstruct(self, batch) -> dict[str, np.ndarray]:
+        """Physical outputs (float32, file units), ``<q>_err`` where available, int32 status."""
+        n = len(batch)
+        if n == 0:
+            empty = {q: np.zeros(0, np.float32) for q in self.outputs + self.error_outputs}
+            return {**empty, "status": np.zeros(0, np.int32)}
+        per_member = []
+        features_cache: dict[NormalizationSpec, tuple[np.ndarray, np.ndarray]] = {}
+        for member in self.members:
+            key = member.normalization  # frozen dataclass: members with equal specs share features
+            if key not in features_cache:
+                features_cache[key] = (member.normalization.features(batch),
+                                       np.asarray(member.normalization.time_reference_ns(batch),
+                                                  dtype=np.float64))
+            features, time_ref = features_cache[key]
+            per_member.append(self._physical(member, self._forward(member, features), time_ref))
+        result = _combine(per_member, n)
+        if {"u", "v", "w"} <= set(result):
+            xyz = uvw_to_xyz(np.stack([result["u"], result["v"], result["w"]], axis=1))
+            result["x"], result["y"], result["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+        return _finalise(result, batch, n)
+
+
+def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:
+    """Ensemble mean, and ``<q>_err`` = sqrt(mean member err^2 + member spread^2)."""
+    result: dict[str, np.ndarray] = {}
+    several = len(per_member) > 1
+
+    def merge(q, values, errors):
+        result[q] = np.mean(values, axis=0)
+        var = np.zeros(n)
+        have_err = False
+        if errors is not None:
+            var = var + np.mean(np.square(errors), axis=0)
+            have_err = True
+        if several:
+            var = var + np.var(values, axis=0, ddof=1)
+            have_err = True
+        if have_err:
+            result[q + "_err"] = np.sqrt(var)
+
+    first = per_member[0]
+    for q in SCALAR_TARGETS:
+        if q in first:
+            errors = [m[q + "_err"] for m in per_member] if q + "_err" in first else None
+            merge(q, [m[q] for m in per_member], errors)
+    if "direction" in first:
+        mean_vec = np.mean([m["direction"] for m in per_member], axis=0)
+        theta, phi = direction_to_angles(mean_vec)
+        result["theta"], result["phi"] = np.asarray(theta, float), np.asarray(phi, float)
+        for q, centre in (("theta", result["theta"]), ("phi", result["phi"])):
+            values = []
+            for m in per_member:
+                angles = direction_to_angles(m["direction"])
+                member_value = np.asarray(angles[0] if q == "theta" else angles[1], float)
+                # differences wrapped to (-180, 180] so phi spreads ignore the 360-degree seam
+                values.append(centre + (member_value - centre + 180.0) % 360.0 - 180.0)
+            errors = [m[q + "_err"] for m in per_member] if q + "_err" in first else None
+            merge(q, values, errors)
+            result[q] = centre
+    return result
+
+
+def _finalise(result: dict[str, np.ndarray], batch, n: int) -> dict[str, np.ndarray]:
+    """Status codes, fill values where an output cannot be computed, float32 casting."""
+    status = np.full(n, int(Status.OK), dtype=np.int32)
+    no_time = ~np.asarray(batch.valid_time).any(axis=1)
+    no_sensor = ~np.asarray(batch.valid_npho).any(axis=1)
+    finite = np.ones(n, dtype=bool)
+    for key, values in result.items():
+        finite &= np.isfinite(values)
+    status[~finite] = int(Status.FIT_FAILED)
+    status[no_time & finite] = int(Status.NO_VALID_TIME)
+    status[no_sensor] = int(Status.NO_VALID_SENSORS)
+    out = {}
+    for key, values in result.items():
+        values = np.where(np.isfinite(values), values, FILL_VALUE)
+        if key in ("time", "time_err"):
+            values = np.where(no_time, FILL_VALUE, values)
+        values = np.where(no_sensor | ~finite, FILL_VALUE, values)
+        out[key] = values.astype(np.float32)
+    out["status"] = status
+    return out
+
+
+def load_member(path: str | Path) -> _Member:
+    """One checkpoint: payload checks, model, normalisation spec and target scaling."""
+    payload = load_payload(path)
+    check_payload(payload, path)
+    model = model_from_payload(payload, path)
+    channels = int(model.config["encoder"]["in_channels"])
+    if channels != 2:
+        raise UserError(f"{path}: the model expects {channels} input channels per sensor but "
+                        "NormalizationSpec.features gives 2 [npho, time]; it is not a regressor "
+                        "checkpoint this xecreco can run")
+    try:
+        normalization = NormalizationSpec.from_dict(payload["normalization"])
+        scaling = TargetScaling.from_dict(payload["target_scaling"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: bad normalization/target_scaling in the checkpoint ({exc}); "
+                        "re-save it with `xecreco train`") from None
+    return _Member(model, normalization, scaling, str(path))
+
+
+def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,
+                                  batch_size: int = DEFAULT_BATCH_SIZE,
+                                  device: str = "cpu") -> CheckpointReconstructor:
+    """A reconstructor from one checkpoint path, or an ensemble from a list of paths.
+
+    Args:
+        path_or_paths: a checkpoint path or a sequence of them (ensemble).
+        name: branch prefix (default: the first file's stem, ``_ens<k>`` appended for ensembles).
+        batch_size: events per forward pass.
+        device: torch device ("cpu", "cuda").
+    """
+    paths = [str(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [
+        str(p) for p in path_or_paths]
+    if not paths:
+        raise UserError("no checkpoint given: pass at least one checkpoint path")
+    members = [load_member(p) for p in paths]
+    return CheckpointReconstructor(members, name or _default_name(paths), batch_size, device)

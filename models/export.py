@@ -1,0 +1,343 @@
+"""ONNX export of a regressor checkpoint: raw sensor values in, physical quantities out.
+
+The exported graph wraps the network in :class:`PhysicalModel`, which does what
+:class:`xecreco.models.checkpoint_reco.CheckpointReconstructor` does around it, in torch ops:
+
+inputs
+    ``npho`` (N, 4760) float32, photons; ``sensor_time`` (N, 4760) float32, seconds (the file's
+    ``time`` branch; the input is not called ``time`` because that is an output name). Invalid
+    values use the file convention: NaN, +-inf or ``|value| >= 9e9`` (MEG II writes 1e10).
+inside
+    validity masks as the reader builds them (``valid_npho``: ``|npho| < 9e9``; ``valid_time``:
+    also ``|time| < 9e9`` and ``npho >= time_npho_threshold``), the per-event time reference and
+    features of the checkpoint's :class:`~xecreco.normalization.NormalizationSpec`, the network,
+    destandardisation with its :class:`~xecreco.normalization.TargetScaling`, the time reference
+    added back, direction -> (theta, phi), (u, v, w) -> (x, y, z).
+outputs
+    ``energy`` GeV, ``u v w x y z`` cm, ``time`` ns, ``theta phi`` deg, ``npileup`` (enabled heads
+    only), ``<q>_err`` with uncertainty heads, and ``status`` int32 (0 ok, 1 no valid sensor,
+    4 no valid time; float outputs are -1e10 where they cannot be computed).
+
+The torch formulas mirror ``NormalizationSpec`` (the single definition); :func:`check_onnx`
+and the tests compare them with it, so a drift fails loudly. Metadata (model config,
+normalisation, target scaling, output names and units, xecreco version) is stored in the ONNX
+``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from xecreco._version import __version__
+from xecreco.errors import UserError
+from xecreco.geometry import N_SENSORS, R_INNER, design_geometry
+from xecreco.io.batch import EventBatch
+from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
+from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL
+from xecreco.models.base import FILL_VALUE, OUTPUT_UNITS, Status
+from xecreco.models.checkpoint_reco import SCALAR_TARGETS, load_member
+from xecreco.normalization import NormalizationSpec, TargetScaling
+
+#: Input names of the exported graph: raw npho (photons) and sensor time (s).
+INPUT_NAMES = ("npho", "sensor_time")
+#: ONNX opset used by default.
+DEFAULT_OPSET = 17
+# Added to the times (ns) of sensors that may not serve as the time reference.
+_FAR_TIME_NS = 1.0e30
+_FAR_LIMIT_NS = 1.0e29
+_DEG = 180.0 / math.pi
+
+
+class PhysicalModel(nn.Module):
+    """Raw (npho, time) -> physical outputs around a regressor (see the module docstring).
+
+    Args:
+        model: the regressor (its ``head_names`` and ``config["uncertainty"]`` are used).
+        spec: input normalisation.
+        scaling: target standardisation.
+        time_npho_threshold: minimum npho (photons) for a sensor time to be valid (reader default).
+    """
+
+    def __init__(self, model: nn.Module, spec: NormalizationSpec, scaling: TargetScaling,
+                 time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD):
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self.time_npho_threshold = float(time_npho_threshold)
+        self.heads = tuple(model.head_names)
+        self.uncertainty = bool(model.config["uncertainty"])
+        self.scalar_targets = [q for q in SCALAR_TARGETS if q in self.heads]
+        self.target_mean = {q: float(scaling.mean[q]) for q in self.scalar_targets
+                            if q in scaling.mean}
+        self.target_scale = {q: float(scaling.scale[q]) for q in self.scalar_targets
+                             if q in scaling.scale}
+        self.output_names = output_names(self.heads, self.uncertainty)
+        self.scaling_dict = scaling.to_dict()
+
+    # ------------------------------------------------------------------ normalisation
+    def _npho_feature(self, npho: torch.Tensor) -> torch.Tensor:
+        spec = self.spec
+        x = torch.clamp(npho, min=spec.npho_min) * (1.0 / spec.npho_scale)
+        if spec.npho_scheme == "log1p":
+            return torch.log(x + 1.0)
+        if spec.npho_scheme == "sqrt":
+            return torch.sqrt(x)
+        if spec.npho_scheme == "anscombe":
+            return 2.0 * (torch.sqrt(x + 3.0 / 8.0) - math.sqrt(3.0 / 8.0))
+        return x
+
+    def _mean_earliest(self, time_ns: torch.Tensor, usable: torch.Tensor):
+        """Mean of the k earliest usable times per event (ns) and whether any was usable."""
+        k = min(int(self.spec.reference_k), N_SENSORS)
+        masked = torch.where(usable, time_ns, torch.full_like(time_ns, _FAR_TIME_NS))
+        earliest = torch.topk(masked, k, dim=1, largest=False).values
+        ok = earliest < _FAR_LIMIT_NS
+        count = ok.to(time_ns.dtype).sum(dim=1)
+        total = torch.where(ok, earliest, torch.zeros_like(earliest)).sum(dim=1)
+        return total / torch.clamp(count, min=1.0), count > 0
+
+    def inputs_to_features(self, npho: torch.Tensor, time: torch.Tensor):
+        """``(features (N, 4760, 2), time_reference_ns (N,), valid_npho, valid_time)``."""
+        valid_npho = torch.abs(npho) < INVALID_THRESHOLD
+        npho = torch.where(valid_npho, npho, torch.zeros_like(npho))
+        valid_time = valid_npho & (torch.abs(time) < INVALID_THRESHOLD)
+        valid_time = valid_time & (npho >= self.time_npho_threshold)
+        time_ns = torch.where(valid_time, time, torch.zeros_like(time)) * 1.0e9
+        lit = valid_time & (npho >= self.spec.reference_npho_threshold)
+        ref_lit, found_lit = self._mean_earliest(time_ns, lit)
+        ref_any, _ = self._mean_earliest(time_ns, valid_time)
+        reference = torch.where(found_lit, ref_lit, ref_any)
+        spec = self.spec
+        npho_f = torch.where(valid_npho, self._npho_feature(npho),
+                             torch.full_like(npho, spec.npho_sentinel))
+        offset = (reference + spec.time_shift_ns).unsqueeze(1)
+        time_f = (time_ns - offset) * (1.0 / spec.time_scale_ns)
+        time_f = torch.where(valid_time, time_f, torch.full_like(time_f, spec.time_sentinel))
+        return torch.stack([npho_f, time_f], dim=2), reference, valid_npho, valid_time
+
+    # ------------------------------------------------------------------ outputs
+    def forward(self, npho: torch.Tensor, time: torch.Tensor):
+        """Tuple of outputs in the order of ``self.output_names``."""
+        features, reference, valid_npho, valid_time = self.inputs_to_features(npho, time)
+        raw = self.model(features)
+        out: dict[str, torch.Tensor] = {}
+        for q in self.scalar_targets:
+            mean, scale = self.target_mean.get(q, 0.0), self.target_scale.get(q, 1.0)
+            out[q] = raw[q] * scale + mean
+            if self.uncertainty:
+                out[q + "_err"] = torch.exp(0.5 * raw[q + "_logvar"]) * scale
+        if "time" in out:
+            out["time"] = out["time"] + reference
+        if {"u", "v", "w"} <= set(out):
+            radius = out["w"] + R_INNER
+            azimuth = out["v"] * (1.0 / R_INNER)
+            out["x"] = -radius * torch.cos(azimuth)
+            out["y"] = radius * torch.sin(azimuth)
+            out["z"] = out["u"]
+        if "direction" in raw:
+            d = raw["direction"]
+            rho = torch.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
+            out["theta"] = torch.atan2(rho, d[:, 2]) * _DEG
+            out["phi"] = torch.atan2(d[:, 1], -d[:, 0]) * _DEG
+            if self.uncertainty:
+                sigma = torch.exp(0.5 * raw["direction_logvar"]) * _DEG
+                out["theta_err"] = sigma
+                sin_theta = torch.sin(out["theta"] * (1.0 / _DEG))
+                out["phi_err"] = sigma / torch.clamp(sin_theta, min=1e-3)
+        no_sensor = ~valid_npho.any(dim=1)
+        no_time = ~valid_time.any(dim=1)
+        fill = torch.full_like(reference, FILL_VALUE)
+        results = []
+        for name in self.output_names:
+            if name == "status":
+                status = torch.where(no_time,
+                                     torch.full_like(reference, float(Status.NO_VALID_TIME)),
+                                     torch.zeros_like(reference))
+                status = torch.where(no_sensor,
+                                     torch.full_like(reference, float(Status.NO_VALID_SENSORS)),
+                                     status)
+                results.append(status.to(torch.int32))
+                continue
+            value = out[name]
+            bad = no_sensor | (no_time if name in ("time", "time_err") else no_sensor)
+            results.append(torch.where(bad, fill, value))
+        return tuple(results)
+
+
+def output_names(heads, uncertainty: bool) -> list[str]:
+    """Output names of the exported graph for the enabled heads, ``status`` last."""
+    names = [q for q in ("energy", "u", "v", "w") if q in heads]
+    if {"u", "v", "w"} <= set(heads):
+        names += ["x", "y", "z"]
+    if "time" in heads:
+        names.append("time")
+    if "direction" in heads:
+        names += ["theta", "phi"]
+    if "npileup" in heads:
+        names.append("npileup")
+    if uncertainty:
+        errs = [q for q in ("energy", "u", "v", "w", "time", "npileup") if q in heads]
+        if "direction" in heads:
+            errs += ["theta", "phi"]
+        names += [q + "_err" for q in errs]
+    return names + ["status"]
+
+
+def sim_like_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(npho, time) (n, 4760) float32 resembling simulated photons, for export checks.
+
+    Each event is a point source in the xenon (w 0.5-20 cm behind the inner face) whose light
+    falls as A cos / d^2 on every sensor facing it (~1.5e5 photons at 50 MeV), with Poisson-like
+    noise, light-propagation times at 8.5 cm/ns around a random event time (s), the time sentinel
+    1e10 where npho < 50, a few dead sensors (1e10 in both), one NaN, and every fourth event
+    dimmer. Not physics: only realistic ranges and the invalid-value conventions.
+    """
+    rng = np.random.default_rng(seed)
+    geometry = design_geometry()
+    u = rng.uniform(-20, 20, n)
+    v = rng.uniform(-60, 60, n)
+    w = rng.uniform(0.5, 20, n)
+    r = w + R_INNER
+    points = np.stack([-r * np.cos(v / R_INNER), r * np.sin(v / R_INNER), u], axis=1)
+    delta = geometry.position[None] - points[:, None]
+    dist = np.linalg.norm(delta, axis=-1)
+    cos = np.clip(-np.sum(delta * geometry.normal[None], axis=-1) / dist, 0.0, None)
+    area = np.where(geometry.is_mppc, 1.39, math.pi * 2.25**2)
+    photons = rng.uniform(0.3, 1.0, n)[:, None] * 1.5e6 * area * cos / (4 * math.pi * dist**2)
+    photons[::4] *= 0.05
+    npho = photons + rng.normal(0.0, 1.0, photons.shape) * np.sqrt(photons + 4.0)
+    time = (rng.uniform(-5, 5, n)[:, None] + dist / 8.5 + rng.normal(0, 0.3, dist.shape)) * 1e-9
+    time = np.where(npho < 50, SENTINEL, time)
+    dead = rng.random(npho.shape) < 0.02
+    npho = np.where(dead, SENTINEL, npho).astype(np.float32)
+    time = np.where(dead, SENTINEL, time).astype(np.float32)
+    npho[0, 5] = np.nan
+    return npho, time
+
+
+def batch_from_raw(npho: np.ndarray, time: np.ndarray,
+                    time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD) -> EventBatch:
+    """An EventBatch with the reader's validity rules (used to check the export)."""
+    from xecreco.io.reader import ReaderStats, apply_validity
+
+    npho, time = npho.copy(), time.copy()
+    valid_npho, valid_time = apply_validity(npho, time, time_npho_threshold, ReaderStats())
+    n = len(npho)
+    ids = np.arange(n, dtype=np.int64)
+    return EventBatch(npho=npho, time=time, valid_npho=valid_npho, valid_time=valid_time,
+                      run=np.zeros(n, np.int64), event=ids, entry=ids)
+
+
+def build_physical_model(checkpoint: str | Path) -> PhysicalModel:
+    """The export wrapper around a regressor checkpoint (UserError on bad checkpoints)."""
+    member = load_member(checkpoint)
+    return PhysicalModel(member.model, member.normalization, member.scaling).eval()
+
+
+def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFAULT_OPSET,
+                check_events: int = 64, seed: int = 0) -> dict:
+    """Export ``checkpoint`` to ONNX at ``output`` and check it against torch with onnxruntime.
+
+    The file is written under a temporary name and renamed once the check passes. Returns
+    ``{"output", "outputs", "max_abs_diff": {name: float}, "max_rel_diff": float, "events"}``;
+    raises UserError when onnxruntime disagrees with torch beyond 1e-4 relative.
+    """
+    import onnx
+
+    output = Path(output)
+    wrapper = build_physical_model(checkpoint)
+    npho, time = sim_like_inputs(max(int(check_events), 2), seed)
+    example = (torch.from_numpy(npho[:2]), torch.from_numpy(time[:2]))
+    names = wrapper.output_names
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, example, buffer, dynamo=False, opset_version=int(opset),
+            input_names=list(INPUT_NAMES), output_names=names,
+            dynamic_axes={k: {0: "events"} for k in [*INPUT_NAMES, *names]},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    payload_meta = {
+        "xecreco_version": __version__,
+        "source_checkpoint": Path(checkpoint).name,
+        "model_config": json.dumps(wrapper.model.config, sort_keys=True),
+        "normalization": json.dumps(wrapper.spec.to_dict(), sort_keys=True),
+        "target_scaling": json.dumps(wrapper.scaling_dict, sort_keys=True),
+        "inputs": json.dumps({
+            "npho": "photons (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
+            "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9"}),
+        "outputs": json.dumps({k: OUTPUT_UNITS.get(k.removesuffix("_err"), "status code")
+                               for k in names}),
+        "time_npho_threshold": str(wrapper.time_npho_threshold),
+        "fill_value": str(FILL_VALUE),
+    }
+    for key, value in payload_meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    check = check_onnx(proto.SerializeToString(), wrapper, npho, time)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"output": str(output), "outputs": names, **check}
+
+
+def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
+               time: np.ndarray, rtol: float = 1e-4) -> dict:
+    """Run the ONNX graph in onnxruntime and the torch wrapper on the same inputs; compare.
+
+    Also checks the wrapper's features against :meth:`NormalizationSpec.features` on the
+    reader's masks (so the torch normalisation cannot drift from the numpy one). UserError when
+    any output differs by more than ``rtol * (|torch| + 1)``.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, dict(zip(INPUT_NAMES, (npho, time))))
+    with torch.inference_mode():
+        torch_out = wrapper(torch.from_numpy(npho), torch.from_numpy(time))
+        features = wrapper.inputs_to_features(torch.from_numpy(npho), torch.from_numpy(time))[0]
+    reference = wrapper.spec.features(batch_from_raw(npho, time, wrapper.time_npho_threshold))
+    feature_diff = float(np.max(np.abs(features.numpy() - reference)))
+    if feature_diff > 1e-4:
+        raise UserError(f"the export's input normalisation differs from NormalizationSpec by "
+                        f"{feature_diff:.3g} in feature units; report this as an xecreco bug")
+    max_abs, worst = {}, 0.0
+    for name, a, b in zip(wrapper.output_names, onnx_out, torch_out):
+        b = b.numpy()
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        max_abs[name] = float(diff.max())
+        worst = max(worst, float((diff / (np.abs(b.astype(np.float64)) + 1.0)).max()))
+    if worst > rtol:
+        raise UserError(f"onnxruntime and torch disagree by {worst:.3g} (relative) on the check "
+                        "events; the ONNX file was not written")
+    return {"max_abs_diff": max_abs, "max_rel_diff": worst, "feature_max_diff": feature_diff,
+            "events": int(len(npho))}
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The xecreco metadata of an exported ONNX file (JSON values decoded)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    meta = {}
+    for entry in proto.metadata_props:
+        try:
+            meta[entry.key] = json.loads(entry.value)
+        except json.JSONDecodeError:
+            meta[entry.key] = entry.value
+    return meta

@@ -1,0 +1,224 @@
+"""The neural regressor: encoder -> transformer fusion of face tokens -> task heads.
+
+``build_model(model_config)`` builds it from a *resolved* model config (a plain dict, stored
+verbatim in checkpoints, so a model is always rebuilt from its checkpoint alone). Use
+:func:`resolve_model_config` to turn a preset name plus overrides into one.
+
+Forward: ``model(features)`` with ``features`` (N, 4760, C) float32 (normalised, see
+:mod:`xecreco.normalization`) returns a dict of *standardised* outputs: "energy", "time", "u",
+"v", "w" (N,), "direction" (N, 3) unit vector, "npileup" (N,) for the enabled heads, plus
+"<name>_logvar" (N,) when ``uncertainty`` is on. Destandardising (:class:`TargetScaling`) and the
+time reference are applied by :mod:`xecreco.models.checkpoint_reco` and the ONNX wrapper.
+
+Presets:
+- ``cpu`` (default, ~0.15 M parameters, ~7 MFLOP per event): inner face patchified 4 x 4
+  (24 x 11 cells), outer refined grid 5 x 3 (one cell per coarse PMT, 9 x 24), US/DS 2 x 1,
+  two ConvNeXt stages of 16 and 32 channels with one block each, one HexNeXt block of width 16
+  per hex face, token width 64 (4 inner + 2 outer + 1 per other face + 1 multi-scale token per
+  rectangular face = 14 tokens), one fusion layer. Built for >= 1,000 events/s inference and
+  >= 300 events/s training on 2 CPU cores.
+- ``upstream`` (~33 M parameters, ~1.1 GFLOP per event): the scale of the original model, for
+  GPUs: token width 1024, 2 fusion layers with 8 heads, ConvNeXt 32 -> 64 channels (2 + 3 blocks)
+  at full inner-face resolution, outer grid patchified 3 x 2 (one cell per dense-patch PMT),
+  4 HexNeXt blocks of width 64, 10 tokens (4 inner, 2 outer, 1 per other face).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+
+import torch
+from torch import nn
+
+from xecreco.errors import UserError
+from xecreco.models.blocks.attention import TransformerLayer
+from xecreco.models.blocks.heads import HEAD_WIDTHS, TaskHead
+from xecreco.models.encoder import FACE_ORDER, build_encoder
+
+#: Format version of the model config dict (bumped when its meaning changes).
+MODEL_CONFIG_VERSION = 1
+
+_CPU = {
+    "preset": "cpu",
+    "config_version": MODEL_CONFIG_VERSION,
+    "encoder": {
+        "in_channels": 2,
+        "token_dim": 64,
+        "positional_encoding": True,
+        "multiscale": True,
+        "pool_heads": 2,
+        "tokens": {"inner": 4, "outer": 2, "us": 1, "ds": 1, "top": 1, "bottom": 1},
+        "rect": {
+            "dims": [16, 32],
+            "depths": [1, 1],
+            "kernel_size": 7,
+            "mlp_ratio": 2.0,
+            "stem_stride": {"inner": [4, 4], "outer": [5, 3], "us": [2, 1], "ds": [2, 1]},
+        },
+        "hex": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0},
+    },
+    "fusion": {"layers": 1, "heads": 4, "mlp_ratio": 2.0},
+    "heads": ["energy", "time", "u", "v", "w", "direction"],
+    "head_hidden": 64,
+    "uncertainty": False,
+}
+
+_UPSTREAM = {
+    "preset": "upstream",
+    "config_version": MODEL_CONFIG_VERSION,
+    "encoder": {
+        "in_channels": 2,
+        "token_dim": 1024,
+        "positional_encoding": True,
+        "multiscale": False,
+        "pool_heads": 8,
+        "tokens": {"inner": 4, "outer": 2, "us": 1, "ds": 1, "top": 1, "bottom": 1},
+        "rect": {
+            "dims": [32, 64],
+            "depths": [2, 3],
+            "kernel_size": 7,
+            "mlp_ratio": 4.0,
+            "stem_stride": {"inner": [1, 1], "outer": [3, 2], "us": [1, 1], "ds": [1, 1]},
+        },
+        "hex": {"dim": 64, "depth": 4, "heads": 4, "mlp_ratio": 4.0},
+    },
+    "fusion": {"layers": 2, "heads": 8, "mlp_ratio": 4.0},
+    "heads": ["energy", "time", "u", "v", "w", "direction"],
+    "head_hidden": 512,
+    "uncertainty": False,
+}
+
+#: Preset name -> resolved model config (copy before changing).
+PRESETS: dict[str, dict] = {"cpu": _CPU, "upstream": _UPSTREAM}
+DEFAULT_PRESET = "cpu"
+
+
+def _merge(base: dict, overrides: dict, path: str) -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are a UserError."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        where = f"{path}.{key}" if path else key
+        if key not in base:
+            hint = difflib.get_close_matches(key, list(base), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise UserError(f"unknown model config key '{where}'{suggestion}; known keys: "
+                            f"{', '.join(sorted(base))}")
+        if isinstance(base[key], dict) and key not in ("tokens", "stem_stride"):
+            if not isinstance(value, dict):
+                raise UserError(f"model config key '{where}' must be a mapping, got {value!r}")
+            merged[key] = _merge(base[key], value, where)
+        elif isinstance(base[key], dict):
+            if not isinstance(value, dict) or set(value) - set(FACE_ORDER):
+                raise UserError(f"model config key '{where}' must map faces "
+                                f"({', '.join(FACE_ORDER)}) to values, got {value!r}")
+            merged[key].update(value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_model_config(config: dict | str | None = None) -> dict:
+    """A complete model config from a preset name, a partial dict or a full dict.
+
+    A dict may name its ``preset`` (default ``cpu``); its other keys override that preset's
+    values (nested sections merge key by key). Unknown keys and bad values raise UserError.
+    The result is what checkpoints store.
+    """
+    if config is None:
+        config = {}
+    if isinstance(config, str):
+        config = {"preset": config}
+    if not isinstance(config, dict):
+        raise UserError(f"model config must be a mapping or a preset name, got {config!r}")
+    preset = config.get("preset", DEFAULT_PRESET)
+    if preset not in PRESETS:
+        raise UserError(f"unknown model preset '{preset}': use one of {', '.join(PRESETS)}")
+    resolved = _merge(PRESETS[preset], config, "")
+    _check(resolved)
+    return resolved
+
+
+def _check(config: dict) -> None:
+    """Value checks that would otherwise surface as obscure tensor-shape errors."""
+    if config["config_version"] > MODEL_CONFIG_VERSION:
+        raise UserError(f"model config version {config['config_version']} is newer than this "
+                        f"xecreco supports ({MODEL_CONFIG_VERSION}): upgrade xecreco")
+    heads = config["heads"]
+    unknown = [h for h in heads if h not in HEAD_WIDTHS]
+    if unknown or not heads:
+        raise UserError("model config 'heads' must be a non-empty list of "
+                        f"{', '.join(HEAD_WIDTHS)}; "
+                        f"got {heads!r}")
+    enc = config["encoder"]
+    rect = enc["rect"]
+    if len(rect["dims"]) != len(rect["depths"]) or not rect["dims"]:
+        raise UserError("model config 'encoder.rect.dims' and 'encoder.rect.depths' must be "
+                        "non-empty lists of the same length")
+    d = enc["token_dim"]
+    for key, width, heads_ in (("encoder.pool_heads", d, enc["pool_heads"]),
+                               ("fusion.heads", d, config["fusion"]["heads"]),
+                               ("encoder.hex.heads", enc["hex"]["dim"], enc["hex"]["heads"])):
+        if heads_ < 1 or width % heads_:
+            raise UserError(f"model config '{key}' = {heads_} must divide the width {width}")
+    if any(int(k) < 1 for k in enc["tokens"].values()):
+        raise UserError("model config 'encoder.tokens' must give at least 1 token per face")
+
+
+class Regressor(nn.Module):
+    """Encoder + CLS token + transformer fusion + task heads (see the module docstring).
+
+    Attributes:
+        config: the resolved model config it was built from.
+        head_names: the enabled heads, in config order.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config["encoder"])
+        dim = self.encoder.token_dim
+        n_tokens = self.encoder.total_tokens
+        self.token_embed = nn.Parameter(torch.zeros(n_tokens, dim))
+        nn.init.trunc_normal_(self.token_embed, std=0.02)
+        self.geometry_embed = (nn.Linear(self.encoder.face_descriptor.shape[1], dim)
+                               if config["encoder"]["positional_encoding"] else None)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        fusion = config["fusion"]
+        self.fusion = nn.ModuleList(
+            TransformerLayer(dim, int(fusion["heads"]), float(fusion["mlp_ratio"]))
+            for _ in range(int(fusion["layers"]))
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head_names = tuple(config["heads"])
+        self.heads = nn.ModuleDict(
+            {name: TaskHead(name, 2 * dim, int(config["head_hidden"]), bool(config["uncertainty"]))
+             for name in self.head_names}
+        )
+
+    def event_embedding(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, 4760, C) -> (N, 2 D): the fused CLS token and the mean of the fused face tokens."""
+        tokens = self.encoder(features)
+        x = torch.cat([tokens[name] for name in FACE_ORDER], dim=1)
+        embed = self.token_embed
+        if self.geometry_embed is not None:
+            embed = embed + self.geometry_embed(self.encoder.face_descriptor)
+        x = x + embed.unsqueeze(0)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        for layer in self.fusion:
+            x = layer(x)
+        x = self.norm(x)
+        return torch.cat([x[:, 0], x[:, 1:].mean(dim=1)], dim=1)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Standardised outputs of every enabled head (see the module docstring)."""
+        embedding = self.event_embedding(features)
+        out: dict[str, torch.Tensor] = {}
+        for name in self.head_names:
+            out.update(self.heads[name](embedding))
+        return out
+
+
+def build_model(model_config: dict | str | None = None) -> Regressor:
+    """A :class:`Regressor` from a model config (resolved with :func:`resolve_model_config`)."""
+    return Regressor(resolve_model_config(model_config))

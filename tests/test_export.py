@@ -1,0 +1,99 @@
+"""ONNX export: onnxruntime vs torch vs the numpy reconstruction pipeline, metadata, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from _nn_helpers import TINY, make_checkpoint, tiny_config
+from xecreco.cli.main import main
+from xecreco.models.base import Status
+from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
+from xecreco.models.export import batch_from_raw, export_onnx, read_metadata, sim_like_inputs
+
+torch.set_num_threads(1)
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    ckpt = folder / "tiny.pt"
+    make_checkpoint(ckpt, tiny_config(uncertainty=True), seed=2)
+    out = folder / "tiny.onnx"
+    result = export_onnx(ckpt, out, check_events=16)
+    return ckpt, out, result
+
+
+def test_onnx_matches_torch_within_1e4(exported):
+    _, out, result = exported
+    assert out.is_file()
+    assert result["max_rel_diff"] < 1e-4
+    assert result["feature_max_diff"] < 1e-4
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_onnx_matches_the_reconstructor_on_raw_inputs(exported):
+    """Raw npho/time (sentinels, NaN) through ONNX == reader + NormalizationSpec + torch model."""
+    ckpt, out, _ = exported
+    npho, time = sim_like_inputs(20, seed=11)
+    npho[4] = 1e10  # an event with every sensor dead
+    time[4] = 1e10
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    onnx_out = dict(zip(names, session.run(None, {"npho": npho, "sensor_time": time})))
+    reco = reconstructor_from_checkpoint(ckpt).reconstruct(batch_from_raw(npho, time))
+    np.testing.assert_array_equal(onnx_out["status"], reco["status"])
+    assert onnx_out["status"][4] == Status.NO_VALID_SENSORS
+    for name in ("energy", "u", "v", "w", "x", "y", "z", "time", "theta", "phi", "energy_err",
+                 "time_err", "theta_err"):
+        a = onnx_out[name].astype(np.float64)
+        b = reco[name].astype(np.float64)
+        assert np.all(np.abs(a - b) <= 1e-4 * (np.abs(b) + 1.0)), name
+
+
+def test_metadata(exported):
+    _, out, _ = exported
+    meta = read_metadata(out)
+    assert meta["model_config"]["encoder"]["token_dim"] == 16
+    assert meta["normalization"]["npho_scheme"] == "log1p"
+    assert meta["target_scaling"]["mean"]["energy"] == pytest.approx(0.05)
+    assert meta["outputs"]["energy"] == "GeV" and meta["outputs"]["time"] == "ns"
+    assert meta["outputs"]["theta_err"] == "deg"
+    assert "xecreco_version" in meta
+
+
+def test_dynamic_batch_axis(exported):
+    _, out, _ = exported
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    npho, time = sim_like_inputs(3, seed=1)
+    energies = session.run(["energy"], {"npho": npho, "sensor_time": time})[0]
+    assert energies.shape == (3,)
+
+
+def test_cli_export(tmp_path, capsys):
+    ckpt = tmp_path / "m.pt"
+    make_checkpoint(ckpt, TINY, seed=4)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(ckpt), "-o", str(out), "--check-events", "4"]) == 0
+    assert out.is_file()
+    assert "onnxruntime matches torch" in capsys.readouterr().out
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert main(["export", str(bad), "-o", str(tmp_path / "bad.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.pt" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["cpu", "upstream"])
+def test_presets_export_with_all_heads(tmp_path, preset):
+    ckpt = tmp_path / f"{preset}.pt"
+    config = {"preset": preset, "uncertainty": True,
+              "heads": ["energy", "time", "u", "v", "w", "direction", "npileup"]}
+    make_checkpoint(ckpt, config, seed=1)
+    result = export_onnx(ckpt, tmp_path / f"{preset}.onnx", check_events=8)
+    assert result["max_rel_diff"] < 1e-4
+    assert "npileup" in result["outputs"] and "npileup_err" in result["outputs"]
