@@ -1,0 +1,112 @@
+"""Training throughput of the CPU default regressor, data loading included.
+
+Simulates a small sample with ``xecreco.sim`` (falls back to random events with the schema's
+branches if the simulation is unavailable), then trains the ``cpu`` preset for a fixed number of
+optimizer steps through the full pipeline (ROOT reader -> augmentation -> normalisation ->
+shuffle buffer -> model -> AdamW/EMA) with 0 and 1 DataLoader workers, and reports training
+events/s (validation and checkpoint writing excluded), peak RSS and the machine.
+Also reports the data stream alone (``train_data_stream``) to separate loading from the model.
+Target (DESIGN.md section 10): >= 300 events/s on the 2-core CPU machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, machine_info, peak_rss_mb  # noqa: E402
+
+
+def _sample(path: Path, n: int) -> str:
+    try:
+        from xecreco.sim import simulate_file
+
+        simulate_file(path, n, seed=1, progress=False)
+        return "simulated"
+    except ImportError:
+        from xecreco.io.writer import RootWriter
+
+        rng = np.random.default_rng(1)
+        arrays = {
+            "npho": rng.exponential(400.0, (n, 4760)).astype(np.float32),
+            "time": (1e-7 + rng.normal(0, 2e-9, (n, 4760))).astype(np.float32),
+            "run": np.zeros(n, np.int32), "event": np.arange(n, dtype=np.int32),
+            "energyTruth": rng.uniform(0.015, 0.06, n).astype(np.float32),
+            "timeTruth": rng.normal(0, 1, n).astype(np.float32),
+            "uvwTruth": rng.normal(0, 10, (n, 3)).astype(np.float32),
+            "emiAng": np.stack([rng.uniform(70, 110, n), rng.uniform(-60, 60, n)],
+                               1).astype(np.float32),
+        }
+        with RootWriter(path, tree="tree") as writer:
+            writer.write(arrays)
+        return "random"
+
+
+def _data_only(data: Path, batch_size: int, kind: str) -> dict:
+    """Events/s of the training data stream alone (read, augment, normalise, shuffle, batch)."""
+    from xecreco.train.config import load_config
+    from xecreco.train.data import RootSource
+
+    cfg = load_config({"data": {"train_files": [str(data)], "val_fraction": 0.0,
+                                "batch_size": batch_size, "step_events": 1024,
+                                "shuffle_buffer": 1024, "scaling_events": 1024},
+                       "augment": {"dead_fraction": 0.01}})
+    source = RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization)
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    n = sum(len(batch["features"]) for batch in source.train_batches(0, 0, 1))
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    return {"name": "train_data_stream", "events_per_s": n / wall, "events_per_cpu_s": n / cpu,
+            "events": n, "sample": kind, "peak_rss_mb": peak_rss_mb(), "machine": machine_info()}
+
+
+def run(quick: bool = False) -> list[dict]:
+    import torch
+
+    from xecreco.train.api import train
+
+    n_events = 1200 if quick else 4000
+    steps = 6 if quick else 20
+    batch_size = 128
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.root"
+        kind = _sample(data, n_events)
+        results.append(_data_only(data, batch_size, kind))
+        # On a shared 2-core machine one intra-op thread is often faster than two (contention).
+        for workers, threads in ((0, None), (0, 1), (1, None)):
+            config = {
+                "data": {"train_files": [str(data)], "val_fraction": 0.0, "batch_size": batch_size,
+                         "workers": workers, "step_events": 1024, "shuffle_buffer": 1024,
+                         "scaling_events": 1024},
+                "augment": {"dead_fraction": 0.01},
+                "model": {"preset": "cpu"},
+                "run": {"max_steps": steps, "progress": False, "log_every": 1, "threads": threads},
+            }
+            run_dir = Path(tmp) / f"run{workers}{threads}"
+            start = time.perf_counter()
+            result = train(config, run_dir=run_dir)
+            wall = time.perf_counter() - start
+            with open(run_dir / "train.csv", newline="") as handle:
+                per_step = [float(row["events_per_s"]) for row in csv.DictReader(handle)]
+            steady = per_step[1:] or per_step  # without the first (warm-up) step
+            results.append({
+                "name": f"train_cpu_preset_workers{workers}_threads{threads or 'auto'}",
+                "events_per_s": result["train_events_per_s"],
+                "events_per_s_after_first_step": len(steady) / sum(1.0 / v for v in steady),
+                "steps": steps, "batch_size": batch_size, "sample": kind,
+                "wall_s_incl_setup": wall,
+                "peak_rss_mb": peak_rss_mb(),
+                "torch_threads": torch.get_num_threads(),
+                "machine": machine_info(),
+            })
+    return results
+
+
+if __name__ == "__main__":
+    emit(run(quick="--quick" in sys.argv))

@@ -1,0 +1,74 @@
+"""``train()``: the library function behind ``xecreco train``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from xecreco.errors import UserError
+from xecreco.train import ddp
+from xecreco.train.config import TrainConfig, load_config
+
+
+def _default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _spawned_entry(cfg_dict: dict, run_dir: str, resume: bool, task, callbacks) -> None:
+    from xecreco.train.config import config_from_dict
+    from xecreco.train.loop import run_training
+
+    run_training(config_from_dict(cfg_dict), run_dir, resume=resume, task=task, callbacks=callbacks)
+
+
+def train(config, overrides=(), run_dir=None, resume: bool = False, nproc: int = 1, task=None,
+          source=None, callbacks=()) -> dict:
+    """Train a model from a YAML config (path), a dict or a :class:`TrainConfig`.
+
+    Args:
+        config: the config; ``overrides`` are ``key.sub=value`` strings applied on top.
+        run_dir: output folder (default ``runs/<task>-<date>-<time>``); with ``resume`` it must
+            hold ``last.pt`` and training continues exactly where it stopped.
+        nproc: local processes (DDP over gloo on CPU / nccl on GPU). Under ``torchrun`` leave it 1:
+            the ranks come from the environment.
+        task, source, callbacks: Python-API hooks (a custom :class:`~xecreco.train.tasks.TaskSpec`,
+            a ready batch source, per-step callbacks ``cb(step, trainer)``); ``source`` works only
+            with ``nproc=1``.
+
+    Returns the run summary (also written to ``RUN_DIR/result.json``): step, epoch, finished,
+    best_metric / best_value / best_metrics, last_metrics, train_events_per_s, checkpoint paths.
+    """
+    cfg = load_config(config, overrides)
+    if run_dir is None:
+        if resume:
+            raise UserError("--resume needs the run directory: pass -o RUN_DIR")
+        if ddp.env_info().world > 1:
+            raise UserError("under torchrun pass the run directory with -o RUN_DIR "
+                            "(every rank must use the same one)")
+        run_dir = _default_run_dir(cfg)
+    run_dir = Path(run_dir)
+    if nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {nproc}")
+    if resume and not (run_dir / "last.pt").is_file():
+        raise UserError(f"cannot resume: {run_dir / 'last.pt'} does not exist "
+                        "(train without --resume first)")
+    if not resume and (run_dir / "last.pt").exists():
+        raise UserError(f"run directory {run_dir} already holds a run (last.pt); use --resume to "
+                        "continue it or choose another -o RUN_DIR")
+    if nproc > 1:
+        if ddp.env_info().world > 1:
+            raise UserError("--nproc cannot be combined with torchrun "
+                            "(the ranks come from torchrun)")
+        if source is not None:
+            raise UserError("a ready data source cannot be shared by spawned processes; "
+                            "pass a task instead")
+        result_file = run_dir / "result.json"
+        if result_file.exists():
+            result_file.unlink()
+        args = (cfg.to_dict(), str(run_dir), resume, task, tuple(callbacks))
+        ddp.spawn(_spawned_entry, args, nproc)
+        return json.loads(result_file.read_text())
+    from xecreco.train.loop import run_training
+
+    return run_training(cfg, run_dir, resume=resume, task=task, source=source, callbacks=callbacks)

@@ -1,0 +1,43 @@
+"""Training augmentations on raw event batches (file units), before normalisation.
+
+- dead channels: a random ``dead_fraction`` of each event's sensors become invalid exactly as the
+  reader marks them (``valid_npho`` and ``valid_time`` False, values set to 0);
+- npho noise: npho *= 1 + npho_noise * N(0, 1) at valid sensors;
+- time jitter: time += time_jitter_ns * 1e-9 * N(0, 1) s at sensors with a valid time;
+- energy scale: per event factor f = 1 + energy_scale * N(0, 1) (clipped to [0.5, 1.5]) multiplying
+  npho; the energy target is multiplied by the same f (returned to the caller).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def augment_batch(batch, cfg, rng: np.random.Generator):
+    """(augmented copy of ``batch``, per-event energy factor (N,) or None); ``batch`` unchanged."""
+    active = (cfg.dead_fraction > 0 or cfg.npho_noise > 0 or cfg.time_jitter_ns > 0
+              or cfg.energy_scale > 0)
+    if not active:
+        return batch, None
+    n, n_sensors = batch.npho.shape
+    npho = np.array(batch.npho, dtype=np.float32, copy=True)
+    time = np.array(batch.time, dtype=np.float32, copy=True)
+    valid_npho = np.array(batch.valid_npho, copy=True)
+    valid_time = np.array(batch.valid_time, copy=True)
+    factor = None
+    if cfg.dead_fraction > 0:
+        dead = rng.random((n, n_sensors)) < cfg.dead_fraction
+        valid_npho &= ~dead
+        valid_time &= ~dead
+        npho[dead] = 0.0
+        time[dead] = 0.0
+    if cfg.npho_noise > 0:
+        noise = 1.0 + cfg.npho_noise * rng.standard_normal((n, n_sensors), dtype=np.float32)
+        npho = np.where(valid_npho, npho * noise, npho)
+    if cfg.time_jitter_ns > 0:
+        jitter = (cfg.time_jitter_ns * 1e-9) * rng.standard_normal((n, n_sensors), dtype=np.float32)
+        time = np.where(valid_time, time + jitter, time)
+    if cfg.energy_scale > 0:
+        factor = np.clip(1.0 + cfg.energy_scale * rng.standard_normal(n), 0.5, 1.5)
+        npho = npho * factor[:, None].astype(np.float32)
+    return batch.replace(npho=npho, time=time, valid_npho=valid_npho, valid_time=valid_time), factor

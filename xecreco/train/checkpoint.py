@@ -1,0 +1,97 @@
+"""Checkpoint files: atomic save, safe load.
+
+A checkpoint is a dict of plain Python types and tensors (never custom classes)::
+
+    {"format": "xecreco-checkpoint", "format_version": 1, "task": "regressor" | "mae" | "inpainter",
+     "model_config": dict, "normalization": dict, "target_scaling": dict,
+     "state_dict": {name: tensor}, "ema_state_dict": {name: tensor} or None,
+     "train_state": dict (optimizer, step, epoch, RNG states, data position),
+     "metrics": dict, "xecreco_version": str}
+
+Loading uses ``torch.load(weights_only=True)``: nothing in a file can execute code. A corrupt or
+truncated file, a pickle of anything else, or a dict without the format marker is a one-line
+:class:`~xecreco.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from xecreco._version import __version__
+from xecreco.errors import UserError
+
+FORMAT = "xecreco-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "task", "model_config", "state_dict")
+
+
+def save_checkpoint(path, payload: dict) -> Path:
+    """Write ``payload`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    ``format``, ``format_version`` and ``xecreco_version`` are filled in when missing.
+    Returns the final path.
+    """
+    path = Path(path)
+    payload = dict(payload)
+    payload.setdefault("format", FORMAT)
+    payload.setdefault("format_version", FORMAT_VERSION)
+    payload.setdefault("xecreco_version", __version__)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """The payload of a checkpoint written by :func:`save_checkpoint`.
+
+    Raises UserError (one line, naming the file) when the file is missing, truncated or corrupt,
+    holds anything but plain types and tensors, or is not an xecreco checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "global" in line.lower()), "")
+        if not detail:  # not a class reference: the bytes are simply not a valid checkpoint
+            raise UserError(
+                f"checkpoint {path} is corrupt or truncated (not a readable torch file); re-copy "
+                "it or use another checkpoint (e.g. last.pt)"
+            ) from None
+        raise UserError(
+            f"checkpoint {path} holds objects other than plain data and tensors and was not loaded "
+            f"(untrusted pickle: {detail[:160]}); only load checkpoints written by xecreco"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"checkpoint {path} is corrupt or truncated ({reason[:160]}); re-copy it or use "
+            "another checkpoint (e.g. last.pt)"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(
+            f"checkpoint {path} is not an xecreco checkpoint (no format marker '{FORMAT}')"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(
+            f"checkpoint {path} has format_version {version!r}; this xecreco reads up to "
+            f"{FORMAT_VERSION}: upgrade xecreco"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise UserError(f"checkpoint {path} lacks the key(s) {', '.join(missing)}")
+    return payload

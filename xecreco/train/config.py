@@ -1,0 +1,497 @@
+"""The training configuration: a typed schema of dataclasses, YAML loading and ``--set`` overrides.
+
+A config file is YAML (read with ``yaml.safe_load``) whose top-level sections map onto the
+dataclasses below. Unknown keys are errors naming the key and suggesting the closest valid one;
+values of the wrong type are errors naming the key and the expected type. The user's file is never
+rewritten: the resolved config (defaults filled in, overrides applied) is written to the run
+directory as ``config.yaml``.
+
+Units: times in ns, energies in GeV, lengths in cm, fractions dimensionless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import glob
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from xecreco.errors import UserError
+
+#: Regression targets known to the regressor task, with their units.
+TARGET_UNITS = {
+    "energy": "GeV",
+    "time": "ns (relative to the per-event time reference)",
+    "u": "cm",
+    "v": "cm",
+    "w": "cm",
+    "direction": "unit vector",
+    "npileup": "photons",
+}
+LOSS_TYPES = ("smooth_l1", "huber", "mse", "gaussian_nll")
+DIRECTION_LOSSES = ("angular", "cosine")
+
+
+@dataclass
+class DataConfig:
+    """Where the events come from and how they are batched.
+
+    train_files / val_files: ROOT files or glob patterns. Without val_files, ``val_fraction`` of
+    the training entries (the last ones) are held out for validation.
+    tree: input tree name. branches: overrides of :class:`xecreco.io.schema.BranchNames` fields.
+    step_events: events read per chunk. shuffle_buffer: events held for shuffling across chunks
+    (bounds memory: about shuffle_buffer x 38 kB). batch_size: events per optimizer micro-step.
+    workers: DataLoader worker processes (0 = read in the training process).
+    scaling_events: training events used to fit the target standardisation (mean, scale).
+    max_val_events: cap on validation events (None = all).
+    """
+
+    train_files: list[str] = field(default_factory=list)
+    val_files: list[str] = field(default_factory=list)
+    val_fraction: float = 0.1
+    tree: str = "tree"
+    branches: dict = field(default_factory=dict)
+    step_events: int = 2048
+    shuffle_buffer: int = 4096
+    batch_size: int = 128
+    workers: int = 0
+    scaling_events: int = 4096
+    max_val_events: Union[int, None] = None
+
+
+@dataclass
+class ModelConfig:
+    """The network: a preset name of :data:`xecreco.models.regressor.PRESETS` plus overrides.
+
+    The dict ``{"preset": preset, **overrides}`` is passed to the task's model builder and stored
+    in every checkpoint, so the model is rebuilt from the checkpoint alone.
+    """
+
+    preset: str = "cpu"
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class TaskConfig:
+    """What is trained. name: a registered task (``regressor``; others register themselves).
+
+    targets: regressor outputs trained (subset of energy, time, u, v, w, direction, npileup).
+    """
+
+    name: str = "regressor"
+    targets: list[str] = field(
+        default_factory=lambda: ["energy", "time", "u", "v", "w", "direction"])
+
+
+@dataclass
+class LossConfig:
+    """Per-target losses on standardised targets.
+
+    types: target -> smooth_l1 | huber | mse | gaussian_nll (default smooth_l1; gaussian_nll needs
+    a model with uncertainty outputs ``<name>_logvar``). beta: smooth-L1 beta / Huber delta, in
+    standard deviations. direction: ``angular`` (opening angle, rad) or ``cosine`` (1 - cos).
+    weights: target -> manual weight (default 1). weighting: ``manual`` or ``learned``
+    (homoscedastic uncertainty weighting, one learned log-variance per target).
+    consistency: weight of the angle-position term (1 - cos between the predicted direction and
+    the direction from the event vertex to the predicted (u, v, w) point; needs ``xyzVTX``).
+    """
+
+    types: dict = field(default_factory=dict)
+    beta: float = 1.0
+    direction: str = "angular"
+    weights: dict = field(default_factory=dict)
+    weighting: str = "manual"
+    consistency: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a per-step schedule.
+
+    lr: peak learning rate. warmup_steps: linear warm-up from 0. schedule: cosine | linear |
+    constant after warm-up, down to ``lr * min_lr_ratio`` at the last step. clip_grad_norm: max
+    global gradient norm (0 = off). accumulation: micro-batches per optimizer step.
+    """
+
+    lr: float = 1.0e-3
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.01
+    clip_grad_norm: float = 1.0
+    accumulation: int = 1
+
+
+@dataclass
+class EmaConfig:
+    """Exponential moving average of the weights (used for validation and in checkpoints).
+
+    decay: per optimizer step; warmup: the effective decay is min(decay, (1+n)/(10+n)).
+    """
+
+    enabled: bool = True
+    decay: float = 0.999
+    warmup: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    """Best-checkpoint choice and checkpoint cadence.
+
+    best_metric: a validation metric to minimise (see :mod:`xecreco.train.metrics`), e.g.
+    ``energy_sigma68_rel`` (sigma68 / E) or ``weighted`` = sum of metric_weights[m] * metric m.
+    every_steps: write ``last.pt`` every N optimizer steps (0 = only at epoch ends and the end).
+    eval_every_steps: validate every N steps (0 = at the end of each epoch).
+    """
+
+    best_metric: str = "energy_sigma68_rel"
+    metric_weights: dict = field(
+        default_factory=lambda: {
+            "energy_sigma68_rel": 100.0,
+            "u_sigma68": 1.0,
+            "v_sigma68": 1.0,
+            "w_sigma68": 1.0,
+            "time_sigma68": 10.0,
+            "angle_68": 0.5,
+        }
+    )
+    every_steps: int = 0
+    eval_every_steps: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    """Training-only augmentations, applied to the raw batch before normalisation.
+
+    dead_fraction: fraction of sensors marked invalid per event (like dead channels: valid False,
+    values zeroed as the reader does). npho_noise: relative Gaussian noise on npho. time_jitter_ns:
+    Gaussian jitter added to every valid sensor time (ns). energy_scale: sigma of a per-event
+    multiplicative factor applied to npho and to the energy target together.
+    """
+
+    dead_fraction: float = 0.0
+    npho_noise: float = 0.0
+    time_jitter_ns: float = 0.0
+    energy_scale: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """Length, seed and logging.
+
+    epochs: passes over the training data, unless max_steps (optimizer steps) is set.
+    stop_at_step: end this invocation after this many steps (saving ``last.pt``) without changing
+    the schedule, for time-limited batch jobs; ``--resume`` continues. precision: fp32 | bf16
+    (autocast). threads: torch intra-op threads per process (None = leave torch's default).
+    log_every: steps between metric lines. tensorboard: also log to TensorBoard when installed.
+    device: auto | cpu | cuda.
+    """
+
+    epochs: int = 1
+    max_steps: Union[int, None] = None
+    stop_at_step: Union[int, None] = None
+    seed: int = 0
+    precision: str = "fp32"
+    threads: Union[int, None] = None
+    log_every: int = 50
+    tensorboard: bool = False
+    progress: bool = True
+    device: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration (one attribute per YAML section)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    normalization: dict = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML / checkpoint safe)."""
+        return dataclasses.asdict(self)
+
+    def model_config(self) -> dict:
+        """The dict handed to the model builder and stored in checkpoints."""
+        return {"preset": self.model.preset, **self.model.overrides}
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed construction from plain dicts
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return f"list of {_type_name(item)}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value, tp, key: str):
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except UserError:
+                continue
+        raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list or tp is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, str) and item is str:
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            return [v if item is Any else _coerce(v, item, f"{key}[{i}]")
+                    for i, v in enumerate(value)]
+    elif tp is dict:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return dict(value)
+    elif dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls, values, prefix: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        where = f"section '{prefix}'" if prefix else "the config"
+        raise UserError(f"{where} must be a mapping of keys to values, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            dotted = f"{prefix}." if prefix else ""
+            hint = f"; did you mean '{dotted}{close[0]}'?" if close else ""
+            where = f" in {prefix}" if prefix else ""
+            raise UserError(f"unknown config key '{full}'{hint} (valid keys{where}: "
+                            f"{', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Value checks that types alone cannot express; raise UserError naming the key."""
+
+    def need(cond, key, what):
+        if not cond:
+            raise UserError(f"config key '{key}': {what}")
+
+    d, o, r, lo = cfg.data, cfg.optim, cfg.run, cfg.loss
+    need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
+    for key in ("step_events", "shuffle_buffer", "batch_size", "scaling_events"):
+        need(getattr(d, key) >= 1, f"data.{key}", "must be >= 1")
+    need(d.workers >= 0, "data.workers", "must be >= 0")
+    need(o.lr > 0, "optim.lr", "must be > 0")
+    need(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas",
+         "two numbers in [0, 1)")
+    need(o.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+    need(o.schedule in ("cosine", "linear", "constant"), "optim.schedule",
+         "one of cosine, linear, constant")
+    need(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]")
+    need(o.clip_grad_norm >= 0, "optim.clip_grad_norm", "must be >= 0 (0 = off)")
+    need(o.accumulation >= 1, "optim.accumulation", "must be >= 1")
+    need(0 < cfg.ema.decay < 1, "ema.decay", "must be in (0, 1)")
+    need(r.epochs >= 1, "run.epochs", "must be >= 1")
+    need(r.max_steps is None or r.max_steps >= 1, "run.max_steps", "must be >= 1 or null")
+    need(r.stop_at_step is None or r.stop_at_step >= 1, "run.stop_at_step", "must be >= 1 or null")
+    need(r.precision in ("fp32", "bf16"), "run.precision", "one of fp32, bf16")
+    need(r.device in ("auto", "cpu", "cuda"), "run.device", "one of auto, cpu, cuda")
+    need(r.threads is None or r.threads >= 1, "run.threads", "must be >= 1 or null")
+    need(r.log_every >= 1, "run.log_every", "must be >= 1")
+    need(lo.direction in DIRECTION_LOSSES, "loss.direction",
+         f"one of {', '.join(DIRECTION_LOSSES)}")
+    need(lo.weighting in ("manual", "learned"), "loss.weighting", "one of manual, learned")
+    need(lo.beta > 0, "loss.beta", "must be > 0")
+    need(lo.consistency >= 0, "loss.consistency", "must be >= 0")
+    from xecreco.normalization import NormalizationSpec
+
+    try:
+        NormalizationSpec.from_dict(cfg.normalization)
+    except UserError as exc:
+        raise UserError(f"config section 'normalization': {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"config section 'normalization' is invalid: {exc}") from None
+    a = cfg.augment
+    need(0 <= a.dead_fraction < 1, "augment.dead_fraction", "must be in [0, 1)")
+    for key in ("npho_noise", "time_jitter_ns", "energy_scale"):
+        need(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0")
+    if cfg.task.name == "regressor":
+        for t in cfg.task.targets:
+            close = difflib.get_close_matches(t, list(TARGET_UNITS), n=1)
+            hint = (f"; did you mean '{close[0]}'?" if close
+                    else f" (known: {', '.join(TARGET_UNITS)})")
+            need(t in TARGET_UNITS, "task.targets", f"unknown target '{t}'{hint}")
+        need(len(cfg.task.targets) > 0, "task.targets", "at least one target")
+        from xecreco.train.metrics import REGRESSOR_METRICS
+
+        best = cfg.checkpoint.best_metric
+        close = difflib.get_close_matches(best, REGRESSOR_METRICS, n=1)
+        need(best in REGRESSOR_METRICS, "checkpoint.best_metric",
+             f"unknown metric '{best}'" + (f"; did you mean '{close[0]}'?" if close else
+                                          f" (known: {', '.join(REGRESSOR_METRICS)})"))
+        for section in ("types", "weights"):
+            for t, v in getattr(lo, section).items():
+                need(t in cfg.task.targets, f"loss.{section}.{t}", f"'{t}' is not in task.targets")
+                if section == "types":
+                    need(v in LOSS_TYPES, f"loss.types.{t}", f"one of {', '.join(LOSS_TYPES)}")
+                else:
+                    need(isinstance(v, (int, float)) and v >= 0, f"loss.weights.{t}",
+                         "a number >= 0")
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Validated :class:`TrainConfig` from a nested dict (raises UserError on any bad key/value)."""
+    cfg = _build(TrainConfig, values, "")
+    _check_values(cfg)
+    return cfg
+
+
+def apply_overrides(values: dict, overrides) -> dict:
+    """Apply ``key.sub=value`` strings to a nested dict (values parsed as YAML); returns a copy."""
+    out = _deep_copy(values)
+    for item in overrides or ():
+        if "=" not in item:
+            raise UserError(f"override '{item}' must look like key.sub=value (e.g. optim.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise UserError(f"override '{item}': value is not valid YAML ({exc.problem})") from None
+        parts = key.split(".")
+        if not all(parts):
+            raise UserError(f"override '{item}': empty key component")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"override '{item}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(values):
+    if isinstance(values, dict):
+        return {k: _deep_copy(v) for k, v in values.items()}
+    if isinstance(values, list):
+        return [_deep_copy(v) for v in values]
+    return values
+
+
+def read_yaml(path) -> dict:
+    """A YAML mapping from ``path`` (safe_load); UserError when missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        with open(path) as handle:
+            values = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", exc)
+        raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections, "
+                        f"got {type(values).__name__}")
+    return values
+
+
+def load_config(config, overrides=()) -> TrainConfig:
+    """A validated config from a YAML path, a dict or a TrainConfig, with ``--set`` overrides.
+
+    Relative file paths in ``data.train_files`` / ``data.val_files`` of a YAML file are taken
+    relative to the file's folder.
+    """
+    base_dir = None
+    if isinstance(config, TrainConfig):
+        values = config.to_dict()
+    elif isinstance(config, dict):
+        values = config
+    else:
+        values = read_yaml(config)
+        base_dir = Path(config).resolve().parent
+    cfg = config_from_dict(apply_overrides(values, overrides))
+    if base_dir is not None:
+        cfg.data.train_files = [_relative_to(p, base_dir) for p in cfg.data.train_files]
+        cfg.data.val_files = [_relative_to(p, base_dir) for p in cfg.data.val_files]
+    return cfg
+
+
+def _relative_to(path: str, base: Path) -> str:
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists() or glob.glob(str(p)):
+        return str(p)
+    return str(base / p)
+
+
+def expand_files(patterns: list[str], key: str) -> list[str]:
+    """Expand globs in order (sorted within a pattern); UserError when a pattern matches nothing."""
+    files: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(Path(pattern).expanduser())))
+        if not matches:
+            raise UserError(f"config key '{key}': no file matches '{pattern}'")
+        files.extend(matches)
+    return files
+
+
+def write_config(cfg: TrainConfig, path) -> None:
+    """Write the resolved config as YAML (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
+    tmp.replace(path)

@@ -1,0 +1,297 @@
+"""Streaming, shuffled training data from ROOT files.
+
+Each DDP rank takes a contiguous entry range of the training entries and each DataLoader worker a
+contiguous sub-range of it. A worker reads its range in chunks of ``step_events`` (chunk order
+shuffled per epoch), augments the raw batch, turns it into normalised features
+(:class:`xecreco.normalization.NormalizationSpec`) and standardised targets
+(:class:`xecreco.normalization.TargetScaling`), and mixes events across chunks through a shuffle
+buffer; memory stays bounded by ``shuffle_buffer + step_events`` events per worker.
+Every random choice comes from a generator seeded by (seed, epoch, rank, worker), so an epoch is
+reproducible and a resumed run replays the same batches.
+
+A batch is a dict: ``features`` (B, 4760, C) float32 tensor, ``targets`` {name: (B,) or (B, 3)
+float32 tensor, standardised except the unit ``direction``}, optional ``vertex`` (B, 3) cm, and in
+validation batches ``truth`` {name: physical numpy array}.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from xecreco.errors import UserError
+from xecreco.train.augment import augment_batch
+from xecreco.train.config import AugmentConfig, DataConfig, expand_files
+from xecreco.train.targets import compute_targets, truth_branches
+
+#: Targets that are standardised (the direction stays a unit vector).
+STANDARDISED = ("energy", "time", "u", "v", "w", "npileup")
+
+
+def split_range(start: int, stop: int, parts: int, index: int) -> tuple[int, int]:
+    """The ``index``-th of ``parts`` contiguous, near-equal sub-ranges of [start, stop)."""
+    n = stop - start
+    return start + n * index // parts, start + n * (index + 1) // parts
+
+
+def _concat(pools: list[dict]) -> dict:
+    out = {}
+    for key in pools[0]:
+        if isinstance(pools[0][key], dict):
+            out[key] = _concat([p[key] for p in pools])
+        else:
+            out[key] = np.concatenate([p[key] for p in pools])
+    return out
+
+
+def _take(pool: dict, index) -> dict:
+    return {k: (_take(v, index) if isinstance(v, dict) else v[index]) for k, v in pool.items()}
+
+
+def _size(pool: dict) -> int:
+    return len(pool["features"])
+
+
+def _to_torch(pool: dict) -> dict:
+    out = {"features": torch.from_numpy(np.ascontiguousarray(pool["features"]))}
+    out["targets"] = {k: torch.from_numpy(np.ascontiguousarray(v))
+                      for k, v in pool["targets"].items()}
+    if "vertex" in pool:
+        out["vertex"] = torch.from_numpy(np.ascontiguousarray(pool["vertex"]))
+    if "truth" in pool:
+        out["truth"] = pool["truth"]
+    return out
+
+
+class EventEncoder:
+    """EventBatch -> arrays of features and standardised targets (the per-chunk work)."""
+
+    def __init__(self, spec, scaling, targets, need_vertex=False, truth_names=None):
+        self.spec = spec
+        self.scaling = scaling
+        self.targets = list(targets)
+        self.need_vertex = need_vertex
+        self.truth_names = truth_names or {}
+
+    def physical_targets(self, batch) -> dict:
+        ref = self.spec.time_reference_ns(batch) if "time" in self.targets else None
+        return compute_targets(batch, self.targets, ref, self.truth_names)
+
+    def encode(self, batch, keep_truth=False, energy_factor=None) -> dict:
+        """Features and standardised targets of ``batch`` (numpy, float32)."""
+        truth = self.physical_targets(batch)
+        if energy_factor is not None and "energy" in truth:
+            truth["energy"] = truth["energy"] * energy_factor
+        pool = {"features": np.asarray(self.spec.features(batch), dtype=np.float32)}
+        pool["targets"] = {
+            name: np.asarray(
+                self.scaling.standardize(name, value) if name in STANDARDISED else value,
+                dtype=np.float32)
+            for name, value in truth.items()
+        }
+        if self.need_vertex:
+            if batch.vertex is None:
+                raise UserError("loss.consistency needs the vertex branch xyzVTX, which the input "
+                                "lacks; set loss.consistency=0")
+            pool["vertex"] = np.asarray(batch.vertex, dtype=np.float32)
+        if keep_truth:
+            pool["truth"] = truth
+        return pool
+
+
+class ShuffledStream(IterableDataset):
+    """One rank's training stream for one epoch (see the module docstring).
+
+    Args:
+        files, tree, branches: input (``branches`` a BranchNames or None).
+        entry_range: (start, stop) global entries of this rank.
+        epoch, rank, seed: seed the chunk order, the buffer and the augmentations.
+        batch_size, shuffle_buffer, step_events: sizes in events.
+        encoder: :class:`EventEncoder`. augment: :class:`AugmentConfig`.
+        truth, extras: what the reader must load.
+    """
+
+    def __init__(self, files, tree, branches, entry_range, epoch, rank, seed, batch_size,
+                 shuffle_buffer, step_events, encoder, augment, truth, extras=()):
+        super().__init__()
+        self.files, self.tree, self.branches = files, tree, branches
+        self.entry_range = entry_range
+        self.epoch, self.rank, self.seed = epoch, rank, seed
+        self.batch_size, self.shuffle_buffer = batch_size, shuffle_buffer
+        self.step_events = step_events
+        self.encoder, self.augment = encoder, augment
+        self.truth, self.extras = truth, tuple(extras)
+
+    def __iter__(self) -> Iterator[dict]:
+        from xecreco.io.reader import iterate_batches
+
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        start, stop = split_range(*self.entry_range, workers, worker)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        step = self.step_events
+        chunks = [(s, min(s + step, stop)) for s in range(start, stop, step)]
+        order = rng.permutation(len(chunks))
+        pool: dict | None = None
+        for chunk_index in order:
+            c_start, c_stop = chunks[chunk_index]
+            for batch in iterate_batches(self.files, tree=self.tree, branches=self.branches,
+                                         truth=self.truth, extras=self.extras,
+                                         step_events=self.step_events, entry_start=c_start,
+                                         entry_stop=c_stop):
+                batch, factor = augment_batch(batch, self.augment, rng)
+                part = self.encoder.encode(batch, energy_factor=factor)
+                pool = part if pool is None else _concat([pool, part])
+            if pool is not None and _size(pool) >= self.shuffle_buffer:
+                # Emit random batches until half a buffer is left; the rest mixes with later chunks.
+                perm = rng.permutation(_size(pool))
+                keep = self.shuffle_buffer // 2
+                n_out = (_size(pool) - keep) // self.batch_size * self.batch_size
+                for b in range(0, n_out, self.batch_size):
+                    yield _to_torch(_take(pool, perm[b:b + self.batch_size]))
+                pool = _take(pool, perm[n_out:])
+        if pool is not None:
+            perm = rng.permutation(_size(pool))
+            for b in range(0, _size(pool) - self.batch_size + 1, self.batch_size):
+                yield _to_torch(_take(pool, perm[b:b + self.batch_size]))
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+class RootSource:
+    """Training and validation batches from ROOT files, for the training loop.
+
+    Fits the target standardisation on the first ``data.scaling_events`` training entries
+    (unless ``target_scaling`` is given, e.g. on resume) and exposes ``normalization`` and
+    ``target_scaling`` dicts for checkpoints.
+    """
+
+    def __init__(self, data: DataConfig, augment: AugmentConfig, targets, normalization: dict,
+                 seed: int = 0, need_vertex: bool = False, target_scaling: dict | None = None):
+        from xecreco.io.reader import count_entries
+        from xecreco.normalization import NormalizationSpec
+
+        self.data, self.augment, self.seed = data, augment, seed
+        self.targets = list(targets)
+        self.branches = _branch_names(data.branches)
+        self.truth = truth_branches(self.targets) + (["xyzVTX"] if need_vertex else [])
+        self.train_files = expand_files(data.train_files, "data.train_files")
+        if not self.train_files:
+            raise UserError("config key 'data.train_files' is empty: list the training ROOT files")
+        n_train = count_entries(self.train_files, tree=data.tree)
+        if data.val_files:
+            self.val_files = expand_files(data.val_files, "data.val_files")
+            self.val_range = (0, count_entries(self.val_files, tree=data.tree))
+            self.train_range = (0, n_train)
+        else:
+            self.val_files = self.train_files
+            n_val = int(round(n_train * data.val_fraction))
+            self.train_range, self.val_range = (0, n_train - n_val), (n_train - n_val, n_train)
+        if data.max_val_events is not None:
+            first, last = self.val_range
+            self.val_range = (first, min(last, first + data.max_val_events))
+        if self.train_range[1] - self.train_range[0] < data.batch_size:
+            raise UserError(
+                f"only {self.train_range[1] - self.train_range[0]} training events in "
+                f"{', '.join(self.train_files)}; data.batch_size is {data.batch_size}"
+            )
+        try:
+            self.spec = NormalizationSpec.from_dict(normalization)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UserError(f"config section 'normalization' is invalid: {exc}") from None
+        self.scaling = self._load_scaling(target_scaling) if target_scaling else self._fit_scaling()
+        self.encoder = EventEncoder(self.spec, self.scaling, self.targets, need_vertex)
+
+    # -- standardisation ------------------------------------------------------------------
+    def _load_scaling(self, values: dict):
+        from xecreco.normalization import TargetScaling
+
+        return TargetScaling.from_dict(values)
+
+    def _fit_scaling(self):
+        from xecreco.io.reader import iterate_batches
+        from xecreco.normalization import TargetScaling
+
+        stop = min(self.train_range[1], self.train_range[0] + self.data.scaling_events)
+        collected: dict[str, list] = {}
+        for batch in iterate_batches(self.train_files, tree=self.data.tree, branches=self.branches,
+                                     truth=self.truth, step_events=self.data.step_events,
+                                     entry_start=self.train_range[0], entry_stop=stop):
+            ref = self.spec.time_reference_ns(batch) if "time" in self.targets else None
+            for name, value in compute_targets(batch, self.targets, ref).items():
+                collected.setdefault(name, []).append(value)
+        values = {k: np.concatenate(v) for k, v in collected.items() if k in STANDARDISED}
+        return TargetScaling.fit(values)
+
+    @property
+    def normalization(self) -> dict:
+        return self.spec.to_dict()
+
+    @property
+    def target_scaling(self) -> dict:
+        return self.scaling.to_dict()
+
+    def affine(self, name: str) -> tuple[float, float]:
+        """(mean, scale) with physical = standardised * scale + mean for target ``name``."""
+        zero, one = self.scaling.destandardize(name, np.array([0.0, 1.0]))
+        return float(zero), float(one - zero)
+
+    def to_physical(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Model output (standardised) -> physical units."""
+        if name in STANDARDISED:
+            return np.asarray(self.scaling.destandardize(name, values))
+        return np.asarray(values)
+
+    # -- streams --------------------------------------------------------------------------
+    def _rank_range(self, rank: int, world: int) -> tuple[int, int]:
+        return split_range(*self.train_range, world, rank)
+
+    def steps_per_epoch(self, world: int) -> int:
+        """Micro-batches every rank yields per epoch (the minimum over ranks)."""
+        workers = max(1, self.data.workers)
+        counts = []
+        for rank in range(world):
+            r = self._rank_range(rank, world)
+            counts.append(sum((b - a) // self.data.batch_size
+                              for a, b in (split_range(*r, workers, w) for w in range(workers))))
+        return min(counts)
+
+    def train_batches(self, epoch: int, rank: int, world: int):
+        """Iterable over this rank's shuffled, augmented training batches of ``epoch``."""
+        stream = ShuffledStream(self.train_files, self.data.tree, self.branches,
+                                self._rank_range(rank, world), epoch, rank, self.seed,
+                                self.data.batch_size, self.data.shuffle_buffer,
+                                self.data.step_events,
+                                self.encoder, self.augment, self.truth)
+        if self.data.workers == 0:
+            return stream
+        # An own generator: creating the loader must not consume the global torch RNG (resume).
+        generator = torch.Generator().manual_seed(self.seed * 1000003 + epoch * 101 + rank)
+        return DataLoader(stream, batch_size=None, num_workers=self.data.workers,
+                          worker_init_fn=_worker_init, generator=generator)
+
+    def val_batches(self, rank: int, world: int) -> Iterator[dict]:
+        """This rank's validation batches (in order, no augmentation, with physical ``truth``)."""
+        from xecreco.io.reader import iterate_batches
+
+        start, stop = split_range(*self.val_range, world, rank)
+        if stop <= start:
+            return
+        for batch in iterate_batches(self.val_files, tree=self.data.tree, branches=self.branches,
+                                     truth=self.truth, step_events=self.data.batch_size,
+                                     entry_start=start, entry_stop=stop):
+            yield _to_torch(self.encoder.encode(batch, keep_truth=True))
+
+
+def _branch_names(overrides: dict):
+    """A :class:`xecreco.io.schema.BranchNames` with ``overrides`` (None when there are none)."""
+    if not overrides:
+        return None
+    from xecreco.io.schema import BranchNames
+
+    return BranchNames.from_dict(overrides)

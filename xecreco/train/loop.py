@@ -1,0 +1,533 @@
+"""The training loop: optimisation, validation, logging, checkpoints and exact resume.
+
+Run directory contents: ``config.yaml`` (resolved config), ``train.csv`` (step, epoch, lr, loss
+and its parts, events/s every ``run.log_every`` steps), ``val.csv`` (validation loss and physics
+metrics), ``last.pt`` (everything needed to resume), ``best.pt`` (lowest ``checkpoint.best_metric``;
+its ``state_dict`` holds the evaluated weights, i.e. the EMA weights when EMA is on),
+``result.json`` and, with ``run.tensorboard``, a ``tb/`` folder.
+
+Resume restores model, optimizer, learned loss weights, EMA, step, epoch, the position inside the
+epoch (micro-batches consumed; the deterministic stream is replayed up to it) and every rank's
+torch RNG state, so a resumed run reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import signal
+import time
+import warnings
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from xecreco.errors import UserError
+from xecreco.train import ddp
+from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
+from xecreco.train.config import TrainConfig, write_config
+from xecreco.train.ema import ModelEma
+from xecreco.train.schedule import lr_factor, set_lr
+from xecreco.train.tasks import TaskSpec, get_task
+
+
+class _TrainModule(nn.Module):
+    """Model + loss in one module, so DDP reduces the gradients of learned loss weights too."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, batch):
+        outputs = self.model(batch["features"])
+        return self.loss(outputs, batch)
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    want = cfg.run.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("config key 'run.device' is cuda but no CUDA device is available; "
+                            "use auto or cpu")
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _threads(cfg: TrainConfig, info: ddp.DistInfo) -> int:
+    """Intra-op threads: ``run.threads``, else this node's cores shared by its ranks minus the
+    DataLoader workers (at least 1), so ranks and workers do not oversubscribe the CPU."""
+    if cfg.run.threads:
+        return cfg.run.threads
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, local_world) - cfg.data.workers)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    if device.type == "cpu":
+        return batch
+    out = dict(batch)
+    out["features"] = batch["features"].to(device, non_blocking=True)
+    out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
+    if "vertex" in batch:
+        out["vertex"] = batch["vertex"].to(device, non_blocking=True)
+    return out
+
+
+def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices/kernels only (not biases, norms, loss weights)."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.ndim >= 2 and not name.startswith("loss.") else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+class _CsvLog:
+    """Append-only CSV, header fixed by the first row; rows after a step dropped on resume."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled, self.fields = path, enabled, None
+        if enabled and path.exists():
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                self.fields = reader.fieldnames
+
+    def truncate_after(self, step: int) -> None:
+        if not (self.enabled and self.path.exists()):
+            return
+        with open(self.path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames
+            rows = [row for row in reader if int(row["step"]) <= step]
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.path)
+
+    def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with open(self.path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGINT: the loop saves ``last.pt`` at the next step boundary and returns."""
+
+    def __init__(self):
+        self.raised = False
+        self._old = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised and signum == signal.SIGINT:  # second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.raised = True
+        print("xecreco train: stopping at the next step boundary (last.pt will be written); "
+              "press Ctrl-C again to abort now", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _tensorboard(run_dir: Path, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("xecreco train: run.tensorboard is set but tensorboard is not installed; "
+              "logging to CSV only")
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def run_training(cfg: TrainConfig, run_dir, resume: bool = False, task: TaskSpec | None = None,
+                 source=None, callbacks=()) -> dict:
+    """Train according to ``cfg`` in ``run_dir``; returns the summary of
+    :func:`xecreco.train.api.train`.
+
+    ``task`` overrides the registered task of ``cfg.task.name`` and ``source`` the task's data
+    source (Python API, tests). ``callbacks`` are called as ``cb(step, trainer_state)`` after
+    every optimizer step.
+    """
+    task = task or get_task(cfg.task.name)
+    run_dir = Path(run_dir)
+    info = ddp.env_info()
+    torch.set_num_threads(_threads(cfg, info))
+    device = _device(cfg, info.local_rank)
+    info = ddp.init_distributed(device)
+    try:
+        return _Trainer(cfg, run_dir, resume, task, source, callbacks, info, device).run()
+    finally:
+        ddp.shutdown(info)
+
+
+class _Trainer:
+    def __init__(self, cfg, run_dir, resume, task, source, callbacks, info, device):
+        self.cfg, self.run_dir, self.task, self.info, self.device = cfg, run_dir, task, info, device
+        self.callbacks = list(callbacks)
+        main = info.is_main
+        ckpt = None
+        if resume:
+            last = run_dir / "last.pt"
+            if not last.is_file():
+                raise UserError(f"cannot resume: {last} does not exist "
+                                "(train without --resume first)")
+            ckpt = load_checkpoint(last)
+            if ckpt["task"] != task.name:
+                raise UserError(f"cannot resume: {last} is a '{ckpt['task']}' checkpoint, "
+                                f"config task is '{task.name}'")
+            if ckpt["model_config"] != task.resolved_model_config(cfg):
+                raise UserError(f"cannot resume: the model config in {last} differs from the "
+                                "config's model section; resume with the run's config.yaml")
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume and (run_dir / "last.pt").exists():
+                raise UserError(f"run directory {run_dir} already holds a run (last.pt); use "
+                                "--resume to continue it or choose another -o RUN_DIR")
+        ddp.barrier(info)
+
+        self.source = source if source is not None else task.build_source(
+            cfg, target_scaling=ckpt["target_scaling"] if ckpt else None)
+        torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
+        self.model_config = task.resolved_model_config(cfg)
+        self.model = task.build_model(self.model_config).to(device)
+        self.loss = task.build_loss(cfg, self.source).to(device)
+        self.module = _TrainModule(self.model, self.loss)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.module, cfg.optim.weight_decay),
+                                           lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+        self.ema = ModelEma(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
+        self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model
+
+        micro = self.source.steps_per_epoch(info.world)
+        self.steps_per_epoch = micro // cfg.optim.accumulation
+        if self.steps_per_epoch < 1:
+            raise UserError(
+                f"an epoch has {micro} batches per rank, fewer than optim.accumulation="
+                f"{cfg.optim.accumulation}: lower data.batch_size or use more training events")
+        self.total_steps = cfg.run.max_steps or cfg.run.epochs * self.steps_per_epoch
+        self.step, self.epoch, self.consumed = 0, 0, 0
+        self.best = math.inf
+        self.best_metrics: dict = {}
+        torch.manual_seed(cfg.run.seed + 7919 * (info.rank + 1))  # per-rank stream (dropout, ...)
+        if ckpt:
+            self._restore(ckpt)
+        if main:  # after a successful restore: a refused resume leaves the run untouched
+            write_config(cfg, run_dir / "config.yaml")
+        self.train_log = _CsvLog(run_dir / "train.csv", main)
+        self.val_log = _CsvLog(run_dir / "val.csv", main)
+        if ckpt:
+            self.train_log.truncate_after(self.step)
+            self.val_log.truncate_after(self.step)
+        self.tb = _tensorboard(run_dir, cfg.run.tensorboard and main)
+        if info.distributed:
+            kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
+            # Size-1 kernel dims give harmless stride mismatches between grads and DDP buckets.
+            warnings.filterwarnings("ignore",
+                                    message="Grad strides do not match bucket view strides")
+            self.wrapped = nn.parallel.DistributedDataParallel(self.module, **kwargs)
+        else:
+            self.wrapped = self.module
+
+    # -- state ----------------------------------------------------------------------------
+    def _payload(self, for_best: bool, metrics: dict) -> dict:
+        cfg = self.cfg
+        payload = {
+            "task": self.task.name,
+            "model_config": self.model_config,
+            "normalization": self.source.normalization,
+            "target_scaling": self.source.target_scaling,
+            "metrics": dict(metrics),
+            "config": cfg.to_dict(),
+        }
+        if for_best:
+            weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
+            payload.update(state_dict={k: v.detach().cpu().clone() for k, v in weights.items()},
+                           ema_state_dict=None,
+                           train_state={"step": self.step, "epoch": self.epoch})
+        else:
+            payload.update(
+                state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                ema_state_dict=({k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
+                                if self.ema is not None else None),
+                train_state=self._train_state(),
+            )
+        return payload
+
+    def _train_state(self) -> dict:
+        rng = ddp.gather_objects(torch.get_rng_state(), self.info)
+        cuda_rng = (ddp.gather_objects(torch.cuda.get_rng_state(self.device), self.info)
+                    if self.device.type == "cuda" else None)
+        return {
+            "step": self.step, "epoch": self.epoch, "consumed": self.consumed,
+            "total_steps": self.total_steps, "world": self.info.world,
+            "optimizer": self.optimizer.state_dict(),
+            "loss": {k: v.detach().cpu() for k, v in self.loss.state_dict().items()},
+            "ema": self.ema.train_state() if self.ema is not None else None,
+            "torch_rng": rng, "cuda_rng": cuda_rng,
+            "best": self.best, "best_metrics": self.best_metrics,
+            "layout": self._layout(),
+        }
+
+    def _layout(self) -> dict:
+        """Settings that fix the order of the batches; resuming exactly needs them unchanged."""
+        d = self.cfg.data
+        return {"data.batch_size": d.batch_size, "data.workers": d.workers,
+                "data.step_events": d.step_events, "data.shuffle_buffer": d.shuffle_buffer,
+                "optim.accumulation": self.cfg.optim.accumulation, "run.seed": self.cfg.run.seed}
+
+    def _restore(self, ckpt: dict) -> None:
+        state = ckpt["train_state"]
+        if state.get("world") != self.info.world:
+            raise UserError(f"cannot resume exactly: last.pt was written by {state.get('world')} "
+                            f"process(es), this run has {self.info.world}; use the same --nproc")
+        changed = [k for k, v in state.get("layout", {}).items() if self._layout().get(k) != v]
+        if changed:
+            raise UserError(f"cannot resume exactly: {', '.join(changed)} differ from the run in "
+                            "last.pt; resume with the run's config.yaml")
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if ckpt.get("ema_state_dict") is None:
+                raise UserError("cannot resume: last.pt has no EMA weights but ema.enabled is true")
+            self.ema.load(ckpt["ema_state_dict"], state["ema"])
+        self.step, self.epoch, self.consumed = state["step"], state["epoch"], state["consumed"]
+        self.total_steps = self.cfg.run.max_steps or state["total_steps"]
+        self.best, self.best_metrics = float(state["best"]), dict(state["best_metrics"])
+        torch.set_rng_state(state["torch_rng"][self.info.rank])
+        if state.get("cuda_rng") and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"][self.info.rank], self.device)
+
+    def _save_last(self) -> None:
+        payload = self._payload(False, self.best_metrics)  # collective (RNG gather): all ranks
+        if self.info.is_main:
+            save_checkpoint(self.run_dir / "last.pt", payload)
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        model = self.eval_model
+        if self.ema is not None:
+            model.load_state_dict(self.ema.state_dict())
+        model.eval()
+        collected: dict[str, list] = {}
+        loss_sum, n_events = 0.0, 0
+        for batch in self.source.val_batches(self.info.rank, self.info.world):
+            batch = _to_device(batch, self.device)
+            with self._autocast():
+                outputs = model(batch["features"])
+                loss, _ = self.loss(outputs, batch)
+            n = len(batch["features"])
+            loss_sum += float(loss) * n
+            n_events += n
+            for key, value in self.task.eval_batch(model, batch, self.source).items():
+                collected.setdefault(key, []).append(value)
+        self.model.train()
+        parts = ddp.gather_objects(({k: np.concatenate(v) for k, v in collected.items()},
+                                    loss_sum, n_events), self.info)
+        total_events = sum(p[2] for p in parts)
+        if total_events == 0:
+            return {}
+        merged = {k: np.concatenate([p[0][k] for p in parts if k in p[0]])
+                  for k in parts[0][0]} if parts[0][0] else {}
+        metrics = {"val_loss": sum(p[1] for p in parts) / total_events, "val_events": total_events}
+        metrics.update(self.task.metrics(merged, self.cfg))
+        return metrics
+
+    def _autocast(self):
+        if self.cfg.run.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def _validate_and_checkpoint(self) -> dict:
+        metrics = self.evaluate()
+        if not metrics:
+            return metrics
+        key = self.cfg.checkpoint.best_metric
+        if key not in metrics:
+            raise UserError(f"config key 'checkpoint.best_metric': '{key}' is not a validation "
+                            "metric "
+                            f"(available: {', '.join(sorted(metrics))})")
+        value = float(metrics[key])
+        if self.info.is_main:
+            self.val_log.write({"step": self.step, "epoch": self.epoch, **metrics})
+            if self.tb is not None:
+                for k, v in metrics.items():
+                    self.tb.add_scalar(f"val/{k}", v, self.step)
+        if value < self.best:
+            self.best, self.best_metrics = value, dict(metrics)
+            if self.info.is_main:
+                save_checkpoint(self.run_dir / "best.pt", self._payload(True, metrics))
+        return metrics
+
+    # -- training ---------------------------------------------------------------------------
+    def _should_stop_now(self, flag: _StopFlag) -> bool:
+        stop = flag.raised
+        if self.info.distributed:
+            t = torch.tensor([1.0 if stop else 0.0])
+            torch.distributed.all_reduce(t)
+            stop = bool(t.item() > 0)
+        return stop
+
+    def run(self) -> dict:
+        cfg, info = self.cfg, self.info
+        accum = cfg.optim.accumulation
+        stop_at = min(self.total_steps, cfg.run.stop_at_step or self.total_steps)
+        bar = None
+        if cfg.run.progress and info.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step")
+        interrupted = False
+        last_metrics: dict = {}
+        tick, tick_events = time.perf_counter(), 0
+        events_done, train_seconds = 0, 0.0
+        running: dict[str, float] = {}
+        steps_since_log = 0
+        self.module.train()
+        with _StopFlag() as flag:
+            while self.step < stop_at and not interrupted:
+                micro_in_epoch = self.steps_per_epoch * accum
+                loader = self.source.train_batches(self.epoch, info.rank, info.world)
+                stream = islice(iter(loader), self.consumed, micro_in_epoch)
+                micro = 0
+                step_start = time.perf_counter()
+                for batch in stream:
+                    batch = _to_device(batch, self.device)
+                    sync = (micro + 1) % accum == 0
+                    with ddp.maybe_no_sync(self.wrapped, sync):
+                        with self._autocast():
+                            loss, parts = self.wrapped(batch)
+                        (loss / accum).backward()
+                    micro += 1
+                    self.consumed += 1
+                    n_batch = len(batch["features"]) * info.world
+                    tick_events += n_batch
+                    events_done += n_batch
+                    for k, v in {"loss": float(loss.detach()), **parts}.items():
+                        running[k] = running.get(k, 0.0) + v / accum
+                    if not sync:
+                        continue
+                    o = cfg.optim
+                    lr = o.lr * lr_factor(self.step, self.total_steps, o.warmup_steps, o.schedule,
+                                          o.min_lr_ratio)
+                    set_lr(self.optimizer, lr)
+                    if cfg.optim.clip_grad_norm > 0:
+                        nn.utils.clip_grad_norm_(self.module.parameters(), cfg.optim.clip_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if self.ema is not None:
+                        self.ema.update(self.model)
+                    self.step += 1
+                    train_seconds += time.perf_counter() - step_start
+                    step_start = time.perf_counter()
+                    if bar is not None:
+                        bar.update(1)
+                    steps_since_log += 1
+                    if self.step % cfg.run.log_every == 0 or self.step == self.total_steps:
+                        self._log_train(running, steps_since_log, lr, tick, tick_events)
+                        running, tick, tick_events, steps_since_log = {}, time.perf_counter(), 0, 0
+                    for callback in self.callbacks:
+                        callback(self.step, self)
+                    end_of_epoch = self.consumed >= micro_in_epoch
+                    if end_of_epoch:
+                        self.epoch += 1
+                        self.consumed = 0
+                    eval_every = cfg.checkpoint.eval_every_steps
+                    eval_now = (end_of_epoch and eval_every == 0) or (
+                        eval_every and self.step % eval_every == 0)
+                    if eval_now or self.step == self.total_steps:
+                        last_metrics = self._validate_and_checkpoint() or last_metrics
+                    every = cfg.checkpoint.every_steps
+                    if end_of_epoch or (every and self.step % every == 0) or self.step == stop_at:
+                        self._save_last()
+                    if self._should_stop_now(flag):
+                        if self.step != stop_at and not end_of_epoch:
+                            self._save_last()
+                        interrupted = True
+                    if interrupted or self.step >= stop_at or end_of_epoch:
+                        break
+                    step_start = time.perf_counter()
+                else:
+                    # The stream ran dry before the epoch's step count (cannot happen with a source
+                    # honouring steps_per_epoch); move on rather than loop forever.
+                    self.epoch += 1
+                    self.consumed = 0
+        if bar is not None:
+            bar.close()
+        if self.step >= self.total_steps and math.isinf(self.best) and info.is_main:
+            # No validation events: best.pt holds the final weights, so `predict -r best.pt` works.
+            save_checkpoint(self.run_dir / "best.pt", self._payload(True, {}))
+        if self.tb is not None:
+            self.tb.close()
+        result = {
+            "run_dir": str(self.run_dir),
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.epoch,
+            "finished": self.step >= self.total_steps,
+            "interrupted": interrupted,
+            "best_metric": cfg.checkpoint.best_metric,
+            "best_value": None if math.isinf(self.best) else self.best,
+            "best_metrics": self.best_metrics,
+            "last_metrics": last_metrics,
+            "train_events": events_done,
+            "train_events_per_s": events_done / train_seconds if train_seconds > 0 else None,
+            "best_checkpoint": (str(self.run_dir / "best.pt")
+                                if (self.run_dir / "best.pt").exists() else None),
+            "last_checkpoint": str(self.run_dir / "last.pt"),
+            "world": info.world,
+        }
+        if info.is_main:
+            tmp = self.run_dir / "result.json.tmp"
+            tmp.write_text(json.dumps(result, indent=2, default=float))
+            tmp.replace(self.run_dir / "result.json")
+        return result
+
+    def _log_train(self, running: dict, n: int, lr: float, tick: float, tick_events: int) -> None:
+        n = max(1, n)
+        reduced = ddp.all_reduce_mean({k: v / n for k, v in running.items()}, self.info)
+        averaged = {k: reduced[k] for k in running}  # keep the loss, then target order
+        seconds = time.perf_counter() - tick
+        row = {"step": self.step, "epoch": self.epoch, "lr": lr,
+               **{(k if k == "loss" else f"loss_{k}"): v for k, v in averaged.items()},
+               "events_per_s": tick_events / seconds if seconds > 0 else 0.0}
+        if self.info.is_main:
+            self.train_log.write(row)
+            if self.tb is not None:
+                for k, v in row.items():
+                    if k not in ("step", "epoch"):
+                        self.tb.add_scalar(f"train/{k}", v, self.step)
