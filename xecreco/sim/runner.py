@@ -188,8 +188,6 @@ def simulate_chunk(
         "emiAng": np.stack([theta, phi], axis=1),
         "nphe": nphe.astype(np.float32),
         "dead": np.ascontiguousarray(dead_rows),
-        "nphoClean": npho_clean,
-        "timeClean": time_clean,
         "energyVisible": visible / MEV_PER_GEV,
         "nPileup": counts.astype(np.int32),
         "pileupEnergy": jagged(pile_energy / MEV_PER_GEV),
@@ -198,6 +196,11 @@ def simulate_chunk(
         "pileupV": jagged(pile_uvw[:, 1]),
         "pileupW": jagged(pile_uvw[:, 2]),
     }
+    if det.dead.any():
+        # Undamaged values for scoring inpainting; without dead channels they would only repeat
+        # npho/time (a third of the file size), so they are written only when channels are dead.
+        branches["nphoClean"] = npho_clean
+        branches["timeClean"] = time_clean
     stats = {"events": n, "photons_not_converted": lost, "pileup_photons": n_pile,
              "pileup_photons_not_converted": pile_lost}
     return branches, stats
