@@ -42,12 +42,13 @@ def geometry_summary() -> list[str]:
     return lines
 
 
-def reconstructor_names() -> str:
-    """Comma-separated registered reconstructor names (or why they could not be listed)."""
+def registered_names(kind: str = "reconstructors") -> str:
+    """Comma-separated registered reconstructor or inpainter names (or why they could not be
+    listed)."""
     try:
-        from xecreco.models import available_reconstructors
+        from xecreco import models
 
-        names = available_reconstructors()
+        names = getattr(models, f"available_{kind}")()
     except Exception as exc:  # noqa: BLE001 - info must report a broken model install, not die
         return f"unavailable ({type(exc).__name__}: {exc})"
     return ", ".join(names) if names else "none"
@@ -60,7 +61,8 @@ def command():
     click.echo(f"python {platform.python_version()} ({platform.machine()}, {platform.system()})")
     for name, ver in package_versions().items():
         click.echo(f"{name} {ver}")
-    click.echo(f"reconstructors: {reconstructor_names()}")
+    click.echo(f"reconstructors: {registered_names('reconstructors')}")
+    click.echo(f"inpainters: {registered_names('inpainters')}")
     geo = design_geometry()
     click.echo(f"geometry: {geo.n_sensors} sensors ({int(geo.is_mppc.sum())} MPPC, "
                f"{int((~geo.is_mppc).sum())} PMT), design")

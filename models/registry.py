@@ -1,9 +1,10 @@
 """Names -> reconstructor and inpainter factories (timm-style ``create``).
 
-Built-in names are registered by the modules that define them. Third-party packages add
-reconstructors through the entry-point group ``xecreco.reconstructors`` (each entry point is a
-zero-argument-callable factory or a class); plugins run only when installed as packages.
-A path to a checkpoint file (``*.pt``) is also accepted wherever a name is.
+Built-in names are listed in a static table (name -> module that registers it), so listing names
+(``xecreco info``, ``--help``) never imports torch; the module is imported on first use. Third-party
+packages add reconstructors through the entry-point group ``xecreco.reconstructors`` (each entry
+point is a factory or a class called with keyword arguments); plugins run only when installed as
+packages. A path to a checkpoint file (``*.pt``) is accepted wherever a reconstructor name is.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ from pathlib import Path
 from typing import Callable
 
 from xecreco.errors import UserError
+from xecreco.models import bundled
 
 ENTRY_POINT_GROUP = "xecreco.reconstructors"
 
 _RECONSTRUCTORS: dict[str, Callable] = {}
 _INPAINTERS: dict[str, Callable] = {}
 
-# Modules whose import registers built-in names. Imported lazily so that ``xecreco info``
-# and friends do not pay for torch unless a model is used.
-_BUILTIN_MODULES = (
-    "xecreco.models.classical",
-    "xecreco.models.regressor",
-    "xecreco.models.baselines",
-    "xecreco.models.inpainter",
-)
-_builtins_loaded = False
+#: Built-in reconstructor name -> module whose import registers it.
+_BUILTIN_RECONSTRUCTORS = {"classical": "xecreco.models.classical"}
+#: Built-in inpainter name -> module whose import registers it.
+_BUILTIN_INPAINTERS = {
+    "neighbour-average": "xecreco.models.baselines",
+    "solid-angle": "xecreco.models.baselines",
+    "local-fit": "xecreco.models.baselines",
+}
+_entry_points_loaded = False
 
 
 def register_reconstructor(name: str, factory: Callable) -> None:
@@ -41,20 +43,21 @@ def register_inpainter(name: str, factory: Callable) -> None:
     _INPAINTERS[name] = factory
 
 
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
+def _bundled_reconstructors() -> dict[str, Callable]:
+    return {"default": bundled.bundled_regressor} if bundled.BUNDLED_REGRESSOR.is_file() else {}
+
+
+def _bundled_inpainters() -> dict[str, Callable]:
+    return {"default": bundled.bundled_inpainter} if bundled.BUNDLED_INPAINTER.is_file() else {}
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
         return
-    _builtins_loaded = True
-    for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a model family not built in this install
-            if exc.name != module:
-                raise
+    _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _RECONSTRUCTORS:
-            _RECONSTRUCTORS[ep.name] = _lazy_entry_point(ep)
+        _RECONSTRUCTORS.setdefault(ep.name, _lazy_entry_point(ep))
 
 
 def _lazy_entry_point(ep) -> Callable:
@@ -66,26 +69,35 @@ def _lazy_entry_point(ep) -> Callable:
 
 
 def available_reconstructors() -> list[str]:
-    """Registered reconstructor names (built-ins and installed plugins)."""
-    _load_builtins()
-    return sorted(_RECONSTRUCTORS)
+    """Registered reconstructor names (built-ins, bundled models and installed plugins)."""
+    _load_entry_points()
+    return sorted(set(_BUILTIN_RECONSTRUCTORS) | set(_bundled_reconstructors()) | set(_RECONSTRUCTORS))
 
 
 def available_inpainters() -> list[str]:
-    """Registered inpainter names."""
-    _load_builtins()
-    return sorted(_INPAINTERS)
+    """Registered inpainter names (baselines, the bundled inpainter)."""
+    return sorted(set(_BUILTIN_INPAINTERS) | set(_bundled_inpainters()) | set(_INPAINTERS))
+
+
+def _lookup(name: str, registered: dict, builtins: dict, bundled_models: dict) -> Callable | None:
+    if name in registered:
+        return registered[name]
+    if name in builtins:
+        importlib.import_module(builtins[name])
+        return registered.get(name)
+    return bundled_models.get(name)
 
 
 def _is_checkpoint_path(spec: str) -> bool:
-    return spec.endswith((".pt", ".pth")) or Path(spec).is_file()
+    return str(spec).endswith((".pt", ".pth")) or Path(spec).is_file()
 
 
 def create_reconstructor(spec: str, **kwargs):
     """A reconstructor from a registered name or a checkpoint path."""
-    _load_builtins()
-    if spec in _RECONSTRUCTORS:
-        return _RECONSTRUCTORS[spec](**kwargs)
+    _load_entry_points()
+    factory = _lookup(spec, _RECONSTRUCTORS, _BUILTIN_RECONSTRUCTORS, _bundled_reconstructors())
+    if factory is not None:
+        return factory(**kwargs)
     if _is_checkpoint_path(spec):
         from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
 
@@ -98,9 +110,9 @@ def create_reconstructor(spec: str, **kwargs):
 
 def create_inpainter(spec: str, **kwargs):
     """An inpainter from a registered name or a checkpoint path."""
-    _load_builtins()
-    if spec in _INPAINTERS:
-        return _INPAINTERS[spec](**kwargs)
+    factory = _lookup(spec, _INPAINTERS, _BUILTIN_INPAINTERS, _bundled_inpainters())
+    if factory is not None:
+        return factory(**kwargs)
     if _is_checkpoint_path(spec):
         from xecreco.models.inpainter import inpainter_from_checkpoint
 
