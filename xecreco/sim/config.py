@@ -132,7 +132,7 @@ class SimConfig:
     #: lateral radius separating core and tail centroids, Moliere radii
     centroid_core_radius: float = 0.35
     #: random tilt of the shower axis, rad (Gaussian per projected angle)
-    axis_tilt_rad: float = 0.1
+    axis_tilt_rad: float = 0.03
     #: back-splash: conversions shallower than this depth (X0) lose a fraction of the energy
     #: backwards, exponentially distributed with mean backsplash_fraction * (1 - s / depth)
     backsplash_depth_x0: float = 1.0
