@@ -173,6 +173,8 @@ def reco_columns(obj, name: str, batch: EventBatch) -> dict[str, np.ndarray]:
 def _empty_columns(objects, out_names) -> dict[str, np.ndarray]:
     """Zero-length columns fixing the branch set of a prediction tree with no events."""
     columns = {b: np.zeros(0, dtype=np.int64) for b in ("run", "event", "entry")}
+    columns["nDead"] = np.zeros(0, dtype=np.int32)
+    columns["nphoSum"] = np.zeros(0, dtype=np.float32)
     for obj, name in zip(objects, out_names):
         outputs = list(obj.outputs)
         if not {"x", "y", "z"} & set(outputs) and {"u", "v", "w"} <= set(outputs):
@@ -184,7 +186,15 @@ def _empty_columns(objects, out_names) -> dict[str, np.ndarray]:
 
 
 def _batch_columns(batch: EventBatch, objects, out_names, truth) -> dict:
-    columns = {"run": batch.run, "event": batch.event, "entry": batch.entry}
+    columns = {
+        "run": batch.run,
+        "event": batch.event,
+        "entry": batch.entry,
+        # event summaries of the input for the validation scans (dead channels, collected light)
+        "nDead": (~batch.valid_npho).sum(axis=1).astype(np.int32),
+        "nphoSum": np.where(batch.valid_npho, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
+        .astype(np.float32),
+    }
     for obj, name in zip(objects, out_names):
         columns.update(reco_columns(obj, name, batch))
     for key in truth:
