@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-all demo bench clean
+.PHONY: venv test test-all demo bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+docs: $(STAMP)
+	$(PY) -m xecreco.cli.reference > docs/cli.md
 
 clean:
 	rm -rf build dist *.egg-info demo_output benchmarks/out
