@@ -46,7 +46,8 @@ def format_value(value) -> str:
 
 
 def markdown_table(records: list[dict], machine: dict) -> str:
-    extra = sorted({k for r in records for k in r} - set(COLUMNS) - {"benchmark"})
+    extra = sorted({k for r in records for k, v in r.items() if not isinstance(v, (dict, list))}
+                   - set(COLUMNS) - {"benchmark"})
     header = list(COLUMNS) + extra
     lines = [
         f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
