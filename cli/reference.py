@@ -19,7 +19,8 @@ stderr and a non-zero exit (2 for bad input); `xecreco --debug COMMAND ...` show
 
 
 def _help_text(command: click.Command, path: str) -> str:
-    context = click.Context(command, info_name=path, terminal_width=100, max_content_width=100)
+    context = click.Context(command, info_name=path, terminal_width=100, max_content_width=100,
+                            help_option_names=["-h", "--help"])
     return command.get_help(context)
 
 
