@@ -1,0 +1,317 @@
+"""Masked-sensor network shared by MAE pretraining and the neural inpainter.
+
+The network (:class:`MaskedSensorModel`) hides a set of sensors, encodes what is left with the
+shared encoder (:func:`xecreco.models.encoder.build_encoder`) and predicts the normalised npho and
+time of every sensor with per-face decoders:
+
+- rectangular faces (inner, outer, US, DS): the last feature map is projected, upsampled
+  (bilinear) to the full face image, concatenated with the visible input image and decoded by a
+  3 x 3 and a 1 x 1 convolution; cells are averaged into sensors (the outer PMTs that cover
+  several cells of the refined 45 x 72 grid get the mean of their own cells, so each of the 234
+  outer PMTs has its own output and the coarse grid never collides with the central patch);
+- hexagonal faces (top, bottom): node features of the HexNeXt graph plus the visible input of the
+  node go through a per-node MLP.
+
+A global context vector (the mean of all face tokens, projected) is added in every decoder.
+
+Masks (``masking`` section of the model config, drawn with torch's RNG in training and with a
+fixed-seed generator in evaluation so validation losses are comparable):
+
+- ``random`` (MAE pretraining): each valid sensor is hidden with probability ``ratio``;
+- ``dead`` (inpainter): realistic dead-channel patterns: a per-event fraction drawn uniformly in
+  [0, ``max_fraction``] of scattered sensors plus clusters (seeds at rate ``cluster_rate`` whose
+  immediate neighbours are hidden with probability ``cluster_fill``).
+
+Invalid input sensors are never hidden on purpose and never enter the loss.
+
+This module also registers the ``mae`` training task (``task.name: mae``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xecreco.errors import UserError
+from xecreco.geometry import N_SENSORS, face_image_index, hex_graph
+
+from xecreco.models.encoder import FACE_NAMES, HEX_FACES, RECT_FACES, build_encoder
+
+__all__ = ["MaskedSensorModel", "build_masked_model", "resolve_masked_config", "MASKED_PRESETS",
+           "MASKED_CONFIG_VERSION", "encoder_state_from_checkpoint"]
+
+#: Format version of the masked-model config dict.
+MASKED_CONFIG_VERSION = 1
+
+_MASKING = {
+    "mode": "random",
+    "ratio": 0.5,
+    "max_fraction": 0.05,
+    "cluster_rate": 0.002,
+    "cluster_fill": 0.5,
+    "eval_seed": 1234,
+}
+
+
+def _preset(name: str, mode: str, validity: bool) -> dict:
+    from xecreco.models.regressor import PRESETS
+
+    if name not in PRESETS:
+        raise UserError(f"unknown model preset '{name}': use one of {', '.join(PRESETS)}")
+    encoder = copy.deepcopy(PRESETS[name]["encoder"])
+    config = {
+        "preset": name,
+        "config_version": MASKED_CONFIG_VERSION,
+        "encoder": encoder,
+        "validity_channels": validity,
+        "decoder": {"dim": 12 if name == "cpu" else 64, "hex_hidden": 32 if name == "cpu" else 128},
+        "masking": dict(_MASKING, mode=mode),
+    }
+    return config
+
+
+#: (task, preset) -> default config, filled on first use. MAE keeps the regressor's 2 input
+#: channels so its encoder weights transfer; the inpainter adds two validity channels.
+MASKED_PRESETS: dict[tuple[str, str], dict] = {}
+
+
+def _defaults(task: str, preset: str) -> dict:
+    key = (task, preset)
+    if key not in MASKED_PRESETS:
+        MASKED_PRESETS[key] = _preset(preset, "random" if task == "mae" else "dead",
+                                      task == "inpainter")
+    return copy.deepcopy(MASKED_PRESETS[key])
+
+
+def _merge(base: dict, overrides: dict, path: str) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        where = f"{path}.{key}" if path else key
+        if key not in base:
+            hint = difflib.get_close_matches(key, list(base), n=1)
+            raise UserError(f"unknown model config key '{where}'"
+                            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                            + f"; known keys: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict) and key not in ("tokens", "stem_stride"):
+            if not isinstance(value, dict):
+                raise UserError(f"model config key '{where}' must be a mapping, got {value!r}")
+            merged[key] = _merge(base[key], value, where)
+        elif isinstance(base[key], dict):
+            merged[key].update(value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_masked_config(config: dict | None, task: str = "inpainter") -> dict:
+    """The complete config of a masked-sensor model from ``{"preset": ..., **overrides}``.
+
+    ``task`` ("mae" or "inpainter") picks the defaults: random masking and 2 input channels for
+    MAE, dead-channel masking and validity channels for the inpainter. A complete config (as
+    stored in checkpoints) resolves to itself.
+    """
+    config = dict(config or {})
+    preset = config.get("preset", "cpu")
+    base = _defaults(task, preset)
+    merged = _merge(base, config, "")
+    masking = merged["masking"]
+    if masking["mode"] not in ("random", "dead"):
+        raise UserError(f"model config key 'masking.mode': '{masking['mode']}' is not "
+                        "random or dead")
+    for key in ("ratio", "max_fraction", "cluster_rate", "cluster_fill"):
+        if not 0.0 <= float(masking[key]) < 1.0:
+            raise UserError(f"model config key 'masking.{key}' must be in [0, 1), "
+                            f"got {masking[key]}")
+    merged["encoder"]["in_channels"] = 4 if merged["validity_channels"] else 2
+    return merged
+
+
+def _neighbour_table() -> torch.Tensor:
+    """(4760, K) immediate same-face neighbours (pad = 4760), from the inpainting tables."""
+    from xecreco.models.inpaint_neighbours import immediate_neighbours, padded_rows
+
+    table = padded_rows(immediate_neighbours(), np.arange(N_SENSORS))
+    return torch.from_numpy(np.where(table >= 0, table, N_SENSORS).astype(np.int64))
+
+
+class _RectDecoder(nn.Module):
+    """Feature map + visible input image -> per-cell (npho, time) of one rectangular face."""
+
+    def __init__(self, index: np.ndarray, map_channels: int, in_channels: int, dim: int):
+        super().__init__()
+        index = np.asarray(index, dtype=np.int64)
+        self.height, self.width = index.shape
+        self.register_buffer("cell_sensor", torch.from_numpy(index.reshape(-1).copy()),
+                             persistent=False)
+        self.project = nn.Conv2d(map_channels, dim, 1)
+        self.refine = nn.Sequential(
+            nn.Conv2d(dim + in_channels, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, 2, 1))
+
+    def image(self, sensors: torch.Tensor) -> torch.Tensor:
+        """(N, 4760, C) sensor values -> (N, C, H, W) face image (empty cells 0)."""
+        n, _, channels = sensors.shape
+        padded = torch.cat([sensors, sensors.new_zeros(n, 1, channels)], dim=1)
+        index = torch.where(self.cell_sensor >= 0, self.cell_sensor,
+                            torch.full_like(self.cell_sensor, N_SENSORS))
+        cells = padded[:, index]
+        return cells.transpose(1, 2).reshape(n, channels, self.height, self.width)
+
+    def forward(self, fmap, sensors, context):
+        """``fmap`` channels-last (N, H_s, W_s, C) last encoder map, ``sensors`` (N, 4760, C_in)
+        visible inputs, ``context`` (N, dim) -> (N, H*W, 2) per-cell predictions."""
+        image = self.image(sensors)
+        x = self.project(fmap.permute(0, 3, 1, 2).contiguous())
+        x = F.interpolate(x, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        x = x + context[:, :, None, None]
+        x = self.refine(torch.cat([x, image], dim=1))
+        return x.flatten(2).transpose(1, 2)  # (N, H*W, 2)
+
+
+class _HexDecoder(nn.Module):
+    """Node features + visible node input -> per-PMT (npho, time) of a hexagonal face."""
+
+    def __init__(self, map_channels: int, in_channels: int, dim: int, hidden: int):
+        super().__init__()
+        self.project = nn.Linear(map_channels + in_channels, dim)
+        self.mlp = nn.Sequential(nn.GELU(), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 2))
+
+    def forward(self, nodes, node_input, context):
+        x = self.project(torch.cat([nodes, node_input], dim=-1)) + context[:, None, :]
+        return self.mlp(x)
+
+
+class MaskedSensorModel(nn.Module):
+    """Encoder + per-face decoders predicting normalised (npho, time) of every sensor.
+
+    ``forward(features, mask=None)``: ``features`` (N, 4760, 4) float = [npho feature, time
+    feature, valid npho (0/1), valid time (0/1)] (see :func:`masked_inputs`); ``mask`` (N, 4760)
+    bool sensors to hide in addition to the invalid ones (None: draw one, see the module doc).
+    Returns ``{"sensors": (N, 4760, 2) prediction, "mask": the hidden valid sensors,
+    "target": the input features (N, 4760, 2), "valid_npho", "valid_time"}``.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        self.validity_channels = bool(config["validity_channels"])
+        self.masking = dict(config["masking"])
+        in_channels = 4 if self.validity_channels else 2
+        self.encoder = build_encoder(config["encoder"])
+        dec = config["decoder"]
+        dim = int(dec["dim"])
+        token_dim = int(config["encoder"]["token_dim"])
+        self.context = nn.Linear(token_dim, dim)
+        self.hex_context = nn.Linear(token_dim, int(config["encoder"]["hex"]["dim"]))
+        rect_channels = int(config["encoder"]["rect"]["dims"][-1])
+        hex_channels = int(config["encoder"]["hex"]["dim"])
+        self.rect_decoders = nn.ModuleDict()
+        for face in RECT_FACES:
+            self.rect_decoders[FACE_NAMES[face]] = _RectDecoder(
+                face_image_index(face), rect_channels, in_channels, dim)
+        self.hex_decoders = nn.ModuleDict()
+        hex_ids = []
+        for face in HEX_FACES:
+            self.hex_decoders[FACE_NAMES[face]] = _HexDecoder(
+                hex_channels, in_channels, hex_channels, int(dec["hex_hidden"]))
+            ids = np.array(hex_graph(face).sensor_ids, dtype=np.int64)
+            self.register_buffer(f"ids_{FACE_NAMES[face]}", torch.from_numpy(ids), persistent=False)
+            hex_ids.append(ids)
+        counts = np.zeros(N_SENSORS, dtype=np.float32)
+        for face in RECT_FACES:
+            index = face_image_index(face)
+            np.add.at(counts, index[index >= 0], 1.0)
+        for ids in hex_ids:
+            np.add.at(counts, ids, 1.0)
+        if (counts == 0).any():
+            raise ValueError(f"{int((counts == 0).sum())} sensors have no decoder output")
+        self.register_buffer("inv_count", torch.from_numpy(1.0 / counts), persistent=False)
+        self.register_buffer("neighbours", _neighbour_table(), persistent=False)
+
+    # -- masks --------------------------------------------------------------------------------
+    def draw_mask(self, valid: torch.Tensor, generator: torch.Generator | None = None):
+        """(N, 4760) bool sensors to hide among the ``valid`` ones (see the module doc)."""
+        m = self.masking
+        n = valid.shape[0]
+
+        def uniform(*shape):
+            return torch.rand(*shape, generator=generator, device="cpu").to(valid.device)
+
+        if m["mode"] == "random":
+            mask = uniform(n, N_SENSORS) < float(m["ratio"])
+        else:
+            fraction = uniform(n, 1) * float(m["max_fraction"])
+            mask = uniform(n, N_SENSORS) < fraction
+            seeds = uniform(n, N_SENSORS) < float(m["cluster_rate"])
+            padded = torch.cat([seeds, seeds.new_zeros(n, 1)], dim=1)
+            near = padded[:, self.neighbours].any(dim=-1)
+            mask = mask | seeds | (near & (uniform(n, N_SENSORS) < float(m["cluster_fill"])))
+        return mask & valid
+
+    # -- network ------------------------------------------------------------------------------
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        target = features[..., :2]
+        valid_npho = features[..., 2] > 0.5
+        valid_time = features[..., 3] > 0.5
+        if mask is None:
+            generator = None
+            if not self.training:
+                generator = torch.Generator().manual_seed(int(self.masking["eval_seed"]))
+            mask = self.draw_mask(valid_npho, generator)
+        mask = mask & valid_npho
+        show_npho = (valid_npho & ~mask).to(target.dtype)
+        show_time = (valid_time & ~mask).to(target.dtype)
+        x = torch.stack([target[..., 0] * show_npho, target[..., 1] * show_time], dim=-1)
+        if self.validity_channels:
+            x = torch.cat([x, show_npho[..., None], show_time[..., None]], dim=-1)
+        tokens, maps = self.encoder.encode(x)
+        pooled = torch.cat(list(tokens.values()), dim=1).mean(dim=1)
+        context = self.context(pooled)
+        hex_context = self.hex_context(pooled)
+        out = x.new_zeros(x.shape[0], N_SENSORS, 2)
+        for face in RECT_FACES:
+            name = FACE_NAMES[face]
+            decoder = self.rect_decoders[name]
+            cells = decoder(maps[name], x, context)
+            keep = decoder.cell_sensor >= 0
+            out = out.index_add(1, decoder.cell_sensor[keep], cells[:, keep])
+        for face in HEX_FACES:
+            name = FACE_NAMES[face]
+            ids = getattr(self, f"ids_{name}")
+            pred = self.hex_decoders[name](maps[name], x[:, ids], hex_context)
+            out = out.index_add(1, ids, pred)
+        out = out * self.inv_count[None, :, None]
+        return {"sensors": out, "mask": mask, "target": target, "valid_npho": valid_npho,
+                "valid_time": valid_time}
+
+
+def build_masked_model(model_config: dict) -> MaskedSensorModel:
+    """A :class:`MaskedSensorModel` from a resolved config (:func:`resolve_masked_config`)."""
+    return MaskedSensorModel(model_config)
+
+
+def encoder_state_from_checkpoint(path) -> dict:
+    """The encoder weights of an ``mae`` (or ``inpainter``) checkpoint, keyed like
+    ``build_encoder(config)`` expects them (for seeding a regressor's encoder with
+    ``regressor.encoder.load_state_dict(...)``; MAE keeps the regressor's 2 input channels)."""
+    from xecreco.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if ckpt.get("task") not in ("mae", "inpainter"):
+        raise UserError(f"checkpoint '{path}' is a '{ckpt.get('task')}' checkpoint, not an mae one")
+    weights = ckpt.get("ema_state_dict") or ckpt["state_dict"]
+    return {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
+
+
+def _register() -> None:
+    from xecreco.models.masked_training import make_task
+    from xecreco.train.tasks import register_task
+
+    register_task(make_task("mae"))
+
+
+_register()
