@@ -11,13 +11,13 @@ the output is written under a temporary name and renamed on success.
 
 from __future__ import annotations
 
-import re
 import time as _time
 from pathlib import Path
 
 import numpy as np
 
 from xecreco.errors import UserError
+from xecreco.io.deadlist import read_dead_list
 from xecreco.geometry import N_SENSORS, Face, design_geometry
 from xecreco.io.provenance import describe_files, make_provenance
 from xecreco.io.reader import count_entries, iterate_batches, list_branches, open_root, open_tree
@@ -35,34 +35,6 @@ __all__ = ["inpaint_file", "read_dead_list", "apply_dead_mask", "resolve_inpaint
 DEFAULT_STEP_EVENTS = 256
 #: Name of the output branch recording which sensor values were filled.
 INPAINTED_BRANCH = "inpainted"
-
-
-def read_dead_list(path: str | Path) -> np.ndarray:
-    """Sensor ids from a dead-channel list file.
-
-    The file holds integer ids 0-4759 separated by newlines, commas or whitespace; ``#`` starts a
-    comment. Returns the sorted unique ids (int64).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read dead-channel list '{path}': {exc.strerror or exc}") from None
-    ids = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        for token in re.split(r"[,\s]+", line.split("#", 1)[0].strip()):
-            if not token:
-                continue
-            try:
-                value = int(token)
-            except ValueError:
-                raise UserError(
-                    f"{path}:{lineno}: '{token}' is not a sensor id; the dead-channel list holds "
-                    "integer ids 0-4759 separated by newlines or commas") from None
-            if not 0 <= value < N_SENSORS:
-                raise UserError(f"{path}:{lineno}: sensor id {value} is outside 0-{N_SENSORS - 1}")
-            ids.append(value)
-    return np.unique(np.asarray(ids, dtype=np.int64))
 
 
 def apply_dead_mask(batch: EventBatch, dead: np.ndarray) -> EventBatch:

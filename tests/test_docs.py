@@ -6,7 +6,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
 
 from xecreco.cli.main import main
 from xecreco.cli.reference import cli_reference_markdown

@@ -181,7 +181,6 @@ def test_sensor_subsets_and_per_point_subsets():
 
 
 def test_incidence_cosine():
-    geo = design_geometry()
     for sensor in (MPPC_ID, PMT_IDS["top"]):
         for tilt in (0.0, 60.0):
             cos = incidence_cosine(_in_front(sensor, 7.0, tilt), sensors=[sensor])

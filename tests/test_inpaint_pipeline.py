@@ -149,8 +149,8 @@ def test_failure_leaves_nothing_behind(sim_file_pileup_dead, tmp_path):
 def test_default_inpainter_is_documented_fallback():
     from xecreco.models.registry import available_inpainters
 
-    expected = "default" if "default" in available_inpainters() else "solid-angle"
-    assert resolve_inpainter(None).name in (expected, "inpainter")
+    expected = "default" if "default" in available_inpainters() else "local-fit"
+    assert resolve_inpainter(None).name == expected
 
 
 def test_cli_inpaint_and_score(sim_file_pileup_dead, tmp_path, capsys):

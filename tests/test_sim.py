@@ -115,7 +115,7 @@ def test_dead_list_file(tmp_path):
     mask = dead_mask(SimConfig(dead_list=str(listing)))
     assert sorted(np.flatnonzero(mask)) == [3, 17, 100, 4759]
     listing.write_text("3 4760\n")
-    with pytest.raises(UserError, match="line 1: sensor id 4760"):
+    with pytest.raises(UserError, match=":1: sensor id 4760 is outside"):
         dead_mask(SimConfig(dead_list=str(listing)))
     listing.write_text("12 x\n")
     with pytest.raises(UserError, match="'x' is not a sensor id"):

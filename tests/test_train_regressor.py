@@ -3,7 +3,6 @@ xecreco.models.checkpoint_reco (the `xecreco predict -r runs/X/best.pt` path).""
 
 from __future__ import annotations
 
-import csv
 
 import numpy as np
 import pytest

@@ -6,42 +6,12 @@ undamaged values stay in ``nphoClean`` / ``timeClean`` for scoring inpainting.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import numpy as np
 
-from xecreco.errors import UserError
+from xecreco.io.deadlist import read_dead_list
 from xecreco.geometry import N_SENSORS
 from xecreco.sim.config import SimConfig
-
-
-def read_dead_list(path) -> np.ndarray:
-    """Sensor ids from a text file (whitespace or comma separated, '#' starts a comment)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"dead-channel list {path}: cannot read ({exc.strerror})") from None
-    ids = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        for token in re.split(r"[\s,]+", line.split("#", 1)[0].strip()):
-            if not token:
-                continue
-            try:
-                value = int(token)
-            except ValueError:
-                raise UserError(
-                    f"dead-channel list {path} line {lineno}: {token!r} is not a sensor id "
-                    "(expected integers 0-4759)"
-                ) from None
-            if not 0 <= value < N_SENSORS:
-                raise UserError(
-                    f"dead-channel list {path} line {lineno}: sensor id {value} outside "
-                    f"0-{N_SENSORS - 1}"
-                )
-            ids.append(value)
-    return np.unique(np.asarray(ids, dtype=np.int64))
 
 
 def dead_mask(config: SimConfig) -> np.ndarray:
