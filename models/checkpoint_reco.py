@@ -197,7 +197,22 @@ class CheckpointReconstructor:
         if {"u", "v", "w"} <= set(result):
             xyz = uvw_to_xyz(np.stack([result["u"], result["v"], result["w"]], axis=1))
             result["x"], result["y"], result["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+            if "theta" in result and batch.vertex is not None:
+                _angles_from_vertex(result, xyz, batch.vertex)
         return _finalise(result, batch, n)
+
+
+def _angles_from_vertex(result: dict[str, np.ndarray], xyz: np.ndarray, vertex) -> None:
+    """With a measured vertex (``xyzVTX``; the positron track in MEG II) the emission angles are
+    the direction from it to the reconstructed first-interaction point, as in the classical
+    reconstruction; the network's direction head serves events without a vertex (and ONNX)."""
+    vertex = np.asarray(vertex, dtype=np.float64)
+    known = np.all(np.isfinite(vertex), axis=1)
+    if not known.any():
+        return
+    theta, phi = direction_to_angles(xyz - np.where(known[:, None], vertex, 0.0))
+    result["theta"] = np.where(known, theta, result["theta"])
+    result["phi"] = np.where(known, phi, result["phi"])
 
 
 def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:

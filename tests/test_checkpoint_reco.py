@@ -77,6 +77,23 @@ def test_single_checkpoint_outputs_in_file_units(checkpoints, batch):
     assert not any(k.endswith("_err") for k in out)
 
 
+def test_angles_come_from_the_vertex_when_it_is_known(checkpoints, batch):
+    reco = reconstructor_from_checkpoint(checkpoints[0])
+    without = reco.reconstruct(batch.replace(vertex=None))
+    vertex = np.zeros((len(batch), 3), np.float32)
+    vertex[:, 2] = np.linspace(-10.0, 10.0, len(batch))
+    vertex[5] = np.nan  # unknown vertex: the direction head's angles
+    out = reco.reconstruct(batch.replace(vertex=vertex))
+    ok = out["status"] == Status.OK
+    xyz = np.stack([out["x"], out["y"], out["z"]], axis=1).astype(np.float64)
+    theta, phi = direction_to_angles(xyz - vertex)
+    known = ok & np.isfinite(vertex).all(axis=1)
+    np.testing.assert_allclose(out["theta"][known], theta[known], atol=1e-3)
+    np.testing.assert_allclose(out["phi"][known], phi[known], atol=1e-3)
+    assert out["theta"][5] == pytest.approx(without["theta"][5], abs=1e-4)
+    assert not np.allclose(out["theta"][known], without["theta"][known], atol=0.1)
+
+
 def test_status_codes_and_fill_values(checkpoints, batch):
     out = reconstructor_from_checkpoint(checkpoints[0], name="nn").reconstruct(batch)
     assert out["status"].dtype == np.int32
