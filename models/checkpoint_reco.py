@@ -19,6 +19,7 @@ import torch
 
 from xecreco.errors import UserError
 from xecreco.geometry import direction_to_angles, uvw_to_xyz
+from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS, TARGET_CENTRE_CM
 from xecreco.models.base import FILL_VALUE, Status
 from xecreco.models.regressor import Regressor, build_model
 from xecreco.normalization import NormalizationSpec, TargetScaling
@@ -197,22 +198,33 @@ class CheckpointReconstructor:
         if {"u", "v", "w"} <= set(result):
             xyz = uvw_to_xyz(np.stack([result["u"], result["v"], result["w"]], axis=1))
             result["x"], result["y"], result["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-            if "theta" in result and batch.vertex is not None:
-                _angles_from_vertex(result, xyz, batch.vertex)
+            if batch.vertex is not None:
+                _use_vertex(result, xyz, batch.vertex)
         return _finalise(result, batch, n)
 
 
-def _angles_from_vertex(result: dict[str, np.ndarray], xyz: np.ndarray, vertex) -> None:
-    """With a measured vertex (``xyzVTX``; the positron track in MEG II) the emission angles are
-    the direction from it to the reconstructed first-interaction point, as in the classical
-    reconstruction; the network's direction head serves events without a vertex (and ONNX)."""
+def _use_vertex(result: dict[str, np.ndarray], xyz: np.ndarray, vertex) -> None:
+    """Refine angles and time with a measured vertex (``xyzVTX``; the positron track in MEG II).
+
+    Angles: the direction from the vertex to the reconstructed first-interaction point, as in the
+    classical reconstruction (the direction head serves events without a vertex, and ONNX).
+    Time: the network, which never sees the vertex, predicts the emission time for the average
+    vertex, the target centre; the time of flight is corrected from there to the measured vertex:
+    t += (|x - centre| - |x - vertex|) / c.
+    """
     vertex = np.asarray(vertex, dtype=np.float64)
     known = np.all(np.isfinite(vertex), axis=1)
     if not known.any():
         return
-    theta, phi = direction_to_angles(xyz - np.where(known[:, None], vertex, 0.0))
-    result["theta"] = np.where(known, theta, result["theta"])
-    result["phi"] = np.where(known, phi, result["phi"])
+    vertex = np.where(known[:, None], vertex, np.asarray(TARGET_CENTRE_CM))
+    if "theta" in result:
+        theta, phi = direction_to_angles(xyz - vertex)
+        result["theta"] = np.where(known, theta, result["theta"])
+        result["phi"] = np.where(known, phi, result["phi"])
+    if "time" in result:
+        flight_change = (np.linalg.norm(xyz - np.asarray(TARGET_CENTRE_CM), axis=1)
+                         - np.linalg.norm(xyz - vertex, axis=1)) / SPEED_OF_LIGHT_CM_PER_NS
+        result["time"] = result["time"] + np.where(known, flight_change, 0.0)
 
 
 def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:

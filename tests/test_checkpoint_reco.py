@@ -77,7 +77,7 @@ def test_single_checkpoint_outputs_in_file_units(checkpoints, batch):
     assert not any(k.endswith("_err") for k in out)
 
 
-def test_angles_come_from_the_vertex_when_it_is_known(checkpoints, batch):
+def test_angles_and_time_use_the_vertex_when_it_is_known(checkpoints, batch):
     reco = reconstructor_from_checkpoint(checkpoints[0])
     without = reco.reconstruct(batch.replace(vertex=None))
     vertex = np.zeros((len(batch), 3), np.float32)
@@ -92,6 +92,13 @@ def test_angles_come_from_the_vertex_when_it_is_known(checkpoints, batch):
     np.testing.assert_allclose(out["phi"][known], phi[known], atol=1e-3)
     assert out["theta"][5] == pytest.approx(without["theta"][5], abs=1e-4)
     assert not np.allclose(out["theta"][known], without["theta"][known], atol=0.1)
+    # time of flight corrected from the target centre to the measured vertex (c in cm/ns)
+    timed = known & (out["status"] == Status.OK)
+    flight = (np.linalg.norm(xyz, axis=1) - np.linalg.norm(xyz - vertex, axis=1)) / 29.9792458
+    np.testing.assert_allclose(out["time"][timed], without["time"][timed] + flight[timed],
+                               atol=2e-3)
+    assert np.ptp(flight[timed]) > 0.01  # ns: the correction is not negligible
+    assert out["time"][5] == pytest.approx(without["time"][5], abs=1e-4)
 
 
 def test_status_codes_and_fill_values(checkpoints, batch):

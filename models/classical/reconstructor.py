@@ -26,6 +26,7 @@ import numpy as np
 import xxhash
 
 from xecreco.geometry import direction_to_angles, uvw_to_xyz
+from xecreco.geometry.constants import TARGET_CENTRE_CM
 from xecreco.models.base import FILL_VALUE, EventBatch, Status
 from xecreco.models.classical.calibration import (
     ClassicalCalibration,
@@ -51,8 +52,6 @@ OUTPUTS = ("energy", "u", "v", "w", "x", "y", "z", "time", "theta", "phi", "pile
 DIAGNOSTICS = ("diag_pileup_ratio", "diag_time_chi2_ndf")
 #: Environment variable naming a calibration JSON for ``classical`` (e.g. under ``xecreco predict``).
 CALIBRATION_ENV = "XECRECO_CLASSICAL_CALIBRATION"
-#: Photon vertex assumed when the input has no ``xyzVTX``: the target centre (cm).
-TARGET_CENTRE_CM = (0.0, 0.0, 0.0)
 #: Light-centroid depth (cm) assumed when the position fit fails (weighted-mean u, v are kept).
 FALLBACK_DEPTH_CM = 5.0
 #: Events reconstructed at once (the per-sensor work arrays are a few (N, 4760) float64).

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from xecreco.geometry import design_geometry
+from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS
 from xecreco.models.classical.calibration import ClassicalCalibration, interp_table
 
-SPEED_OF_LIGHT_CM_NS = 29.9792458
 OUTLIER_PASSES = 2
 
 
@@ -75,7 +75,7 @@ def per_event_median(event: np.ndarray, values: np.ndarray, n_events: int) -> np
 
 def time_of_flight_ns(vertex_xyz: np.ndarray, first_xyz: np.ndarray) -> np.ndarray:
     """Photon flight time (N,) ns from the vertex to the first interaction point."""
-    return np.linalg.norm(first_xyz - vertex_xyz, axis=1) / SPEED_OF_LIGHT_CM_NS
+    return np.linalg.norm(first_xyz - vertex_xyz, axis=1) / SPEED_OF_LIGHT_CM_PER_NS
 
 
 def combine_times(

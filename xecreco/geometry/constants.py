@@ -94,3 +94,9 @@ PMT_SIZE = 2 * PMT_RADIUS  # cm
 FIDUCIAL_U = 23.9
 FIDUCIAL_V = 67.9
 FIDUCIAL_W = (0.0, 42.0)
+
+# --- target and light in vacuum ------------------------------------------------------------------
+#: Centre of the MEG II muon stopping target, the photon vertex assumed when none is measured (cm).
+TARGET_CENTRE_CM = (0.0, 0.0, 0.0)
+#: Speed of light in vacuum, cm/ns (photon time of flight from the vertex).
+SPEED_OF_LIGHT_CM_PER_NS = 29.9792458
