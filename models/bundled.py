@@ -30,3 +30,39 @@ def bundled_inpainter(**kwargs):
 
     kwargs.setdefault("name", "default")
     return inpainter_from_checkpoint(BUNDLED_INPAINTER, **kwargs)
+
+
+def bundle_checkpoint(checkpoint: str | Path, destination: Path | None = None) -> Path:
+    """Copy a trained checkpoint into the package as a bundled model.
+
+    Keeps what a reconstructor needs (model config, normalisation, target scaling, evaluated
+    weights, metrics, the training config) and drops the optimizer / RNG state; data file paths
+    in the training config are reduced to their file names (no machine paths ship). The task
+    picks the destination (regressor -> BUNDLED_REGRESSOR, inpainter -> BUNDLED_INPAINTER).
+    """
+    from xecreco.errors import UserError
+    from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    targets = {"regressor": BUNDLED_REGRESSOR, "inpainter": BUNDLED_INPAINTER}
+    if destination is None:
+        if payload["task"] not in targets:
+            raise UserError(f"checkpoint '{checkpoint}' is a '{payload['task']}' checkpoint; only "
+                            "regressor and inpainter checkpoints are bundled")
+        destination = targets[payload["task"]]
+    payload = dict(payload)
+    payload["train_state"] = {}
+    data = dict(payload.get("config", {}).get("data", {}))
+    for key in ("train_files", "val_files"):
+        if key in data:
+            data[key] = [Path(str(f)).name for f in data[key]]
+    if data:
+        payload["config"] = {**payload["config"], "data": data}
+    save_checkpoint(destination, payload)
+    return destination
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(bundle_checkpoint(sys.argv[1]))
