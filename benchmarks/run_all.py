@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))
 from _common import machine_info  # noqa: E402
 
 BEGIN, END = "<!-- bench-table-begin -->", "<!-- bench-table-end -->"
-COLUMNS = ("name", "events_per_s", "peak_rss_mb")
+COLUMNS = ("name", "events_per_s", "peak_rss_mb")  # the table's own columns
 
 
 def run_script(script: Path, quick: bool) -> tuple[list[dict], str | None]:
@@ -46,27 +46,50 @@ def format_value(value) -> str:
 
 
 def markdown_table(records: list[dict], machine: dict) -> str:
-    extra = sorted({k for r in records for k, v in r.items() if not isinstance(v, (dict, list))}
-                   - set(COLUMNS) - {"benchmark"})
-    header = list(COLUMNS) + extra
+    """One row per measurement: name, events/s, peak RSS, and the other scalars as details."""
     lines = [
         f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
         f"{(machine.get('memory_gib') or 0):.0f} GiB, Python {machine.get('python')}, "
         f"torch {machine.get('torch', '-')}; run {machine.get('date')}.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        "| benchmark | events/s | peak RSS (MB) | details |",
+        "|---|---|---|---|",
     ]
     for record in records:
-        lines.append("| " + " | ".join(format_value(record.get(k, "")) for k in header) + " |")
+        details = ", ".join(
+            f"{k} {format_value(v)}" for k, v in record.items()
+            if k not in COLUMNS and k != "benchmark" and not isinstance(v, (dict, list))
+            and v is not None
+        )
+        lines.append(f"| {record.get('name', '')} | {format_value(record.get('events_per_s', ''))} "
+                     f"| {format_value(record.get('peak_rss_mb', ''))} | {details} |")
     return "\n".join(lines) + "\n"
+
+
+def write_outputs(results: dict) -> str:
+    """results.json, results.md and the table in docs/performance.md; returns the table."""
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown_table(results["results"], results["machine"])
+    (HERE / "results.md").write_text(table)
+    perf = HERE.parent / "docs" / "performance.md"
+    if perf.exists() and BEGIN in perf.read_text():
+        text = perf.read_text()
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1] if END in rest else ""
+        perf.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
+    return table
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller samples (smoke run)")
     parser.add_argument("--only", nargs="*", default=None, help="benchmark names (bench_<name>)")
+    parser.add_argument("--render", action="store_true",
+                        help="only re-render the tables from benchmarks/results.json")
     args = parser.parse_args()
+    if args.render:
+        print(write_outputs(json.loads((HERE / "results.json").read_text())))
+        return 0
     machine = machine_info()
     machine["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     records, failures = [], {}
@@ -83,16 +106,7 @@ def main() -> int:
         for record in got:
             print("   ", json.dumps(record), flush=True)
     results = {"machine": machine, "results": records, "failures": failures}
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown_table(records, machine)
-    (HERE / "results.md").write_text(table)
-    perf = HERE.parent / "docs" / "performance.md"
-    if perf.exists() and BEGIN in perf.read_text():
-        text = perf.read_text()
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1] if END in rest else ""
-        perf.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
-    print(table)
+    print(write_outputs(results))
     return 1 if failures else 0
 
 
