@@ -41,7 +41,13 @@ def test_report_recovers_energy_resolution_by_depth(report):
     assert close(good["w<2cm"]["sigma_upper_percent"], 1.5)
     assert close(good["w>=2cm"]["sigma_upper_percent"], 1.0)
     bad = summary["studies"]["energy"]["series"]["bad"]["by_depth"]
+    # "bad" adds the pile-up energy to its own: the resolution comes from pile-up-free events
     assert close(bad["w>=2cm"]["sigma_upper_percent"], 2.5)
+    assert bad["w>=2cm"]["status"] in ("ok", "poor")
+    notes = " ".join(summary["studies"]["energy"]["notes"])
+    assert "without simulated pile-up" in notes
+    n_used = summary["studies"]["energy"]["series"]["good"]["n_used"]
+    assert n_used < summary["efficiency"]["good"]["n_ok"]  # pile-up events left out
     fwhm = good["w>=2cm"]["fwhm_percent"]["value"]
     assert 2.0 < fwhm < 3.0  # Gaussian-like upper side: FWHM ~ 2.35-2.6 sigma
     # the calorimeter fit ran on the energy scan and is reported with a status

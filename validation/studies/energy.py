@@ -50,9 +50,16 @@ def run(data, ctx: Context) -> StudyResult:
     uvw = data.truth.get("uvwTruth")
     if uvw is None:
         res.notes.append("uvwTruth absent: no depth classes and no u, v, w scans")
+    clean = np.ones(len(data), bool)
+    if "nPileup" in data.truth:
+        clean = np.asarray(data.truth["nPileup"]) == 0
+        if not clean.all():
+            res.notes.append(
+                f"energy resolutions use the {int(clean.sum())} events without simulated pile-up "
+                f"(nPileup == 0, {clean.mean():.0%}); events with pile-up are in the pile-up study")
     residuals, masks = {}, {}
     for s in series:
-        ok = s.ok("energy") & (e_true > 0)
+        ok = s.ok("energy") & (e_true > 0) & clean
         masks[s.name] = ok
         residuals[s.name] = 100.0 * (s.values["energy"][ok] * 1000.0 - e_true[ok]) / e_true[ok]
     lo, hi = overlay_range(residuals.values(), low=7.0, high=4.0)
