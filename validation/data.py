@@ -20,6 +20,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
+from xecreco.models.base import OUTPUT_UNITS
 
 from xecreco.errors import UserError
 
@@ -34,21 +35,9 @@ __all__ = [
     "discover_reconstructions",
 ]
 
-#: Per-reconstruction quantities (branch suffixes) and their file units.
-QUANTITIES = {
-    "energy": "GeV",
-    "u": "cm",
-    "v": "cm",
-    "w": "cm",
-    "x": "cm",
-    "y": "cm",
-    "z": "cm",
-    "time": "ns",
-    "theta": "deg",
-    "phi": "deg",
-    "npileup": "photons",
-    "pileup_prob": "probability",
-}
+#: Per-reconstruction quantities (branch suffixes) and their file units: the reconstruction
+#: interface's outputs.
+QUANTITIES = OUTPUT_UNITS
 
 #: Truth branches the studies use (file units).
 TRUTH_BRANCHES = (
