@@ -20,9 +20,9 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
-from xecreco.models.base import OUTPUT_UNITS
 
 from xecreco.errors import UserError
+from xecreco.models.base import OUTPUT_UNITS
 
 __all__ = [
     "QUANTITIES",
