@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xecreco.validation import plots
 from xecreco.validation.estimators import Estimate, FitResult, clean, gauss_core_fit, robust_widths
 
 __all__ = [
@@ -136,6 +137,31 @@ def binned_resolution(x: np.ndarray, residual: np.ndarray, edges, *, core: bool 
             entry["bias"] = entry["median"]
         out.append(entry)
     return out
+
+
+def resolution_scans(res: "StudyResult", ctx: "Context", series, masks: dict, residuals: dict,
+                     scans: list, n_bins: int, sigma_label: str, bias_label: str,
+                     figure_name: str) -> None:
+    """Core resolution (top row) and bias (bottom row) of every series vs each scan coordinate.
+
+    ``scans`` holds ``(key, coordinate per event, axis label)``; ``masks[name]`` selects the
+    events whose residuals are ``residuals[name]``. Each series' bins go to
+    ``res.summary[name]["vs_<key>"]`` and the figure to ``res.figures``.
+    """
+    fig, axes = plots.figure(2, len(scans))
+    for j, (key, coord, label) in enumerate(scans):
+        edges = edges_from(coord, n_bins)
+        scan = []
+        for s in series:
+            ok = masks[s.name]
+            bins = binned_resolution(coord[ok], residuals[s.name], edges,
+                                     replicas=ctx.bootstrap_replicas)
+            scan.append((s.name, bins))
+            res.summary[s.name][f"vs_{key}"] = bins
+        plots.binned_graph(axes[0, j], scan, label, sigma_label)
+        plots.binned_graph(axes[1, j], scan, label, bias_label, key="bias")
+        axes[1, j].axhline(0.0, color="grey", lw=0.8)
+    res.figures.append(plots.save(fig, ctx, figure_name))
 
 
 def _est(e: Estimate) -> dict:

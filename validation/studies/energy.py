@@ -26,6 +26,7 @@ from xecreco.validation.studies.base import (
     overlay_range,
     pair,
     pull_summary,
+    resolution_scans,
     safe_name,
 )
 
@@ -164,18 +165,6 @@ def run(data, ctx: Context) -> StudyResult:
     else:
         res.notes.append("emiAng absent: no scans vs emission angle")
     if scans:
-        fig, axes = plots.figure(2, len(scans))
-        for j, (key, coord, label) in enumerate(scans):
-            edges = edges_from(coord, N_POSITION_BINS)
-            scan = []
-            for s in series:
-                ok = masks[s.name]
-                bins = binned_resolution(coord[ok], residuals[s.name], edges,
-                                         replicas=ctx.bootstrap_replicas)
-                scan.append((s.name, bins))
-                res.summary[s.name][f"vs_{key}"] = bins
-            plots.binned_graph(axes[0, j], scan, label, "σ$_E$/E, core (%)")
-            plots.binned_graph(axes[1, j], scan, label, "bias (%)", key="bias")
-            axes[1, j].axhline(0.0, color="grey", lw=0.8)
-        res.figures.append(plots.save(fig, ctx, "energy_vs_position_angle"))
+        resolution_scans(res, ctx, series, masks, residuals, scans, N_POSITION_BINS,
+                         "σ$_E$/E, core (%)", "bias (%)", "energy_vs_position_angle")
     return res

@@ -15,13 +15,12 @@ from xecreco.validation.studies.base import (
     Context,
     StudyResult,
     Table,
-    binned_resolution,
-    edges_from,
     fmt,
     make_hist,
     overlay_range,
     pair,
     pull_summary,
+    resolution_scans,
     safe_name,
 )
 
@@ -96,18 +95,6 @@ def run(data, ctx: Context) -> StudyResult:
     res.figures.append(plots.save(fig, ctx, "timing_residual"))
     if not scans:
         return res
-    fig, axes = plots.figure(2, len(scans))
-    for j, (key, coord, label) in enumerate(scans):
-        edges = edges_from(coord, N_BINS)
-        scan = []
-        for s in series:
-            ok = masks[s.name]
-            bins = binned_resolution(coord[ok], resid[s.name], edges,
-                                     replicas=ctx.bootstrap_replicas)
-            scan.append((s.name, bins))
-            res.summary[s.name][f"vs_{key}"] = bins
-        plots.binned_graph(axes[0, j], scan, label, "σ$_t$ core (ps)")
-        plots.binned_graph(axes[1, j], scan, label, "t bias (ps)", key="bias")
-        axes[1, j].axhline(0.0, color="grey", lw=0.8)
-    res.figures.append(plots.save(fig, ctx, "timing_vs"))
+    resolution_scans(res, ctx, series, masks, resid, scans, N_BINS, "σ$_t$ core (ps)",
+                     "t bias (ps)", "timing_vs")
     return res
