@@ -88,6 +88,21 @@ def model_from_payload(payload: dict, path) -> Regressor:
     return model
 
 
+def physical_outputs(heads) -> list[str]:
+    """Physical output names (file units) a regressor with these heads produces: (u, v, w) add
+    (x, y, z) and the direction head gives (theta, phi)."""
+    names = [q for q in ("energy", "u", "v", "w") if q in heads]
+    if {"u", "v", "w"} <= set(heads):
+        names += ["x", "y", "z"]
+    if "time" in heads:
+        names.append("time")
+    if "direction" in heads:
+        names += ["theta", "phi"]
+    if "npileup" in heads:
+        names.append("npileup")
+    return names
+
+
 @dataclass
 class _Member:
     model: Regressor
@@ -128,17 +143,7 @@ class CheckpointReconstructor:
         self.device = torch.device(device)
         for member in members:
             member.model.to(self.device)
-        head_names = members[0].model.head_names
-        outputs = [q for q in ("energy", "u", "v", "w") if q in head_names]
-        if {"u", "v", "w"} <= set(head_names):
-            outputs += ["x", "y", "z"]
-        if "time" in head_names:
-            outputs.append("time")
-        if "direction" in head_names:
-            outputs += ["theta", "phi"]
-        if "npileup" in head_names:
-            outputs.append("npileup")
-        self.outputs = tuple(outputs)
+        self.outputs = tuple(physical_outputs(members[0].model.head_names))
         self.has_uncertainty = bool(members[0].model.config["uncertainty"])
         with_errors = self.has_uncertainty or len(members) > 1
         #: the ``<q>_err`` keys every reconstruct() call returns

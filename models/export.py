@@ -44,7 +44,7 @@ from xecreco.io.batch import EventBatch
 from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL
 from xecreco.models.base import FILL_VALUE, OUTPUT_UNITS, Status
-from xecreco.models.checkpoint_reco import SCALAR_TARGETS, load_member
+from xecreco.models.checkpoint_reco import SCALAR_TARGETS, load_member, physical_outputs
 from xecreco.normalization import NormalizationSpec, TargetScaling
 
 #: Input names of the exported graph: raw npho (photons) and sensor time (s).
@@ -175,15 +175,7 @@ class PhysicalModel(nn.Module):
 
 def output_names(heads, uncertainty: bool) -> list[str]:
     """Output names of the exported graph for the enabled heads, ``status`` last."""
-    names = [q for q in ("energy", "u", "v", "w") if q in heads]
-    if {"u", "v", "w"} <= set(heads):
-        names += ["x", "y", "z"]
-    if "time" in heads:
-        names.append("time")
-    if "direction" in heads:
-        names += ["theta", "phi"]
-    if "npileup" in heads:
-        names.append("npileup")
+    names = physical_outputs(heads)
     if uncertainty:
         errs = [q for q in ("energy", "u", "v", "w", "time", "npileup") if q in heads]
         if "direction" in heads:
