@@ -61,8 +61,3 @@ def bundle_checkpoint(checkpoint: str | Path, destination: Path | None = None) -
     save_checkpoint(destination, payload)
     return destination
 
-
-if __name__ == "__main__":
-    import sys
-
-    print(bundle_checkpoint(sys.argv[1]))

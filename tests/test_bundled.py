@@ -66,3 +66,21 @@ def test_bundled_regressor_reproduces_documented_resolutions(tmp_path):
         ratio = ml[key] / classical[key]
         assert ratio == pytest.approx(documented, rel=0.25), key
         assert (ratio < 1.0) == (documented < 1.0), key
+
+
+def test_make_bundle_strips_training_state_and_machine_paths(tmp_path, monkeypatch):
+    from xecreco.models import make_bundle
+    from xecreco.train.checkpoint import save_checkpoint
+
+    payload = dict(load_checkpoint(bundled.BUNDLED_REGRESSOR))
+    payload["train_state"] = {"step": 7}
+    payload["config"] = {"data": {"train_files": ["/some/where/train.root"], "val_files": []}}
+    source = tmp_path / "best.pt"
+    save_checkpoint(source, payload)
+    target = tmp_path / "bundled.pt"
+    monkeypatch.setattr(bundled, "BUNDLED_REGRESSOR", target)
+    assert make_bundle.main([str(source)]) == 0
+    written = load_checkpoint(target)
+    assert written["train_state"] == {}
+    assert written["config"]["data"]["train_files"] == ["train.root"]
+    assert make_bundle.main([str(tmp_path / "missing.pt")]) == 2
