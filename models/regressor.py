@@ -34,10 +34,13 @@ from torch import nn
 from xecreco.errors import UserError
 from xecreco.models.blocks.attention import TransformerLayer
 from xecreco.models.blocks.heads import HEAD_WIDTHS, TaskHead
+from xecreco.models.blocks.light_summary import LightSummary
 from xecreco.models.encoder import FACE_ORDER, build_encoder
 
 #: Format version of the model config dict (bumped when its meaning changes).
-MODEL_CONFIG_VERSION = 1
+MODEL_CONFIG_VERSION = 2
+#: Light-summary settings of both presets (``summary: null`` switches the block off).
+_SUMMARY = {"crop": 9, "hidden": 128, "npho_scheme": "log1p"}
 
 _CPU = {
     "preset": "cpu",
@@ -59,6 +62,7 @@ _CPU = {
         "hex": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0},
     },
     "fusion": {"layers": 1, "heads": 4, "mlp_ratio": 2.0},
+    "summary": _SUMMARY,
     "heads": ["energy", "time", "u", "v", "w", "direction"],
     "head_hidden": 64,
     "uncertainty": False,
@@ -84,6 +88,7 @@ _UPSTREAM = {
         "hex": {"dim": 64, "depth": 4, "heads": 4, "mlp_ratio": 4.0},
     },
     "fusion": {"layers": 2, "heads": 8, "mlp_ratio": 4.0},
+    "summary": _SUMMARY,
     "heads": ["energy", "time", "u", "v", "w", "direction"],
     "head_hidden": 512,
     "uncertainty": False,
@@ -104,7 +109,9 @@ def _merge(base: dict, overrides: dict, path: str) -> dict:
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             raise UserError(f"unknown model config key '{where}'{suggestion}; known keys: "
                             f"{', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key not in ("tokens", "stem_stride"):
+        if key == "summary" and value is None:
+            merged[key] = None
+        elif isinstance(base[key], dict) and key not in ("tokens", "stem_stride"):
             if not isinstance(value, dict):
                 raise UserError(f"model config key '{where}' must be a mapping, got {value!r}")
             merged[key] = _merge(base[key], value, where)
@@ -131,6 +138,8 @@ def resolve_model_config(config: dict | str | None = None) -> dict:
         config = {"preset": config}
     if not isinstance(config, dict):
         raise UserError(f"model config must be a mapping or a preset name, got {config!r}")
+    if config.get("config_version") == 1 and "summary" not in config:
+        config = {**config, "summary": None}  # version 1 had no light summary
     preset = config.get("preset", DEFAULT_PRESET)
     if preset not in PRESETS:
         raise UserError(f"unknown model preset '{preset}': use one of {', '.join(PRESETS)}")
@@ -161,12 +170,33 @@ def _check(config: dict) -> None:
                                ("encoder.hex.heads", enc["hex"]["dim"], enc["hex"]["heads"])):
         if heads_ < 1 or width % heads_:
             raise UserError(f"model config '{key}' = {heads_} must divide the width {width}")
+    summary = config["summary"]
+    if summary is not None:
+        from xecreco.normalization import NPHO_SCHEMES
+
+        if summary["npho_scheme"] not in NPHO_SCHEMES:
+            raise UserError(f"model config 'summary.npho_scheme' = {summary['npho_scheme']!r}: "
+                            f"use one of {', '.join(NPHO_SCHEMES)}")
+        if int(summary["crop"]) < 1 or int(summary["crop"]) % 2 == 0:
+            raise UserError(f"model config 'summary.crop' = {summary['crop']!r} must be a "
+                            "positive odd number")
     if any(int(k) < 1 for k in enc["tokens"].values()):
         raise UserError("model config 'encoder.tokens' must give at least 1 token per face")
 
 
+#: Outputs that get a physics reference from the light summary, in buffer order.
+REFERENCED_OUTPUTS = ("energy", "u", "v")
+
+
 class Regressor(nn.Module):
-    """Encoder + CLS token + transformer fusion + task heads (see the module docstring).
+    """Encoder + CLS token + transformer fusion (+ light summary) + task heads.
+
+    With a light summary (``summary`` in the config, :mod:`xecreco.models.blocks.light_summary`)
+    the heads also see the summary vector, and the energy, u and v heads predict corrections to
+    references: energy = ``light_gain`` x collected light, (u, v) = the light centroid around the
+    inner-face peak. The references enter in standardised units, so :meth:`calibrate_references`
+    must be given the target scaling (the trainer does this before the first step; the values
+    are persistent buffers and travel with the weights).
 
     Attributes:
         config: the resolved model config it was built from.
@@ -190,9 +220,22 @@ class Regressor(nn.Module):
             for _ in range(int(fusion["layers"]))
         )
         self.norm = nn.LayerNorm(dim)
+        summary = config.get("summary")
+        self.summary = None if summary is None else LightSummary(
+            summary["npho_scheme"], int(summary["crop"]), int(summary["hidden"]), dim,
+            int(config["encoder"]["in_channels"]))
+        if self.summary is not None:
+            n_ref = len(REFERENCED_OUTPUTS)
+            # physical reference -> standardised units: (reference - mean) / scale; off until
+            # calibrated (reference_on = 0)
+            self.register_buffer("reference_mean", torch.zeros(n_ref))
+            self.register_buffer("reference_scale", torch.ones(n_ref))
+            self.register_buffer("light_gain", torch.zeros(()))
+            self.register_buffer("reference_on", torch.zeros(()))
         self.head_names = tuple(config["heads"])
+        head_in = (2 if self.summary is None else 3) * dim
         self.heads = nn.ModuleDict(
-            {name: TaskHead(name, 2 * dim, int(config["head_hidden"]), bool(config["uncertainty"]))
+            {name: TaskHead(name, head_in, int(config["head_hidden"]), bool(config["uncertainty"]))
              for name in self.head_names}
         )
 
@@ -213,10 +256,50 @@ class Regressor(nn.Module):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Standardised outputs of every enabled head (see the module docstring)."""
         embedding = self.event_embedding(features)
+        references = None
+        if self.summary is not None:
+            summary, references = self.summary(features)
+            embedding = torch.cat([embedding, summary.to(embedding.dtype)], dim=1)
         out: dict[str, torch.Tensor] = {}
         for name in self.head_names:
             out.update(self.heads[name](embedding))
+        if references is not None:
+            physical = {"energy": self.light_gain * references["light"],
+                        "u": references["u"], "v": references["v"]}
+            for i, name in enumerate(REFERENCED_OUTPUTS):
+                if name in out:
+                    standardised = (physical[name] - self.reference_mean[i]) / \
+                        self.reference_scale[i]
+                    out[name] = out[name] + self.reference_on * standardised.to(out[name].dtype)
         return out
+
+    @torch.no_grad()
+    def calibrate_references(self, features: torch.Tensor, energy_gev: torch.Tensor | None,
+                             scaling) -> None:
+        """Switch the light-summary references on (no-op without a summary).
+
+        Args:
+            features: (N, 4760, C) input features of some training events.
+            energy_gev: (N,) their true energies (GeV), to set ``light_gain`` as the median of
+                energy / collected light; None when the model has no energy head.
+            scaling: the :class:`xecreco.normalization.TargetScaling` of the targets.
+        """
+        if self.summary is None:
+            return
+        for i, name in enumerate(REFERENCED_OUTPUTS):
+            if name in self.head_names:
+                self.reference_mean[i] = float(scaling.mean[name])
+                self.reference_scale[i] = float(scaling.scale[name])
+        if "energy" in self.head_names:
+            _, references = self.summary(features)
+            light = references["light"].double()
+            lit = light > 0
+            if not bool(lit.any()):
+                raise UserError("cannot calibrate the energy reference: no light in the "
+                                "calibration events; check the training files' npho branch")
+            ratio = energy_gev.double().to(light.device)[lit] / light[lit]
+            self.light_gain.fill_(float(torch.median(ratio)))
+        self.reference_on.fill_(1.0)
 
 
 def build_model(model_config: dict | str | None = None) -> Regressor:

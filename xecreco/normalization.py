@@ -46,7 +46,13 @@ from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
 from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
 
-__all__ = ["NPHO_SCHEMES", "NormalizationSpec", "TargetScaling", "NORMALIZATION_VERSION"]
+__all__ = [
+    "NORMALIZATION_VERSION",
+    "NPHO_SCHEMES",
+    "NormalizationSpec",
+    "TargetScaling",
+    "scaled_npho",
+]
 
 NORMALIZATION_VERSION = 1
 NPHO_SCHEMES = ("log1p", "sqrt", "anscombe", "linear")
@@ -122,7 +128,7 @@ class NormalizationSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, mapping: dict | None) -> "NormalizationSpec":
+    def from_dict(cls, mapping: dict | None) -> NormalizationSpec:
         """Rebuild from :meth:`to_dict` output; unknown keys are a UserError."""
         mapping = dict(mapping or {})
         known = {f.name for f in fields(cls)}
@@ -167,15 +173,7 @@ class NormalizationSpec:
         dtype = _float_dtype(features)
         y_min = self.npho_forward(np.array([self.npho_min], dtype=np.float64))[0]
         y = np.maximum(np.asarray(features, dtype=np.float64), y_min)
-        scheme = self.npho_scheme
-        if scheme == "log1p":
-            x = np.expm1(y)
-        elif scheme == "sqrt":
-            x = y * y
-        elif scheme == "anscombe":
-            x = (y / 2.0 + _SQRT_C) ** 2 - _ANSCOMBE_C
-        else:
-            x = y
+        x = scaled_npho(y, self.npho_scheme)
         return np.maximum(x * self.npho_scale, self.npho_min).astype(dtype, copy=False)
 
     # ------------------------------------------------------------------ time
@@ -235,6 +233,26 @@ class NormalizationSpec:
         time -= offset[:, None]
         store_where_valid(time, valid_time, self.time_sentinel, out=out[:, :, 1])
 
+def scaled_npho(features, scheme: str):
+    """``npho / npho_scale`` from npho feature values of ``scheme`` (no clipping).
+
+    Works on numpy arrays and torch tensors alike, so the networks that need the light itself
+    (e.g. the regressor's light summary) invert the transform with this same code. Feature 0 (the
+    invalid-sensor sentinel) gives 0 for every scheme.
+    """
+    if scheme == "log1p":
+        if isinstance(features, np.ndarray):
+            return np.expm1(features)
+        return features.exp() - 1.0  # a tensor: ONNX has no expm1 (absolute error ~1e-7)
+    if scheme == "sqrt":
+        return features * features
+    if scheme == "anscombe":
+        return (features / 2.0 + _SQRT_C) ** 2 - _ANSCOMBE_C
+    if scheme == "linear":
+        return features
+    raise UserError(f"unknown npho scheme '{scheme}': use one of {', '.join(NPHO_SCHEMES)}")
+
+
 _UNUSABLE = np.float32(3e38)  # added to the times (s) of sensors not usable for the reference
 _USABLE_LIMIT = 1e38
 
@@ -287,7 +305,7 @@ class TargetScaling:
         return tuple(sorted(self.mean))
 
     @classmethod
-    def fit(cls, targets: dict) -> "TargetScaling":
+    def fit(cls, targets: dict) -> TargetScaling:
         """Mean and standard deviation of each target array ``(N,)`` or ``(N, k)`` (per component).
 
         A target with zero spread gets scale 1.
@@ -342,7 +360,7 @@ class TargetScaling:
         return {"version": self.version, "mean": dict(self.mean), "scale": dict(self.scale)}
 
     @classmethod
-    def from_dict(cls, mapping: dict) -> "TargetScaling":
+    def from_dict(cls, mapping: dict) -> TargetScaling:
         """Rebuild from :meth:`to_dict` output."""
         mapping = dict(mapping or {})
         unknown = sorted(set(mapping) - {"version", "mean", "scale"})

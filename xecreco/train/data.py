@@ -16,7 +16,7 @@ validation batches ``truth`` {name: physical numpy array}.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -246,6 +246,18 @@ class RootSource:
         if name in STANDARDISED:
             return np.asarray(self.scaling.destandardize(name, values))
         return np.asarray(values)
+
+    def calibration_batch(self) -> dict:
+        """The first ``data.batch_size`` training events, unaugmented, with physical ``truth``
+        (the same on every rank; used to calibrate model references before training)."""
+        from xecreco.io.reader import iterate_batches
+
+        first = self.train_range[0]
+        stop = min(self.train_range[1], first + self.data.batch_size)
+        batch = next(iterate_batches(self.train_files, tree=self.data.tree, branches=self.branches,
+                                     truth=self.truth, step_events=stop - first,
+                                     entry_start=first, entry_stop=stop))
+        return _to_torch(self.encoder.encode(batch, keep_truth=True))
 
     # -- streams --------------------------------------------------------------------------
     def _rank_range(self, rank: int, world: int) -> tuple[int, int]:

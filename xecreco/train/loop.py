@@ -224,6 +224,8 @@ class _Trainer:
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
         self.model_config = task.resolved_model_config(cfg)
         self.model = task.build_model(self.model_config).to(device)
+        if task.prepare_model is not None and not ckpt:
+            task.prepare_model(self.model, self.source)
         self.loss = task.build_loss(cfg, self.source).to(device)
         self.module = _TrainModule(self.model, self.loss)
         self.optimizer = torch.optim.AdamW(_param_groups(self.module, cfg.optim.weight_decay),

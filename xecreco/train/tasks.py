@@ -9,8 +9,8 @@ import time).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ class TaskSpec:
     metrics(collected: {key: concatenated array}, cfg) -> {metric: float}.
     model_config(cfg) -> the complete model config dict stored in checkpoints (default: the
         config's ``{"preset": ..., **overrides}`` unchanged).
+    prepare_model(model, source) -> None: data-dependent set-up of a fresh model before the
+        first step (not on resume: the checkpoint holds its result); optional.
     """
 
     name: str
@@ -43,6 +45,7 @@ class TaskSpec:
     eval_batch: Callable
     metrics: Callable
     model_config: Callable = None
+    prepare_model: Callable = None
 
     def resolved_model_config(self, cfg) -> dict:
         return self.model_config(cfg) if self.model_config is not None else cfg.model_config()
@@ -91,9 +94,26 @@ def regressor_model_config(cfg) -> dict:
 
     config = cfg.model_config()
     config.setdefault("heads", list(cfg.task.targets))
+    summary = config.get("summary", {})
+    if summary is not None:  # the light summary inverts the configured npho transform
+        scheme = cfg.normalization.get("npho_scheme", "log1p")
+        config["summary"] = {**summary, "npho_scheme": scheme}
     if "gaussian_nll" in cfg.loss.types.values():
         config.setdefault("uncertainty", True)
     return resolve_model_config(config)
+
+
+def prepare_regressor(model, source) -> None:
+    """Calibrate the light-summary references on the first training events (models without
+    ``calibrate_references``, e.g. plugin regressors, need nothing)."""
+    calibrate = getattr(model, "calibrate_references", None)
+    if calibrate is None:
+        return
+    batch = source.calibration_batch()
+    energy = batch["truth"].get("energy")
+    calibrate(batch["features"].to(next(model.parameters()).device),
+                               None if energy is None else torch.as_tensor(energy),
+                               source.scaling)
 
 
 def regressor_source(cfg, target_scaling=None):
@@ -149,4 +169,5 @@ def regressor_metrics(collected: dict, cfg) -> dict:
 
 
 register_task(TaskSpec("regressor", build_regressor, regressor_source, regressor_loss,
-                       regressor_eval_batch, regressor_metrics, regressor_model_config))
+                       regressor_eval_batch, regressor_metrics, regressor_model_config,
+                       prepare_regressor))

@@ -1,0 +1,131 @@
+"""Light summary: physics references and a full-resolution view of the light peak.
+
+The convolutional backbones see the inner face through coarse patches, and sums of light over many
+sensors are hard to form from log-transformed features. This block gives the regressor what a
+physicist would compute first, exactly, from the same input features:
+
+- the collected light per face and in total (in units of the normalisation's ``npho_scale``);
+- the inner-face light peak: the cell with the largest 3 x 3 light sum, and a ``crop x crop``
+  window of sensors around it (npho fraction of the window and time feature of each sensor) at
+  full sensor resolution;
+- the light-weighted centroid (u, v) of that window (cm), a position reference.
+
+``forward(features)`` returns ``(summary, references)``: ``summary`` (N, out_dim) the MLP
+embedding of all of the above, and ``references`` {"light": (N,) total collected light / npho_scale,
+"u": (N,) cm, "v": (N,) cm}. The regressor adds its heads' outputs to these references (energy
+proportional to the light, u and v relative to the centroid), so the network learns corrections
+instead of re-deriving sums and centroids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xecreco.geometry import N_SENSORS, Face, design_geometry, face_ids, face_image_index
+from xecreco.normalization import scaled_npho
+
+#: Scale of the position inputs of the summary MLP (cm).
+_POSITION_SCALE_CM = 100.0
+#: Light (units of npho_scale) added inside the logarithms, so empty faces give finite inputs.
+_LOG_FLOOR = 1e-3
+_FACES = (Face.INNER, Face.OUTER, Face.US, Face.DS, Face.TOP, Face.BOTTOM)
+
+
+def _crop_tables(crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every inner-face cell, the sensor ids of the ``crop x crop`` window centred on it
+    (``N_SENSORS`` = an all-zero padding sensor outside the face), and the (u, v) cm of the
+    window's centre cell: ``(ids (n_cells, crop * crop), centre_uv (n_cells, 2))``."""
+    index = face_image_index(Face.INNER)
+    height, width = index.shape
+    half = crop // 2
+    padded = np.full((height + 2 * half, width + 2 * half), N_SENSORS, dtype=np.int64)
+    padded[half:half + height, half:half + width] = index
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    offsets = np.arange(crop)
+    ids = padded[(rows.reshape(-1, 1, 1) + offsets.reshape(1, -1, 1)),
+                 (cols.reshape(-1, 1, 1) + offsets.reshape(1, 1, -1))]
+    centre_uv = design_geometry().uvw[index.reshape(-1), :2]
+    return ids.reshape(height * width, crop * crop), centre_uv
+
+
+class LightSummary(nn.Module):
+    """Light sums, peak window and centroid of the inner face -> (summary, references).
+
+    Args:
+        npho_scheme: the npho transform of the input features (see
+            :class:`xecreco.normalization.NormalizationSpec`), to recover the light.
+        crop: side of the square sensor window around the peak (odd).
+        hidden: width of the summary MLP.
+        out_dim: width of the summary vector.
+        in_channels: feature channels per sensor (channel 0 npho, channel 1 time).
+    """
+
+    def __init__(self, npho_scheme: str, crop: int, hidden: int, out_dim: int, in_channels: int):
+        super().__init__()
+        if crop < 1 or crop % 2 == 0:
+            raise ValueError(f"light summary crop must be a positive odd number, got {crop}")
+        self.npho_scheme = npho_scheme
+        self.crop = crop
+        index = face_image_index(Face.INNER)
+        self.image_shape = index.shape
+        self.n_inner = int(index.size)
+        ids, centre_uv = _crop_tables(crop)
+        self.register_buffer("window_ids", torch.from_numpy(ids), persistent=False)
+        self.register_buffer("centre_uv", torch.from_numpy(centre_uv.astype(np.float32)),
+                             persistent=False)
+        uv = np.zeros((N_SENSORS + 1, 2), dtype=np.float32)
+        uv[:N_SENSORS] = design_geometry().uvw[:, :2]
+        self.register_buffer("sensor_uv", torch.from_numpy(uv), persistent=False)
+        membership = np.zeros((N_SENSORS, len(_FACES)), dtype=np.float32)
+        for column, face in enumerate(_FACES):
+            membership[face_ids(face), column] = 1.0
+        self.register_buffer("face_membership", torch.from_numpy(membership), persistent=False)
+        window = crop * crop
+        n_inputs = window * min(in_channels, 2) + 4 + len(_FACES) + 1
+        self.mlp = nn.Sequential(
+            nn.Linear(n_inputs, hidden), nn.GELU(),
+            nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def _peak_window(self, features: torch.Tensor):
+        """``(face_light (N, 6), window_ids (N, w), window_light (N, w), centre_uv (N, 2) cm,
+        centroid_uv (N, 2) cm)`` with w = crop * crop."""
+        light = torch.clamp(scaled_npho(features[..., 0].float(), self.npho_scheme), min=0.0)
+        face_light = light @ self.face_membership
+        inner = light[:, : self.n_inner].reshape(-1, 1, *self.image_shape)
+        smoothed = F.avg_pool2d(inner, 3, stride=1, padding=1, count_include_pad=True)
+        peak = torch.argmax(smoothed.flatten(1), dim=1)
+        window_ids = self.window_ids[peak]
+        window_light = torch.gather(F.pad(light, (0, 1)), 1, window_ids)
+        window_uv = self.sensor_uv[window_ids]  # (N, w, 2)
+        total = window_light.sum(dim=1, keepdim=True)
+        centre_uv = self.centre_uv[peak]
+        centroid = torch.where(
+            total > 0,
+            (window_light.unsqueeze(-1) * window_uv).sum(dim=1) / torch.clamp(total, min=1e-12),
+            centre_uv,
+        )
+        return face_light, window_ids, window_light, centre_uv, centroid
+
+    def forward(self, features: torch.Tensor):
+        """``(summary (N, out_dim), references)``; see the module docstring."""
+        face_light, window_ids, window_light, centre_uv, centroid = self._peak_window(features)
+        fraction = window_light / torch.clamp(window_light.sum(dim=1, keepdim=True), min=1e-12)
+        parts = [fraction]
+        if features.shape[-1] > 1:
+            padded_time = F.pad(features[..., 1].float(), (0, 1))
+            parts.append(torch.gather(padded_time, 1, window_ids))
+        total_light = face_light.sum(dim=1, keepdim=True)
+        parts += [
+            centre_uv / _POSITION_SCALE_CM,
+            centroid - centre_uv,  # cm, within about a sensor pitch
+            torch.log(face_light + _LOG_FLOOR),
+            torch.log(total_light + _LOG_FLOOR),
+        ]
+        summary = self.mlp(torch.cat(parts, dim=1))
+        references = {"light": total_light[:, 0], "u": centroid[:, 0], "v": centroid[:, 1]}
+        return summary, references
