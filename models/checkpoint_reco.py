@@ -151,18 +151,29 @@ class CheckpointReconstructor:
             q + "_err" for q in ("energy", "u", "v", "w", "time", "theta", "phi", "npileup")
             if with_errors and q in self.outputs)
 
-    def _forward(self, member: _Member, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Standardised network outputs for (N, 4760, C) features, as float64 numpy."""
+    def _forward(self, member: _Member, features: np.ndarray,
+                 vertex: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Standardised network outputs for (N, 4760, C) features (and the (N, 3) cm vertex for
+        models that use it; None = the target centre), as float64 numpy."""
         chunks: list[dict[str, torch.Tensor]] = []
+        uses_vertex = getattr(member.model, "uses_vertex", False)
         with torch.inference_mode():
             for start in range(0, len(features), self.batch_size):
-                x = torch.from_numpy(features[start:start + self.batch_size]).to(self.device)
-                chunks.append({k: v.float().cpu() for k, v in member.model(x).items()})
+                rows = slice(start, start + self.batch_size)
+                x = torch.from_numpy(features[rows]).to(self.device)
+                if uses_vertex:
+                    v = None if vertex is None else torch.from_numpy(
+                        np.ascontiguousarray(vertex[rows], dtype=np.float32)).to(self.device)
+                    outputs = member.model(x, v)
+                else:
+                    outputs = member.model(x)
+                chunks.append({k: v.float().cpu() for k, v in outputs.items()})
         return {k: torch.cat([c[k] for c in chunks]).double().numpy() for k in chunks[0]}
 
-    def _physical(self, member: _Member, raw: dict[str, np.ndarray],
-                  time_ref_ns: np.ndarray) -> dict[str, np.ndarray]:
-        """Standardised outputs -> file units; ``<q>_err`` from log-variances when present."""
+    def _physical(self, member: _Member, raw: dict[str, np.ndarray], time_ref_ns: np.ndarray,
+                  vertex: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Standardised outputs -> file units; ``<q>_err`` from log-variances when present; the
+        time of flight corrected to ``vertex`` for networks that did not see it."""
         out: dict[str, np.ndarray] = {}
         for q in SCALAR_TARGETS:
             if q not in raw:
@@ -174,6 +185,10 @@ class CheckpointReconstructor:
                                          - member.scaling.destandardize(q, np.zeros_like(sigma)))
         if "time" in out:
             out["time"] = out["time"] + time_ref_ns
+            if vertex is not None and {"u", "v", "w"} <= set(out) and not getattr(
+                    member.model, "uses_vertex", False):
+                xyz = uvw_to_xyz(np.stack([out["u"], out["v"], out["w"]], axis=1))
+                out["time"] = out["time"] + _flight_change_ns(xyz, vertex)
         if "direction" in raw:
             out["direction"] = raw["direction"]
             if "direction_logvar" in raw:
@@ -198,38 +213,42 @@ class CheckpointReconstructor:
                                        np.asarray(member.normalization.time_reference_ns(batch),
                                                   dtype=np.float64))
             features, time_ref = features_cache[key]
-            per_member.append(self._physical(member, self._forward(member, features), time_ref))
+            raw = self._forward(member, features, batch.vertex)
+            per_member.append(self._physical(member, raw, time_ref, batch.vertex))
         result = _combine(per_member, n)
         if {"u", "v", "w"} <= set(result):
             xyz = uvw_to_xyz(np.stack([result["u"], result["v"], result["w"]], axis=1))
             result["x"], result["y"], result["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-            if batch.vertex is not None:
-                _use_vertex(result, xyz, batch.vertex)
+            if batch.vertex is not None and "theta" in result:
+                _angles_from_vertex(result, xyz, batch.vertex)
         return _finalise(result, batch, n)
 
 
-def _use_vertex(result: dict[str, np.ndarray], xyz: np.ndarray, vertex) -> None:
-    """Refine angles and time with a measured vertex (``xyzVTX``; the positron track in MEG II).
-
-    Angles: the direction from the vertex to the reconstructed first-interaction point, as in the
-    classical reconstruction (the direction head serves events without a vertex, and ONNX).
-    Time: the network, which never sees the vertex, predicts the emission time for the average
-    vertex, the target centre; the time of flight is corrected from there to the measured vertex:
-    t += (|x - centre| - |x - vertex|) / c.
-    """
+def _known_vertex(vertex) -> tuple[np.ndarray, np.ndarray]:
+    """``(vertex (N, 3) cm with unknown rows set to the target centre, known (N,) bool)``."""
     vertex = np.asarray(vertex, dtype=np.float64)
     known = np.all(np.isfinite(vertex), axis=1)
-    if not known.any():
-        return
-    vertex = np.where(known[:, None], vertex, np.asarray(TARGET_CENTRE_CM))
-    if "theta" in result:
-        theta, phi = direction_to_angles(xyz - vertex)
-        result["theta"] = np.where(known, theta, result["theta"])
-        result["phi"] = np.where(known, phi, result["phi"])
-    if "time" in result:
-        flight_change = (np.linalg.norm(xyz - np.asarray(TARGET_CENTRE_CM), axis=1)
-                         - np.linalg.norm(xyz - vertex, axis=1)) / SPEED_OF_LIGHT_CM_PER_NS
-        result["time"] = result["time"] + np.where(known, flight_change, 0.0)
+    return np.where(known[:, None], vertex, np.asarray(TARGET_CENTRE_CM)), known
+
+
+def _angles_from_vertex(result: dict[str, np.ndarray], xyz: np.ndarray, vertex) -> None:
+    """Angles from a measured vertex (``xyzVTX``; the positron track in MEG II): the direction
+    from the vertex to the reconstructed first-interaction point, as in the classical
+    reconstruction (the direction head serves events without a vertex, and ONNX)."""
+    vertex, known = _known_vertex(vertex)
+    theta, phi = direction_to_angles(xyz - vertex)
+    result["theta"] = np.where(known, theta, result["theta"])
+    result["phi"] = np.where(known, phi, result["phi"])
+
+
+def _flight_change_ns(xyz: np.ndarray, vertex) -> np.ndarray:
+    """(N,) ns to add to the time of a network that never saw the vertex: it predicts the
+    emission time for the average vertex, the target centre, so the time of flight is moved
+    from there to the measured vertex: (|x - centre| - |x - vertex|) / c (0 where unknown)."""
+    vertex, known = _known_vertex(vertex)
+    change = (np.linalg.norm(xyz - np.asarray(TARGET_CENTRE_CM), axis=1)
+              - np.linalg.norm(xyz - vertex, axis=1)) / SPEED_OF_LIGHT_CM_PER_NS
+    return np.where(known, change, 0.0)
 
 
 def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:

@@ -38,9 +38,9 @@ from xecreco.models.blocks.light_summary import LightSummary
 from xecreco.models.encoder import FACE_ORDER, build_encoder
 
 #: Format version of the model config dict (bumped when its meaning changes).
-MODEL_CONFIG_VERSION = 2
+MODEL_CONFIG_VERSION = 3
 #: Light-summary settings of both presets (``summary: null`` switches the block off).
-_SUMMARY = {"crop": 9, "hidden": 128, "npho_scheme": "log1p"}
+_SUMMARY = {"crop": 9, "hidden": 128, "npho_scheme": "log1p", "vertex": True}
 
 _CPU = {
     "preset": "cpu",
@@ -140,6 +140,8 @@ def resolve_model_config(config: dict | str | None = None) -> dict:
         raise UserError(f"model config must be a mapping or a preset name, got {config!r}")
     if config.get("config_version") == 1 and "summary" not in config:
         config = {**config, "summary": None}  # version 1 had no light summary
+    if config.get("config_version") == 2 and isinstance(config.get("summary"), dict):
+        config = {**config, "summary": {"vertex": False, **config["summary"]}}  # nor vertex
     preset = config.get("preset", DEFAULT_PRESET)
     if preset not in PRESETS:
         raise UserError(f"unknown model preset '{preset}': use one of {', '.join(PRESETS)}")
@@ -223,7 +225,7 @@ class Regressor(nn.Module):
         summary = config.get("summary")
         self.summary = None if summary is None else LightSummary(
             summary["npho_scheme"], int(summary["crop"]), int(summary["hidden"]), dim,
-            int(config["encoder"]["in_channels"]))
+            int(config["encoder"]["in_channels"]), bool(summary["vertex"]))
         if self.summary is not None:
             n_ref = len(REFERENCED_OUTPUTS)
             # physical reference -> standardised units: (reference - mean) / scale; off until
@@ -253,12 +255,22 @@ class Regressor(nn.Module):
         x = self.norm(x)
         return torch.cat([x[:, 0], x[:, 1:].mean(dim=1)], dim=1)
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Standardised outputs of every enabled head (see the module docstring)."""
+    @property
+    def uses_vertex(self) -> bool:
+        """Whether ``forward`` uses the event vertex (the light summary's incidence inputs)."""
+        return self.summary is not None and self.summary.use_vertex
+
+    def forward(self, features: torch.Tensor,
+                vertex: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Standardised outputs of every enabled head (see the module docstring).
+
+        ``vertex`` (N, 3) cm: the photon vertex (``xyzVTX``), used when :attr:`uses_vertex`;
+        None or non-finite rows mean the target centre.
+        """
         embedding = self.event_embedding(features)
         references = None
         if self.summary is not None:
-            summary, references = self.summary(features)
+            summary, references = self.summary(features, vertex)
             embedding = torch.cat([embedding, summary.to(embedding.dtype)], dim=1)
         out: dict[str, torch.Tensor] = {}
         for name in self.head_names:

@@ -30,6 +30,14 @@ def checkpoints(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def blind_checkpoint(tmp_path_factory):
+    """A network that does not see the vertex (no incidence inputs in its light summary)."""
+    path = tmp_path_factory.mktemp("blind") / "blind.pt"
+    make_checkpoint(path, {**TINY, "summary": {"vertex": False}}, seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
 def batch():
     b = sim_batch(12, seed=5)
     # event 3: every sensor dead; event 7: no valid time anywhere
@@ -77,8 +85,9 @@ def test_single_checkpoint_outputs_in_file_units(checkpoints, batch):
     assert not any(k.endswith("_err") for k in out)
 
 
-def test_angles_and_time_use_the_vertex_when_it_is_known(checkpoints, batch):
-    reco = reconstructor_from_checkpoint(checkpoints[0])
+def test_angles_and_time_use_the_vertex_when_it_is_known(blind_checkpoint, batch):
+    reco = reconstructor_from_checkpoint(blind_checkpoint)
+    assert not reco.members[0].model.uses_vertex
     without = reco.reconstruct(batch.replace(vertex=None))
     vertex = np.zeros((len(batch), 3), np.float32)
     vertex[:, 2] = np.linspace(-10.0, 10.0, len(batch))
@@ -99,6 +108,31 @@ def test_angles_and_time_use_the_vertex_when_it_is_known(checkpoints, batch):
                                atol=2e-3)
     assert np.ptp(flight[timed]) > 0.01  # ns: the correction is not negligible
     assert out["time"][5] == pytest.approx(without["time"][5], abs=1e-4)
+
+
+def test_a_vertex_aware_network_gets_the_vertex_and_no_posthoc_flight_correction(
+        checkpoints, batch):
+    reco = reconstructor_from_checkpoint(checkpoints[0])
+    model = reco.members[0].model
+    assert model.uses_vertex
+    vertex = np.zeros((len(batch), 3), np.float32)
+    vertex[:, 2] = np.linspace(-10.0, 10.0, len(batch))
+    vertex[5] = np.nan  # unknown: the network gets the target centre
+    out = reco.reconstruct(batch.replace(vertex=vertex))
+    spec = reco.members[0].normalization
+    features = torch.from_numpy(spec.features(batch))
+    centre = torch.zeros(len(batch), 3)
+    with torch.inference_mode():
+        seen = model(features, torch.from_numpy(np.nan_to_num(vertex, nan=0.0)))
+        at_centre = model(features, centre)
+    ok = out["status"] == Status.OK
+    time = SCALING.destandardize("time", seen["time"].double().numpy())
+    time = time + spec.time_reference_ns(batch)
+    np.testing.assert_allclose(out["time"][ok], time[ok], atol=2e-3)  # no extra flight term
+    energy = SCALING.destandardize("energy", seen["energy"].double().numpy())
+    np.testing.assert_allclose(out["energy"][ok], energy[ok], rtol=1e-5)
+    assert not torch.allclose(seen["energy"], at_centre["energy"])  # the vertex matters
+    assert seen["energy"][5].item() == pytest.approx(at_centre["energy"][5].item(), abs=1e-6)
 
 
 def test_status_codes_and_fill_values(checkpoints, batch):

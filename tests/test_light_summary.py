@@ -109,3 +109,25 @@ def test_version_1_configs_have_no_summary():
     assert resolve_model_config(legacy)["summary"] is None
     model = build_model(legacy)
     assert model.summary is None and "light_gain" not in model.state_dict()
+
+
+def test_incidence_from_the_vertex_matches_the_classical_tangents():
+    """The summary's incidence inputs are the classical reconstruction's tangents at the peak
+    sensor (same frame conventions), and the distance; no vertex = the target centre."""
+    from xecreco.models.classical.position import incidence_tangents
+
+    summary = LightSummary("log1p", 9, 16, 8, 2, use_vertex=True)
+    index = face_image_index(Face.INNER)
+    cells = np.array([index[10, 5], index[46, 22], index[80, 40]])
+    peak = torch.from_numpy(cells)
+    vertex = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 12.0], [-3.0, 1.0, -13.0]])
+    got = summary.incidence(peak, torch.from_numpy(vertex).float()).numpy()
+    uvw = design_geometry().uvw[cells]
+    expected = incidence_tangents(uvw, vertex)
+    np.testing.assert_allclose(got[:, :2], expected, atol=1e-4)
+    distance = np.linalg.norm(design_geometry().position[cells] - vertex, axis=1) / 100.0
+    np.testing.assert_allclose(got[:, 2], distance, rtol=1e-5)
+    unknown = torch.full((3, 3), float("nan"))
+    np.testing.assert_allclose(summary.incidence(peak, unknown).numpy(),
+                               summary.incidence(peak, None).numpy())
+    assert abs(got[1, 0] - got[0, 0]) > 0.1  # a 12 cm vertex shift tilts the incidence a lot

@@ -8,9 +8,14 @@ physicist would compute first, exactly, from the same input features:
 - the inner-face light peak: the cell with the largest 3 x 3 light sum, and a ``crop x crop``
   window of sensors around it (npho fraction of the window and time feature of each sensor) at
   full sensor resolution;
-- the light-weighted centroid (u, v) of that window (cm), a position reference.
+- the light-weighted centroid (u, v) of that window (cm), a position reference;
+- with ``use_vertex``, the photon incidence at the peak sensor seen from the event vertex
+  (``xyzVTX``; the positron track in MEG II; the target centre when unknown): tangents along u
+  and v and the distance (cm / 100). The shower, hence the light, develops along the photon
+  direction, so the light centre sits off the first-interaction point by (depth x incidence
+  tangent); the target is 27 cm long, so the tangent varies by about +-0.2 from event to event.
 
-``forward(features)`` returns ``(summary, references)``: ``summary`` (N, out_dim) the MLP
+``forward(features, vertex=None)`` returns ``(summary, references)``: ``summary`` (N, out_dim) the MLP
 embedding of all of the above, and ``references`` {"light": (N,) total collected light / npho_scale,
 "u": (N,) cm, "v": (N,) cm}. The regressor adds its heads' outputs to these references (energy
 proportional to the light, u and v relative to the centroid), so the network learns corrections
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xecreco.geometry import N_SENSORS, Face, design_geometry, face_ids, face_image_index
+from xecreco.geometry.constants import TARGET_CENTRE_CM
 from xecreco.normalization import scaled_npho
 
 #: Scale of the position inputs of the summary MLP (cm).
@@ -61,9 +67,11 @@ class LightSummary(nn.Module):
         hidden: width of the summary MLP.
         out_dim: width of the summary vector.
         in_channels: feature channels per sensor (channel 0 npho, channel 1 time).
+        use_vertex: add the incidence from the vertex to the summary inputs.
     """
 
-    def __init__(self, npho_scheme: str, crop: int, hidden: int, out_dim: int, in_channels: int):
+    def __init__(self, npho_scheme: str, crop: int, hidden: int, out_dim: int, in_channels: int,
+                 use_vertex: bool = False):
         super().__init__()
         if crop < 1 or crop % 2 == 0:
             raise ValueError(f"light summary crop must be a positive odd number, got {crop}")
@@ -83,8 +91,24 @@ class LightSummary(nn.Module):
         for column, face in enumerate(_FACES):
             membership[face_ids(face), column] = 1.0
         self.register_buffer("face_membership", torch.from_numpy(membership), persistent=False)
+        self.use_vertex = bool(use_vertex)
+        if self.use_vertex:
+            geometry = design_geometry()
+            normal = geometry.normal[: self.n_inner]
+            # local frame of every inner sensor: u along z, v = normal x z, normal into the xenon
+            frame = np.stack([np.tile([0.0, 0.0, 1.0], (self.n_inner, 1)),
+                              np.stack([normal[:, 1], -normal[:, 0], np.zeros(self.n_inner)], 1),
+                              normal], axis=1)
+            self.register_buffer("inner_position", torch.tensor(
+                geometry.position[: self.n_inner], dtype=torch.float32), persistent=False)
+            self.register_buffer("inner_frame", torch.tensor(frame, dtype=torch.float32),
+                                 persistent=False)
+            self.register_buffer("target_centre", torch.tensor(TARGET_CENTRE_CM,
+                                                               dtype=torch.float32),
+                                 persistent=False)
         window = crop * crop
-        n_inputs = window * min(in_channels, 2) + 4 + len(_FACES) + 1
+        n_inputs = (window * min(in_channels, 2) + 4 + len(_FACES) + 1
+                    + (3 if self.use_vertex else 0))
         self.mlp = nn.Sequential(
             nn.Linear(n_inputs, hidden), nn.GELU(),
             nn.Linear(hidden, hidden), nn.GELU(),
@@ -93,7 +117,7 @@ class LightSummary(nn.Module):
 
     def _peak_window(self, features: torch.Tensor):
         """``(face_light (N, 6), window_ids (N, w), window_light (N, w), centre_uv (N, 2) cm,
-        centroid_uv (N, 2) cm)`` with w = crop * crop."""
+        centroid_uv (N, 2) cm, peak (N,) inner-face cell)`` with w = crop * crop."""
         light = torch.clamp(scaled_npho(features[..., 0].float(), self.npho_scheme), min=0.0)
         face_light = light @ self.face_membership
         inner = light[:, : self.n_inner].reshape(-1, 1, *self.image_shape)
@@ -109,11 +133,27 @@ class LightSummary(nn.Module):
             (window_light.unsqueeze(-1) * window_uv).sum(dim=1) / torch.clamp(total, min=1e-12),
             centre_uv,
         )
-        return face_light, window_ids, window_light, centre_uv, centroid
+        return face_light, window_ids, window_light, centre_uv, centroid, peak
 
-    def forward(self, features: torch.Tensor):
+    def incidence(self, peak: torch.Tensor, vertex: torch.Tensor | None) -> torch.Tensor:
+        """(N, 3): incidence tangents along u and v at the ``peak`` inner sensors seen from
+        ``vertex`` (N, 3) cm (None or non-finite rows: the target centre), and distance / 100."""
+        position = self.inner_position[peak]
+        centre = self.target_centre.expand_as(position)
+        if vertex is None:
+            vertex = centre
+        else:
+            vertex = vertex.to(position.dtype)
+            vertex = torch.where(torch.isfinite(vertex).all(dim=1, keepdim=True), vertex, centre)
+        d = torch.einsum("nij,nj->ni", self.inner_frame[peak], position - vertex)
+        depth = torch.clamp(d[:, 2:3], min=1.0)
+        distance = torch.linalg.vector_norm(position - vertex, dim=1, keepdim=True)
+        return torch.cat([d[:, :2] / depth, distance / _POSITION_SCALE_CM], dim=1)
+
+    def forward(self, features: torch.Tensor, vertex: torch.Tensor | None = None):
         """``(summary (N, out_dim), references)``; see the module docstring."""
-        face_light, window_ids, window_light, centre_uv, centroid = self._peak_window(features)
+        face_light, window_ids, window_light, centre_uv, centroid, peak = \
+            self._peak_window(features)
         fraction = window_light / torch.clamp(window_light.sum(dim=1, keepdim=True), min=1e-12)
         parts = [fraction]
         if features.shape[-1] > 1:
@@ -126,6 +166,8 @@ class LightSummary(nn.Module):
             torch.log(face_light + _LOG_FLOOR),
             torch.log(total_light + _LOG_FLOOR),
         ]
+        if self.use_vertex:
+            parts.append(self.incidence(peak, vertex))
         summary = self.mlp(torch.cat(parts, dim=1))
         references = {"light": total_light[:, 0], "u": centroid[:, 0], "v": centroid[:, 1]}
         return summary, references

@@ -94,8 +94,10 @@ class EventEncoder:
         }
         if self.need_vertex:
             if batch.vertex is None:
-                raise UserError("loss.consistency needs the vertex branch xyzVTX, which the input "
-                                "lacks; set loss.consistency=0")
+                raise UserError("the input lacks the vertex branch xyzVTX, which "
+                                "loss.consistency and the light summary's vertex input need; "
+                                "map it with data.branches, or set loss.consistency=0 and "
+                                "model.overrides.summary.vertex=false")
             pool["vertex"] = np.asarray(batch.vertex, dtype=np.float32)
         if keep_truth:
             pool["truth"] = truth

@@ -46,8 +46,14 @@ class _TrainModule(nn.Module):
         self.loss = loss
 
     def forward(self, batch):
-        outputs = self.model(batch["features"])
-        return self.loss(outputs, batch)
+        return self.loss(model_outputs(self.model, batch), batch)
+
+
+def model_outputs(model: nn.Module, batch: dict):
+    """``model(features)``, or ``model(features, vertex)`` for models that use the vertex."""
+    if getattr(model, "uses_vertex", False):
+        return model(batch["features"], batch["vertex"])
+    return model(batch["features"])
 
 
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:

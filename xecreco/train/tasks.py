@@ -119,8 +119,14 @@ def prepare_regressor(model, source) -> None:
 def regressor_source(cfg, target_scaling=None):
     from xecreco.train.data import RootSource
 
+    from xecreco.models.regressor import DEFAULT_PRESET, PRESETS
+
+    # custom tasks may train other networks through this source: only presets have a summary
+    ours = cfg.model_config().get("preset", DEFAULT_PRESET) in PRESETS
+    summary = regressor_model_config(cfg)["summary"] if ours else None
+    need_vertex = cfg.loss.consistency > 0 or bool(summary and summary["vertex"])
     return RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization, seed=cfg.run.seed,
-                      need_vertex=cfg.loss.consistency > 0, target_scaling=target_scaling)
+                      need_vertex=need_vertex, target_scaling=target_scaling)
 
 
 class _BatchLoss(torch.nn.Module):
@@ -153,7 +159,9 @@ def regressor_loss(cfg, source):
 
 
 def regressor_eval_batch(model, batch, source) -> dict:
-    outputs = model(batch["features"])
+    from xecreco.train.loop import model_outputs
+
+    outputs = model_outputs(model, batch)
     out = {}
     for name, truth in batch["truth"].items():
         pred = outputs[name].float().cpu().numpy()
