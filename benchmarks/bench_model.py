@@ -87,7 +87,13 @@ def measure_onnx(preset: str, batch: int, repeats: int) -> dict:
 
     import onnxruntime as ort
 
-    from xecreco.models.export import INPUT_NAMES, export_onnx, sim_like_inputs
+    from xecreco.models.export import (
+        VERTEX_INPUT,
+        export_onnx,
+        input_names,
+        sim_like_inputs,
+        sim_like_vertices,
+    )
     from xecreco.models.regressor import build_model, resolve_model_config
     from xecreco.normalization import NormalizationSpec, TargetScaling
     from xecreco.train.checkpoint import save_checkpoint
@@ -106,7 +112,9 @@ def measure_onnx(preset: str, batch: int, repeats: int) -> dict:
         session = ort.InferenceSession(str(Path(tmp) / "model.onnx"), options,
                                        providers=["CPUExecutionProvider"])
     npho, time_s = sim_like_inputs(batch, seed=1)
-    feed = dict(zip(INPUT_NAMES, (npho, time_s)))
+    names = input_names(build_model(config))
+    arrays = [npho, time_s] + ([sim_like_vertices(batch, 1)] if VERTEX_INPUT in names else [])
+    feed = dict(zip(names, arrays))
     rate, cpu_rate = _rate(lambda: session.run(None, feed), batch, repeats)
     return {"name": f"onnxruntime_{preset}", "events_per_s": rate, "events_per_cpu_s": cpu_rate,
             "batch_size": batch, "includes": "validity masks, normalisation, destandardisation",

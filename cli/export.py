@@ -17,7 +17,7 @@ def command(checkpoint, output, opset, check_events, seed):
     """Export CHECKPOINT to ONNX: raw npho (photons) and time (s) in, physical outputs out.
 
     Inputs "npho" and "sensor_time" (N, 4760) float32, invalid values as in the files (NaN, inf,
-    |x| >= 9e9). Outputs energy (GeV), u v w x y z (cm), time (ns), theta phi (deg), <q>_err
+    |x| >= 9e9), and "vertex" (N, 3) float32 cm for models that use the vertex (NaN = unknown). Outputs energy (GeV), u v w x y z (cm), time (ns), theta phi (deg), <q>_err
     where the model predicts uncertainties, and status (int32). Validity masking, normalisation, destandardisation and the time reference are inside the
     graph; the model config, normalisation, target scaling and output units are stored as
     metadata. The graph is run in onnxruntime against torch before the file is kept.

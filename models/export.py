@@ -7,6 +7,8 @@ inputs
     ``npho`` (N, 4760) float32, photons; ``sensor_time`` (N, 4760) float32, seconds (the file's
     ``time`` branch; the input is not called ``time`` because that is an output name). Invalid
     values use the file convention: NaN, +-inf or ``|value| >= 9e9`` (MEG II writes 1e10).
+    Models that use the vertex (:attr:`Regressor.uses_vertex`) take a third input ``vertex``
+    (N, 3) float32, cm (the positron vertex; a row with NaN = unknown, the target centre).
 inside
     validity masks as the reader builds them (``valid_npho``: ``|npho| < 9e9``; ``valid_time``:
     also ``|time| < 9e9`` and ``npho >= time_npho_threshold``), the per-event time reference and
@@ -47,8 +49,10 @@ from xecreco.models.base import FILL_VALUE, OUTPUT_UNITS, Status
 from xecreco.models.checkpoint_reco import SCALAR_TARGETS, load_member, physical_outputs
 from xecreco.normalization import NormalizationSpec, TargetScaling
 
-#: Input names of the exported graph: raw npho (photons) and sensor time (s).
+#: Input names of the exported graph: raw npho (photons) and sensor time (s); vertex-aware
+#: models add :data:`VERTEX_INPUT` (see :func:`input_names`).
 INPUT_NAMES = ("npho", "sensor_time")
+VERTEX_INPUT = "vertex"
 #: ONNX opset used by default.
 DEFAULT_OPSET = 17
 # Added to the times (ns) of sensors that may not serve as the time reference.
@@ -125,10 +129,15 @@ class PhysicalModel(nn.Module):
         return torch.stack([npho_f, time_f], dim=2), reference, valid_npho, valid_time
 
     # ------------------------------------------------------------------ outputs
-    def forward(self, npho: torch.Tensor, time: torch.Tensor):
-        """Tuple of outputs in the order of ``self.output_names``."""
+    def forward(self, npho: torch.Tensor, time: torch.Tensor,
+                vertex: torch.Tensor | None = None):
+        """Tuple of outputs in the order of ``self.output_names`` (``vertex`` (N, 3) cm is used
+        by vertex-aware models; None = the target centre)."""
         features, reference, valid_npho, valid_time = self.inputs_to_features(npho, time)
-        raw = self.model(features)
+        if getattr(self.model, "uses_vertex", False):
+            raw = self.model(features, vertex)
+        else:
+            raw = self.model(features)
         out: dict[str, torch.Tensor] = {}
         for q in self.scalar_targets:
             mean, scale = self.target_mean.get(q, 0.0), self.target_scale.get(q, 1.0)
@@ -171,6 +180,22 @@ class PhysicalModel(nn.Module):
             bad = no_sensor | (no_time if name in ("time", "time_err") else no_sensor)
             results.append(torch.where(bad, fill, value))
         return tuple(results)
+
+
+def input_names(model: nn.Module) -> list[str]:
+    """Input names of the exported graph of ``model``."""
+    return [*INPUT_NAMES, *([VERTEX_INPUT] if getattr(model, "uses_vertex", False) else [])]
+
+
+def sim_like_vertices(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 3) float32 vertices (cm) on the MEG II target ellipse (27 x 6.6 cm), the last row NaN
+    (unknown), for export checks."""
+    rng = np.random.default_rng(seed + 7)
+    vertex = np.zeros((n, 3), dtype=np.float32)
+    vertex[:, 2] = rng.uniform(-13.0, 13.0, n)
+    vertex[:, 1] = rng.uniform(-3.0, 3.0, n)
+    vertex[-1] = np.nan
+    return vertex
 
 
 def output_names(heads, uncertainty: bool) -> list[str]:
@@ -248,15 +273,19 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
     output = Path(output)
     wrapper = build_physical_model(checkpoint)
     npho, time = sim_like_inputs(max(int(check_events), 2), seed)
-    example = (torch.from_numpy(npho[:2]), torch.from_numpy(time[:2]))
+    inputs = [npho, time]
+    inputs_names = input_names(wrapper.model)
+    if VERTEX_INPUT in inputs_names:
+        inputs.append(sim_like_vertices(len(npho), seed))
+    example = tuple(torch.from_numpy(x[:2]) for x in inputs)
     names = wrapper.output_names
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, example, buffer, dynamo=False, opset_version=int(opset),
-            input_names=list(INPUT_NAMES), output_names=names,
-            dynamic_axes={k: {0: "events"} for k in [*INPUT_NAMES, *names]},
+            input_names=inputs_names, output_names=names,
+            dynamic_axes={k: {0: "events"} for k in [*inputs_names, *names]},
         )
     proto = onnx.load_from_string(buffer.getvalue())
     payload_meta = {
@@ -265,9 +294,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
         "model_config": json.dumps(wrapper.model.config, sort_keys=True),
         "normalization": json.dumps(wrapper.spec.to_dict(), sort_keys=True),
         "target_scaling": json.dumps(wrapper.scaling_dict, sort_keys=True),
-        "inputs": json.dumps({
+        "inputs": json.dumps({k: v for k, v in {
             "npho": "photons (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
-            "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9"}),
+            "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
+            VERTEX_INPUT: "cm (N, 3) float32 photon vertex; NaN row: unknown (target centre)",
+        }.items() if k in inputs_names}),
         "outputs": json.dumps({k: OUTPUT_UNITS.get(k.removesuffix("_err"), "status code")
                                for k in names}),
         "time_npho_threshold": str(wrapper.time_npho_threshold),
@@ -276,7 +307,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
     for key, value in payload_meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    check = check_onnx(proto.SerializeToString(), wrapper, npho, time)
+    check = check_onnx(proto.SerializeToString(), wrapper, *inputs)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
@@ -289,7 +320,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
 
 
 def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
-               time: np.ndarray, rtol: float = 1e-4) -> dict:
+               time: np.ndarray, vertex: np.ndarray | None = None, rtol: float = 1e-4) -> dict:
     """Run the ONNX graph in onnxruntime and the torch wrapper on the same inputs; compare.
 
     Also checks the wrapper's features against :meth:`NormalizationSpec.features` on the
@@ -299,9 +330,10 @@ def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, dict(zip(INPUT_NAMES, (npho, time))))
+    arrays = [npho, time] + ([vertex] if vertex is not None else [])
+    onnx_out = session.run(None, dict(zip(input_names(wrapper.model), arrays)))
     with torch.inference_mode():
-        torch_out = wrapper(torch.from_numpy(npho), torch.from_numpy(time))
+        torch_out = wrapper(*(torch.from_numpy(x) for x in arrays))
         features = wrapper.inputs_to_features(torch.from_numpy(npho), torch.from_numpy(time))[0]
     reference = wrapper.spec.features(batch_from_raw(npho, time, wrapper.time_npho_threshold))
     feature_diff = float(np.max(np.abs(features.numpy() - reference)))

@@ -10,7 +10,13 @@ from _nn_helpers import TINY, make_checkpoint, tiny_config
 from xecreco.cli.main import main
 from xecreco.models.base import Status
 from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
-from xecreco.models.export import batch_from_raw, export_onnx, read_metadata, sim_like_inputs
+from xecreco.models.export import (
+    batch_from_raw,
+    export_onnx,
+    read_metadata,
+    sim_like_inputs,
+    sim_like_vertices,
+)
 
 torch.set_num_threads(1)
 ort = pytest.importorskip("onnxruntime")
@@ -34,23 +40,44 @@ def test_onnx_matches_torch_within_1e4(exported):
     assert not list(out.parent.glob(".*.tmp"))
 
 
-def test_onnx_matches_the_reconstructor_on_raw_inputs(exported):
-    """Raw npho/time (sentinels, NaN) through ONNX == reader + NormalizationSpec + torch model."""
+@pytest.mark.parametrize("with_vertex", [False, True])
+def test_onnx_matches_the_reconstructor_on_raw_inputs(exported, with_vertex):
+    """Raw npho/time (sentinels, NaN) and the vertex through ONNX == reader +
+    NormalizationSpec + torch model; an all-NaN vertex means the target centre, as no vertex."""
     ckpt, out, _ = exported
     npho, time = sim_like_inputs(20, seed=11)
     npho[4] = 1e10  # an event with every sensor dead
     time[4] = 1e10
+    vertex = sim_like_vertices(20, seed=3)
+    if not with_vertex:
+        vertex[:] = np.nan
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["npho", "sensor_time", "vertex"]
     names = [o.name for o in session.get_outputs()]
-    onnx_out = dict(zip(names, session.run(None, {"npho": npho, "sensor_time": time})))
-    reco = reconstructor_from_checkpoint(ckpt).reconstruct(batch_from_raw(npho, time))
+    onnx_out = dict(zip(names, session.run(None, {"npho": npho, "sensor_time": time,
+                                                  "vertex": vertex})))
+    batch = batch_from_raw(npho, time)
+    reco = reconstructor_from_checkpoint(ckpt).reconstruct(
+        batch.replace(vertex=vertex) if with_vertex else batch)
     np.testing.assert_array_equal(onnx_out["status"], reco["status"])
     assert onnx_out["status"][4] == Status.NO_VALID_SENSORS
-    for name in ("energy", "u", "v", "w", "x", "y", "z", "time", "theta", "phi", "energy_err",
-                 "time_err", "theta_err"):
+    compared = ["energy", "u", "v", "w", "x", "y", "z", "time", "energy_err", "time_err"]
+    if not with_vertex:  # with a vertex the reconstructor takes the angles from it
+        compared += ["theta", "phi", "theta_err"]
+    for name in compared:
         a = onnx_out[name].astype(np.float64)
         b = reco[name].astype(np.float64)
         assert np.all(np.abs(a - b) <= 1e-4 * (np.abs(b) + 1.0)), name
+
+
+def test_a_vertex_blind_model_exports_without_the_vertex_input(tmp_path):
+    ckpt = tmp_path / "blind.pt"
+    make_checkpoint(ckpt, {**TINY, "summary": {"vertex": False}}, seed=6)
+    export_onnx(ckpt, tmp_path / "blind.onnx", check_events=4)
+    session = ort.InferenceSession(str(tmp_path / "blind.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["npho", "sensor_time"]
+    assert set(read_metadata(tmp_path / "blind.onnx")["inputs"]) == {"npho", "sensor_time"}
 
 
 def test_metadata(exported):
@@ -61,6 +88,7 @@ def test_metadata(exported):
     assert meta["target_scaling"]["mean"]["energy"] == pytest.approx(0.05)
     assert meta["outputs"]["energy"] == "GeV" and meta["outputs"]["time"] == "ns"
     assert meta["outputs"]["theta_err"] == "deg"
+    assert "cm" in meta["inputs"]["vertex"]
     assert "xecreco_version" in meta
 
 
@@ -68,7 +96,8 @@ def test_dynamic_batch_axis(exported):
     _, out, _ = exported
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     npho, time = sim_like_inputs(3, seed=1)
-    energies = session.run(["energy"], {"npho": npho, "sensor_time": time})[0]
+    energies = session.run(["energy"], {"npho": npho, "sensor_time": time,
+                                        "vertex": sim_like_vertices(3)})[0]
     assert energies.shape == (3,)
 
 
