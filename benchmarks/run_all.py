@@ -2,7 +2,9 @@
 
 Writes ``benchmarks/results.json`` (all records plus the machine) and ``benchmarks/results.md``
 (a markdown table), and refreshes the table in ``docs/performance.md`` between its markers.
-Usage: ``python benchmarks/run_all.py [--quick] [--only NAME ...]``.
+Usage: ``python benchmarks/run_all.py [--quick] [--only NAME ...]``. With ``--only`` the other
+benchmarks' records already in ``results.json`` are kept (each record carries the date it was
+measured), so one benchmark can be refreshed without rerunning all.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def markdown_table(records: list[dict], machine: dict) -> str:
     lines = [
         f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
         f"{(machine.get('memory_gib') or 0):.0f} GiB, Python {machine.get('python')}, "
-        f"torch {machine.get('torch', '-')}; run {machine.get('date')}.",
+        f"torch {machine.get('torch', '-')}; latest run {machine.get('date')} (each row: its date).",
         "",
         "| benchmark | events/s | peak RSS (MB) | details |",
         "|---|---|---|---|",
@@ -104,7 +106,18 @@ def main() -> int:
             failures[script.name] = error
             print(f"[bench] {script.name} FAILED: {error}", flush=True)
         for record in got:
+            record["date"] = machine["date"]
             print("   ", json.dumps(record), flush=True)
+    previous = HERE / "results.json"
+    if args.only and previous.is_file():
+        rerun = {f"bench_{name}" for name in args.only}
+        old = json.loads(previous.read_text())
+        kept = [r for r in old.get("results", []) if r.get("benchmark") not in rerun]
+        for record in kept:
+            record.setdefault("date", old.get("machine", {}).get("date"))
+        records = sorted(kept + records, key=lambda r: r.get("benchmark", ""))
+        failures = {**{k: v for k, v in old.get("failures", {}).items()
+                       if k.removesuffix(".py") not in rerun}, **failures}
     results = {"machine": machine, "results": records, "failures": failures}
     print(write_outputs(results))
     return 1 if failures else 0
