@@ -9,23 +9,21 @@ the reader) and records them in ``extras["inpainted"]``.
 
 Use it through a checkpoint path (``xecreco inpaint -m run/best.pt``, which the registry routes to
 :func:`inpainter_from_checkpoint`) or, when this install ships one, the registered name
-``default`` (the bundled ``models/data/inpainter.pt``). Importing this module also
-registers the ``inpainter`` training task.
+``default`` (the bundled ``models/data/default_inpainter.pt``, the ``local`` preset). Importing
+this module also registers the ``inpainter`` training task.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import torch
 
 from xecreco.errors import UserError
 from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
-from xecreco.normalization import NormalizationSpec
-
 from xecreco.models.base import EventBatch
 from xecreco.models.mae import build_masked_model, resolve_masked_config
 from xecreco.models.masked_training import make_task, masked_inputs
+from xecreco.normalization import NormalizationSpec
 
 __all__ = ["NeuralInpainter", "inpainter_from_checkpoint"]
 

@@ -14,6 +14,12 @@ time of every sensor with per-face decoders:
 
 A global context vector (the mean of all face tokens, projected) is added in every decoder.
 
+The ``local`` preset replaces encoder and decoders by
+:class:`xecreco.models.inpaint_local.LocalInpaintBody`: a small network evaluated only at the
+hidden and invalid sensors from their same-face neighbourhoods plus a global context (visible
+sensors pass through), fast enough to train on one CPU thread; it needs the validity channels
+(inpainter only).
+
 Masks (``masking`` section of the model config, drawn with torch's RNG in training and with a
 fixed-seed generator in evaluation so validation losses are comparable):
 
@@ -39,11 +45,17 @@ from torch import nn
 
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS, face_image_index, hex_graph
-
 from xecreco.models.encoder import FACE_NAMES, HEX_FACES, RECT_FACES, build_encoder
 
-__all__ = ["MaskedSensorModel", "build_masked_model", "resolve_masked_config", "MASKED_PRESETS",
-           "MASKED_CONFIG_VERSION", "encoder_state_from_checkpoint"]
+__all__ = [
+    "LOCAL_PRESET",
+    "MASKED_CONFIG_VERSION",
+    "MASKED_PRESETS",
+    "MaskedSensorModel",
+    "build_masked_model",
+    "encoder_state_from_checkpoint",
+    "resolve_masked_config",
+]
 
 #: Format version of the masked-model config dict.
 MASKED_CONFIG_VERSION = 1
@@ -58,11 +70,22 @@ _MASKING = {
 }
 
 
+#: Preset of the fast neighbourhood body (:mod:`xecreco.models.inpaint_local`), which needs no
+#: encoder; every other preset name is a regressor encoder preset.
+LOCAL_PRESET = "local"
+
+
 def _preset(name: str, mode: str, validity: bool) -> dict:
+    from xecreco.models.inpaint_local import LOCAL_DEFAULTS
     from xecreco.models.regressor import PRESETS
 
+    if name == LOCAL_PRESET:
+        return {"preset": name, "config_version": MASKED_CONFIG_VERSION,
+                "validity_channels": validity, "local": copy.deepcopy(LOCAL_DEFAULTS),
+                "masking": dict(_MASKING, mode=mode)}
     if name not in PRESETS:
-        raise UserError(f"unknown model preset '{name}': use one of {', '.join(PRESETS)}")
+        raise UserError(f"unknown model preset '{name}': use one of "
+                        f"{', '.join([*PRESETS, LOCAL_PRESET])}")
     encoder = copy.deepcopy(PRESETS[name]["encoder"])
     config = {
         "preset": name,
@@ -127,7 +150,23 @@ def resolve_masked_config(config: dict | None, task: str = "inpainter") -> dict:
         if not 0.0 <= float(masking[key]) < 1.0:
             raise UserError(f"model config key 'masking.{key}' must be in [0, 1), "
                             f"got {masking[key]}")
-    merged["encoder"]["in_channels"] = 4 if merged["validity_channels"] else 2
+    if "encoder" in merged:
+        merged["encoder"]["in_channels"] = 4 if merged["validity_channels"] else 2
+    else:
+        local = merged["local"]
+        for key in ("k_inner", "k_pmt", "hidden", "context_dim", "base_slots"):
+            if not (isinstance(local[key], int) and local[key] >= 1):
+                raise UserError(f"model config key 'local.{key}' must be a positive integer, "
+                                f"got {local[key]!r}")
+        if not (isinstance(local["depth"], int) and local["depth"] >= 0):
+            raise UserError(f"model config key 'local.depth' must be an integer >= 0, "
+                            f"got {local['depth']!r}")
+        if not float(local["time_clip"]) > 0:
+            raise UserError(f"model config key 'local.time_clip' must be > 0 (time feature "
+                            f"units), got {local['time_clip']!r}")
+        if not merged["validity_channels"]:
+            raise UserError(f"the '{LOCAL_PRESET}' preset needs validity_channels: true "
+                            "(train it with task.name inpainter)")
     return merged
 
 
@@ -201,6 +240,33 @@ class MaskedSensorModel(nn.Module):
         self.validity_channels = bool(config["validity_channels"])
         self.masking = dict(config["masking"])
         in_channels = 4 if self.validity_channels else 2
+        if "local" in config:
+            from xecreco.models.inpaint_local import LocalInpaintBody
+
+            self.local = LocalInpaintBody(config["local"], in_channels)
+        else:
+            self.local = None
+            self._build_encoder_decoders(config, in_channels)
+        hex_ids = []
+        for face in HEX_FACES:
+            ids = np.array(hex_graph(face).sensor_ids, dtype=np.int64)
+            self.register_buffer(f"ids_{FACE_NAMES[face]}", torch.from_numpy(ids), persistent=False)
+            hex_ids.append(ids)
+        counts = np.zeros(N_SENSORS, dtype=np.float32)
+        for face in RECT_FACES:
+            index = face_image_index(face)
+            cells = torch.from_numpy(index.reshape(-1).astype(np.int64))
+            self.register_buffer(f"cells_{FACE_NAMES[face]}", cells, persistent=False)
+            np.add.at(counts, index[index >= 0], 1.0)
+        for ids in hex_ids:
+            np.add.at(counts, ids, 1.0)
+        if (counts == 0).any():
+            raise ValueError(f"{int((counts == 0).sum())} sensors have no decoder output")
+        self.register_buffer("inv_count", torch.from_numpy(1.0 / counts), persistent=False)
+        self.register_buffer("neighbours", _neighbour_table(), persistent=False)
+
+    def _build_encoder_decoders(self, config: dict, in_channels: int) -> None:
+        """The shared encoder plus the per-face decoders (every preset but ``local``)."""
         self.encoder = build_encoder(config["encoder"])
         dec = config["decoder"]
         dim = int(dec["dim"])
@@ -214,23 +280,26 @@ class MaskedSensorModel(nn.Module):
             self.rect_decoders[FACE_NAMES[face]] = _RectDecoder(
                 face_image_index(face), rect_channels, in_channels, dim)
         self.hex_decoders = nn.ModuleDict()
-        hex_ids = []
         for face in HEX_FACES:
             self.hex_decoders[FACE_NAMES[face]] = _HexDecoder(
                 hex_channels, in_channels, hex_channels, int(dec["hex_hidden"]))
-            ids = np.array(hex_graph(face).sensor_ids, dtype=np.int64)
-            self.register_buffer(f"ids_{FACE_NAMES[face]}", torch.from_numpy(ids), persistent=False)
-            hex_ids.append(ids)
-        counts = np.zeros(N_SENSORS, dtype=np.float32)
+
+    def _face_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{face name: (N, H*W, 2) per-cell or (N, n_nodes, 2) per-PMT output} of the
+        encoder + decoders."""
+        tokens, maps = self.encoder.encode(x)
+        pooled = torch.cat(list(tokens.values()), dim=1).mean(dim=1)
+        context = self.context(pooled)
+        hex_context = self.hex_context(pooled)
+        out = {}
         for face in RECT_FACES:
-            index = face_image_index(face)
-            np.add.at(counts, index[index >= 0], 1.0)
-        for ids in hex_ids:
-            np.add.at(counts, ids, 1.0)
-        if (counts == 0).any():
-            raise ValueError(f"{int((counts == 0).sum())} sensors have no decoder output")
-        self.register_buffer("inv_count", torch.from_numpy(1.0 / counts), persistent=False)
-        self.register_buffer("neighbours", _neighbour_table(), persistent=False)
+            name = FACE_NAMES[face]
+            out[name] = self.rect_decoders[name](maps[name], x, context)
+        for face in HEX_FACES:
+            name = FACE_NAMES[face]
+            ids = getattr(self, f"ids_{name}")
+            out[name] = self.hex_decoders[name](maps[name], x[:, ids], hex_context)
+        return out
 
     # -- masks --------------------------------------------------------------------------------
     def draw_mask(self, valid: torch.Tensor, generator: torch.Generator | None = None):
@@ -268,25 +337,27 @@ class MaskedSensorModel(nn.Module):
         x = torch.stack([target[..., 0] * show_npho, target[..., 1] * show_time], dim=-1)
         if self.validity_channels:
             x = torch.cat([x, show_npho[..., None], show_time[..., None]], dim=-1)
-        tokens, maps = self.encoder.encode(x)
-        pooled = torch.cat(list(tokens.values()), dim=1).mean(dim=1)
-        context = self.context(pooled)
-        hex_context = self.hex_context(pooled)
-        out = x.new_zeros(x.shape[0], N_SENSORS, 2)
-        for face in RECT_FACES:
-            name = FACE_NAMES[face]
-            decoder = self.rect_decoders[name]
-            cells = decoder(maps[name], x, context)
-            keep = decoder.cell_sensor >= 0
-            out = out.index_add(1, decoder.cell_sensor[keep], cells[:, keep])
-        for face in HEX_FACES:
-            name = FACE_NAMES[face]
-            ids = getattr(self, f"ids_{name}")
-            pred = self.hex_decoders[name](maps[name], x[:, ids], hex_context)
-            out = out.index_add(1, ids, pred)
-        out = out * self.inv_count[None, :, None]
+        if self.local is not None:
+            out = self.local(x, mask | ~valid_npho)
+        else:
+            out = self._assemble(self._face_outputs(x))
         return {"sensors": out, "mask": mask, "target": target, "valid_npho": valid_npho,
                 "valid_time": valid_time}
+
+    def _assemble(self, faces: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-face cell / node outputs -> (N, 4760, 2) sensor outputs (cells of a sensor
+        averaged)."""
+        first = next(iter(faces.values()))
+        out = first.new_zeros(first.shape[0], N_SENSORS, 2)
+        for face in RECT_FACES:
+            name = FACE_NAMES[face]
+            cell_sensor = getattr(self, f"cells_{name}")
+            keep = cell_sensor >= 0
+            out = out.index_add(1, cell_sensor[keep], faces[name][:, keep])
+        for face in HEX_FACES:
+            name = FACE_NAMES[face]
+            out = out.index_add(1, getattr(self, f"ids_{name}"), faces[name])
+        return out * self.inv_count[None, :, None]
 
 
 def build_masked_model(model_config: dict) -> MaskedSensorModel:
@@ -303,6 +374,9 @@ def encoder_state_from_checkpoint(path) -> dict:
     ckpt = load_checkpoint(path)
     if ckpt.get("task") not in ("mae", "inpainter"):
         raise UserError(f"checkpoint '{path}' is a '{ckpt.get('task')}' checkpoint, not an mae one")
+    if "encoder" not in ckpt.get("model_config", {}):
+        raise UserError(f"checkpoint '{path}' uses the '{LOCAL_PRESET}' preset, which has no "
+                        "shared encoder to seed a regressor with")
     weights = ckpt.get("ema_state_dict") or ckpt["state_dict"]
     return {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
 
