@@ -60,6 +60,29 @@ def timed():
         record["seconds"] = time.perf_counter() - start
 
 
+def timed_training(config: dict, run_dir) -> dict:
+    """Run ``xecreco.train.api.train(config)`` in ``run_dir`` and measure it: ``{"events_per_s"
+    (the trainer's), "events_per_s_after_first_step" (harmonic mean of the logged steps without
+    the warm-up step), "wall_s_incl_setup", "peak_rss_mb", "torch_threads", "machine"}``."""
+    import csv
+    from pathlib import Path
+
+    import torch
+
+    from xecreco.train.api import train
+
+    start = time.perf_counter()
+    result = train(config, run_dir=run_dir)
+    wall = time.perf_counter() - start
+    with open(Path(run_dir) / "train.csv", newline="") as handle:
+        per_step = [float(row["events_per_s"]) for row in csv.DictReader(handle)]
+    steady = per_step[1:] or per_step
+    return {"events_per_s": result["train_events_per_s"],
+            "events_per_s_after_first_step": len(steady) / sum(1.0 / v for v in steady),
+            "wall_s_incl_setup": wall, "peak_rss_mb": peak_rss_mb(),
+            "torch_threads": torch.get_num_threads(), "machine": machine_info()}
+
+
 def emit(results: list[dict]) -> None:
     """Print results as JSON lines (what run_all.py collects)."""
     for result in results:

@@ -13,24 +13,19 @@ Run: ``python benchmarks/bench_inpaint_train.py [--quick]``.
 
 from __future__ import annotations
 
-import csv
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, machine_info, peak_rss_mb
+from _common import emit, timed_training
 
 #: preset -> (batch size, optimizer steps) for (quick, full) runs.
 PLAN = {"local": {True: (64, 6), False: (64, 40)}, "cpu": {True: (8, 2), False: (16, 4)}}
 
 
 def run(quick: bool = False) -> list[dict]:
-    import torch
-
     from xecreco.sim import simulate_file
-    from xecreco.train.api import train
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,19 +43,10 @@ def run(quick: bool = False) -> list[dict]:
                 "run": {"max_steps": steps, "progress": False, "log_every": 1, "threads": 1},
             }
             run_dir = Path(tmp) / f"run_{preset}"
-            start = time.perf_counter()
-            result = train(config, run_dir=run_dir)
-            wall = time.perf_counter() - start
-            with open(run_dir / "train.csv", newline="") as handle:
-                per_step = [float(row["events_per_s"]) for row in csv.DictReader(handle)]
-            steady = per_step[1:] or per_step
             results.append({
                 "name": f"train_inpainter_{preset}_threads1",
-                "events_per_s": result["train_events_per_s"],
-                "events_per_s_after_first_step": len(steady) / sum(1.0 / v for v in steady),
-                "steps": steps, "batch_size": batch_size, "wall_s_incl_setup": wall,
-                "peak_rss_mb": peak_rss_mb(), "torch_threads": torch.get_num_threads(),
-                "machine": machine_info(),
+                **timed_training(config, run_dir),
+                "steps": steps, "batch_size": batch_size,
             })
     return results
 

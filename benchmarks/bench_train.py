@@ -11,7 +11,6 @@ Target (DESIGN.md section 10): >= 300 events/s on the 2-core CPU machine.
 
 from __future__ import annotations
 
-import csv
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, machine_info, peak_rss_mb  # noqa: E402
+from _common import emit, machine_info, peak_rss_mb, timed_training  # noqa: E402
 
 
 def _sample(path: Path, n: int) -> str:
@@ -66,10 +65,6 @@ def _data_only(data: Path, batch_size: int, kind: str) -> dict:
 
 
 def run(quick: bool = False) -> list[dict]:
-    import torch
-
-    from xecreco.train.api import train
-
     n_events = 1200 if quick else 4000
     steps = 6 if quick else 20
     batch_size = 128
@@ -89,21 +84,10 @@ def run(quick: bool = False) -> list[dict]:
                 "run": {"max_steps": steps, "progress": False, "log_every": 1, "threads": threads},
             }
             run_dir = Path(tmp) / f"run{workers}{threads}"
-            start = time.perf_counter()
-            result = train(config, run_dir=run_dir)
-            wall = time.perf_counter() - start
-            with open(run_dir / "train.csv", newline="") as handle:
-                per_step = [float(row["events_per_s"]) for row in csv.DictReader(handle)]
-            steady = per_step[1:] or per_step  # without the first (warm-up) step
             results.append({
                 "name": f"train_cpu_preset_workers{workers}_threads{threads or 'auto'}",
-                "events_per_s": result["train_events_per_s"],
-                "events_per_s_after_first_step": len(steady) / sum(1.0 / v for v in steady),
+                **timed_training(config, run_dir),
                 "steps": steps, "batch_size": batch_size, "sample": kind,
-                "wall_s_incl_setup": wall,
-                "peak_rss_mb": peak_rss_mb(),
-                "torch_threads": torch.get_num_threads(),
-                "machine": machine_info(),
             })
     return results
 

@@ -63,3 +63,18 @@ def sim_batch(n: int, seed: int = 0) -> EventBatch:
     """A reader-style batch of simulated-like events (see ``sim_like_inputs``)."""
     npho, time = sim_like_inputs(n, seed)
     return batch_from_raw(npho, time)
+
+
+def fit_losses(model: torch.nn.Module, inputs: torch.Tensor, loss_fn, steps: int,
+               lr: float) -> list[float]:
+    """Train ``model`` on one fixed batch with AdamW for ``steps`` steps; the losses, in order
+    (``loss_fn(model(inputs))`` returns ``(loss, parts)`` like the masked-model losses)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, _ = loss_fn(model(inputs))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from _nn_helpers import fit_losses
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS, Face, face_ids
 from xecreco.models.inpaint_local import LOCAL_DEFAULTS, neighbourhood_table
@@ -132,14 +133,7 @@ def test_local_preset_learns_a_field_in_a_few_steps():
     x = _inputs(4, seed=1)
     x[..., 0] = torch.linspace(0.0, 2.0, N_SENSORS)  # smooth field: neighbours predict it
     x[..., 1] = -0.2
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(15):
-        loss, _ = MaskedLoss(beta=0.2)(model(x))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = fit_losses(model, x, MaskedLoss(beta=0.2), steps=15, lr=3e-3)
     assert losses[-1] < 0.3 * losses[0]
 
 

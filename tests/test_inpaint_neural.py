@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from _nn_helpers import fit_losses
 from xecreco.errors import UserError
 from xecreco.geometry import Face, face_ids
 from xecreco.models.mae import build_masked_model, resolve_masked_config
@@ -117,14 +118,7 @@ def test_a_few_steps_fit_a_batch():
     x = _inputs(2, seed=1)
     x[..., 0] = 0.5  # a learnable constant field
     x[..., 1] = -0.2
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(10):
-        loss, _ = MaskedLoss()(model(x))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = fit_losses(model, x, MaskedLoss(), steps=10, lr=1e-2)
     assert losses[-1] < 0.2 * losses[0]
 
 
