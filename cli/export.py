@@ -1,4 +1,5 @@
-"""``xecreco export CKPT -o model.onnx``: a regressor checkpoint to ONNX, checked in onnxruntime."""
+"""``xecreco export CKPT -o model.onnx``: a regressor or inpainter checkpoint to ONNX, checked in
+onnxruntime."""
 
 from __future__ import annotations
 
@@ -14,17 +15,34 @@ import click
               help="Simulated-like events on which onnxruntime must match torch (1e-4 relative).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the check events.")
 def command(checkpoint, output, opset, check_events, seed):
-    """Export CHECKPOINT to ONNX: raw npho (photons) and time (s) in, physical outputs out.
+    """Export CHECKPOINT (a regressor or an inpainter) to ONNX, raw sensor values in.
 
-    Inputs "npho" and "sensor_time" (N, 4760) float32, invalid values as in the files (NaN, inf,
-    |x| >= 9e9), and "vertex" (N, 3) float32 cm for models that use the vertex (NaN = unknown). Outputs energy (GeV), u v w x y z (cm), time (ns), theta phi (deg), <q>_err
-    where the model predicts uncertainties, and status (int32). Validity masking, normalisation, destandardisation and the time reference are inside the
-    graph; the model config, normalisation, target scaling and output units are stored as
-    metadata. The graph is run in onnxruntime against torch before the file is kept.
+    Regressor: inputs "npho" and "sensor_time" (N, 4760) float32, invalid values as in the files
+    (NaN, inf, |x| >= 9e9), and "vertex" (N, 3) float32 cm for models that use the vertex (NaN =
+    unknown). Outputs energy (GeV), u v w x y z (cm), time (ns), theta phi (deg), <q>_err where the
+    model predicts uncertainties, and status (int32).
+
+    Inpainter (task inpainter or mae): inputs "npho", "sensor_time" and "dead" (N, 4760) float32
+    (> 0.5 = sensor to repair; invalid sensors are repaired too). Outputs "npho_repaired"
+    (photons), "sensor_time_repaired" (s, 1e10 where no valid time) and "inpainted" (bool), as
+    "xecreco inpaint" writes them.
+
+    Validity masking and normalisation are inside the graph; the model config, normalisation and
+    output units are stored as metadata. The graph is run in onnxruntime against torch before the
+    file is kept.
     """
-    from xecreco.models.export import export_onnx
+    from xecreco.errors import UserError
+    from xecreco.train.checkpoint import load_checkpoint
 
-    result = export_onnx(checkpoint, output, opset=opset, check_events=check_events, seed=seed)
+    task = load_checkpoint(checkpoint).get("task")
+    if task == "regressor":
+        from xecreco.models.export import export_onnx as export
+    elif task in ("inpainter", "mae"):
+        from xecreco.models.export_inpainter import export_inpainter_onnx as export
+    else:
+        raise UserError(f"checkpoint {checkpoint} is a '{task}' checkpoint; xecreco export takes "
+                        "a 'regressor' or an 'inpainter' (or 'mae') checkpoint")
+    result = export(checkpoint, output, opset=opset, check_events=check_events, seed=seed)
     click.echo(
         f"wrote {result['output']}: outputs {', '.join(result['outputs'])}; onnxruntime matches "
         f"torch on {result['events']} events (max relative difference "

@@ -61,31 +61,22 @@ _FAR_LIMIT_NS = 1.0e29
 _DEG = 180.0 / math.pi
 
 
-class PhysicalModel(nn.Module):
-    """Raw (npho, time) -> physical outputs around a regressor (see the module docstring).
+class RawInputs(nn.Module):
+    """Raw file values -> validity masks and network features, in torch ops (export graphs).
+
+    Shared by the regressor's :class:`PhysicalModel` and the inpainter's export wrapper
+    (:mod:`xecreco.models.export_inpainter`); mirrors the reader and :class:`NormalizationSpec`.
 
     Args:
-        model: the regressor (its ``head_names`` and ``config["uncertainty"]`` are used).
         spec: input normalisation.
-        scaling: target standardisation.
         time_npho_threshold: minimum npho (photons) for a sensor time to be valid (reader default).
     """
 
-    def __init__(self, model: nn.Module, spec: NormalizationSpec, scaling: TargetScaling,
+    def __init__(self, spec: NormalizationSpec,
                  time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD):
         super().__init__()
-        self.model = model
         self.spec = spec
         self.time_npho_threshold = float(time_npho_threshold)
-        self.heads = tuple(model.head_names)
-        self.uncertainty = bool(model.config["uncertainty"])
-        self.scalar_targets = [q for q in SCALAR_TARGETS if q in self.heads]
-        self.target_mean = {q: float(scaling.mean[q]) for q in self.scalar_targets
-                            if q in scaling.mean}
-        self.target_scale = {q: float(scaling.scale[q]) for q in self.scalar_targets
-                             if q in scaling.scale}
-        self.output_names = output_names(self.heads, self.uncertainty)
-        self.scaling_dict = scaling.to_dict()
 
     # ------------------------------------------------------------------ normalisation
     def _npho_feature(self, npho: torch.Tensor) -> torch.Tensor:
@@ -109,9 +100,16 @@ class PhysicalModel(nn.Module):
         total = torch.where(ok, earliest, torch.zeros_like(earliest)).sum(dim=1)
         return total / torch.clamp(count, min=1.0), count > 0
 
-    def inputs_to_features(self, npho: torch.Tensor, time: torch.Tensor):
-        """``(features (N, 4760, 2), time_reference_ns (N,), valid_npho, valid_time)``."""
+    def inputs_to_features(self, npho: torch.Tensor, time: torch.Tensor,
+                           dead: torch.Tensor | None = None):
+        """``(features (N, 4760, 2), time_reference_ns (N,), valid_npho, valid_time)``.
+
+        ``dead`` (N, 4760) bool, optional: sensors marked invalid on top of the file's invalid
+        values (as :func:`xecreco.models.inpaint_pipeline.apply_dead_mask` does).
+        """
         valid_npho = torch.abs(npho) < INVALID_THRESHOLD
+        if dead is not None:
+            valid_npho = valid_npho & ~dead
         npho = torch.where(valid_npho, npho, torch.zeros_like(npho))
         valid_time = valid_npho & (torch.abs(time) < INVALID_THRESHOLD)
         valid_time = valid_time & (npho >= self.time_npho_threshold)
@@ -127,6 +125,31 @@ class PhysicalModel(nn.Module):
         time_f = (time_ns - offset) * (1.0 / spec.time_scale_ns)
         time_f = torch.where(valid_time, time_f, torch.full_like(time_f, spec.time_sentinel))
         return torch.stack([npho_f, time_f], dim=2), reference, valid_npho, valid_time
+
+
+class PhysicalModel(RawInputs):
+    """Raw (npho, time) -> physical outputs around a regressor (see the module docstring).
+
+    Args:
+        model: the regressor (its ``head_names`` and ``config["uncertainty"]`` are used).
+        spec: input normalisation.
+        scaling: target standardisation.
+        time_npho_threshold: minimum npho (photons) for a sensor time to be valid (reader default).
+    """
+
+    def __init__(self, model: nn.Module, spec: NormalizationSpec, scaling: TargetScaling,
+                 time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD):
+        super().__init__(spec, time_npho_threshold)
+        self.model = model
+        self.heads = tuple(model.head_names)
+        self.uncertainty = bool(model.config["uncertainty"])
+        self.scalar_targets = [q for q in SCALAR_TARGETS if q in self.heads]
+        self.target_mean = {q: float(scaling.mean[q]) for q in self.scalar_targets
+                            if q in scaling.mean}
+        self.target_scale = {q: float(scaling.scale[q]) for q in self.scalar_targets
+                             if q in scaling.scale}
+        self.output_names = output_names(self.heads, self.uncertainty)
+        self.scaling_dict = scaling.to_dict()
 
     # ------------------------------------------------------------------ outputs
     def forward(self, npho: torch.Tensor, time: torch.Tensor,
@@ -350,7 +373,7 @@ def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
         raise UserError(f"onnxruntime and torch disagree by {worst:.3g} (relative) on the check "
                         "events; the ONNX file was not written")
     return {"max_abs_diff": max_abs, "max_rel_diff": worst, "feature_max_diff": feature_diff,
-            "events": int(len(npho))}
+            "events": len(npho)}
 
 
 def read_metadata(path: str | Path) -> dict:

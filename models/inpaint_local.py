@@ -30,6 +30,11 @@ npho-feature weighted mean and spread of the inner-face (u, v, w) (cm / 100).
 Visible sensors are passed through unchanged (their output is their input), so the output of
 :class:`LocalInpaintBody` is the full (N, 4760, 2) array the masked-sensor model returns, with
 sensor-level outputs on every face (each of the 234 outer PMTs is its own query).
+
+:meth:`LocalInpaintBody.forward_static` computes the same values without data-dependent shapes
+(every sensor is evaluated, the queries are selected with ``torch.where``); the ONNX export
+(:mod:`xecreco.models.export_inpainter`) switches to it with ``static_queries = True``. Training
+and ``xecreco inpaint`` use the ``nonzero`` path, whose cost scales with the number of queries.
 """
 
 from __future__ import annotations
@@ -103,6 +108,8 @@ class _FaceQueryNet(nn.Module):
         full_table[ids], full_offset[ids] = table, offset
         self.register_buffer("table", torch.from_numpy(full_table), persistent=False)
         self.register_buffer("offset", torch.from_numpy(full_offset), persistent=False)
+        self.register_buffer("ids", torch.from_numpy(np.asarray(ids, dtype=np.int64)),
+                             persistent=False)
         self.base_slots = min(int(base_slots), k)
         self.time_clip = float(time_clip)
         extra = 3 + context_dim  # query position, global context
@@ -115,21 +122,36 @@ class _FaceQueryNet(nn.Module):
         ``padded`` (N, 4761, 4) visible inputs with a zero row for padding; ``position``
         (4760, 3) query positions; ``context`` (N, context_dim)."""
         values = padded[batch_index[:, None], self.table[sensor]]         # (M, K, 4)
-        npho, time, flags = values[..., 0:1], values[..., 1], values[..., 2:4]
-        near = values[:, :self.base_slots]
-        weight_n, weight_t = near[..., 2], near[..., 3]
-        base_n = (near[..., 0] * weight_n).sum(1) / weight_n.sum(1).clamp(min=1.0)
-        base_t = (near[..., 1] * weight_t).sum(1) / weight_t.sum(1).clamp(min=1.0)
-        relative = ((time - base_t[:, None]) * values[..., 3]).clamp(-self.time_clip,
-                                                                      self.time_clip)
-        offset = self.offset[sensor]
         extra = torch.cat([position[sensor], context[batch_index]], dim=1)
-        npho_in = torch.cat([torch.cat([npho, flags, offset], dim=-1).flatten(1), extra], dim=1)
+        return self._predict(values, self.offset[sensor], extra)
+
+    def forward_all(self, padded, position, context):
+        """Predictions (N, n_face, 2) at every sensor of the face (in ``self.ids`` order), with
+        no data-dependent shapes (the ONNX export path; same values as :meth:`forward`)."""
+        n = padded.shape[0]
+        values = padded[:, self.table[self.ids]]                          # (N, n, K, 4)
+        offset = self.offset[self.ids].unsqueeze(0).expand(n, -1, -1, -1)
+        count = self.ids.shape[0]
+        extra = torch.cat([position[self.ids].unsqueeze(0).expand(n, -1, -1),
+                           context.unsqueeze(1).expand(-1, count, -1)], dim=-1)
+        return self._predict(values, offset, extra)
+
+    def _predict(self, values, offset, extra):
+        """(..., 2) predictions from the neighbour inputs ``values`` (..., K, 4), their
+        ``offset`` (..., K, 3) and ``extra`` (..., 3 + context_dim) query position + context."""
+        npho, time, flags = values[..., 0:1], values[..., 1], values[..., 2:4]
+        near = values[..., :self.base_slots, :]
+        weight_n, weight_t = near[..., 2], near[..., 3]
+        base_n = (near[..., 0] * weight_n).sum(-1) / weight_n.sum(-1).clamp(min=1.0)
+        base_t = (near[..., 1] * weight_t).sum(-1) / weight_t.sum(-1).clamp(min=1.0)
+        relative = ((time - base_t[..., None]) * values[..., 3]).clamp(-self.time_clip,
+                                                                        self.time_clip)
+        npho_in = torch.cat([torch.cat([npho, flags, offset], dim=-1).flatten(-2), extra], dim=-1)
         time_in = torch.cat([torch.cat([npho, relative[..., None], flags, offset],
-                                       dim=-1).flatten(1), extra], dim=1)
-        pred_n = base_n + self.mlp_npho(npho_in)[:, 0]
-        pred_t = base_t + self.mlp_time(time_in)[:, 0]
-        return torch.stack([pred_n, pred_t], dim=1)
+                                       dim=-1).flatten(-2), extra], dim=-1)
+        pred_n = base_n + self.mlp_npho(npho_in)[..., 0]
+        pred_t = base_t + self.mlp_time(time_in)[..., 0]
+        return torch.stack([pred_n, pred_t], dim=-1)
 
 
 def _mlp(width: int, hidden: int, depth: int) -> nn.Sequential:
@@ -165,6 +187,12 @@ class LocalInpaintBody(nn.Module):
         onehot[np.arange(N_SENSORS), face] = 1.0
         self.register_buffer("face_onehot", torch.from_numpy(onehot), persistent=False)
         self.register_buffer("face_count", torch.from_numpy(onehot.sum(0)), persistent=False)
+        # sensor id -> its row in the face-by-face concatenation of forward_static
+        order = np.concatenate([np.flatnonzero(face == int(f)) for f in _FACES])
+        self.register_buffer("static_row", torch.from_numpy(np.argsort(order)), persistent=False)
+        #: True: forward evaluates every sensor and selects the queries with torch.where (no
+        #: data-dependent shapes; set by the ONNX export only, slower for few queries).
+        self.static_queries = False
         context_dim = int(config["context_dim"])
         summary = 3 * len(_FACES) + 6
         self.context = nn.Sequential(nn.Linear(summary, context_dim), nn.GELU(),
@@ -190,6 +218,8 @@ class LocalInpaintBody(nn.Module):
         return torch.cat([mean, peak, visible, centre, spread], dim=1)
 
     def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        if self.static_queries:
+            return self.forward_static(x, query)
         out = x[..., :2].clone()
         context = self.context(self.summary(x))
         padded = torch.cat([x, x.new_zeros(x.shape[0], 1, x.shape[2])], dim=1)
@@ -203,3 +233,13 @@ class LocalInpaintBody(nn.Module):
                                                   self.position, context)
                 pred = pred.index_put((pick,), value)
         return out.index_put((batch_index, sensor), pred)
+
+    def forward_static(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Same result as :meth:`forward` without ``nonzero``: the face networks run at all
+        4760 sensors and ``torch.where(query, ...)`` keeps their output at the queries only
+        (what the ONNX export traces; its cost does not depend on the number of queries)."""
+        context = self.context(self.summary(x))
+        padded = torch.cat([x, x.new_zeros(x.shape[0], 1, x.shape[2])], dim=1)
+        pred = torch.cat([self.nets[_FACE_NAMES[f]].forward_all(padded, self.position, context)
+                          for f in _FACES], dim=1)[:, self.static_row]
+        return torch.where(query[..., None], pred, x[..., :2])

@@ -71,7 +71,7 @@ def resolve_inpainter(inpainter: str | Inpainter | None) -> Inpainter:
     return inpainter
 
 
-def _output_arrays(batch: EventBatch, repaired: EventBatch, names: BranchNames,
+def output_arrays(batch: EventBatch, repaired: EventBatch, names: BranchNames,
                    copied: list[str], ids: dict) -> dict[str, np.ndarray]:
     """The output branches of one chunk; ``ids`` maps id branch -> (batch attribute, dtype)."""
     arrays = {name: getattr(batch, attr).astype(dtype) for name, (attr, dtype) in ids.items()}
@@ -211,7 +211,7 @@ def inpaint_file(input, output, inpainter: str | Inpainter | None = None, dead_f
                 filled = np.asarray(repaired.extras[INPAINTED_BRANCH], dtype=bool)
                 per_face += np.bincount(face_of[np.nonzero(filled)[1]], minlength=len(Face))
                 still_invalid += int((~repaired.valid_npho).sum())
-                writer.write(_output_arrays(batch, repaired, names, copied, ids))
+                writer.write(output_arrays(batch, repaired, names, copied, ids))
                 n_events += len(batch)
                 if bar is not None:
                     bar.update(len(batch))

@@ -263,6 +263,8 @@ class MaskedSensorModel(nn.Module):
         if (counts == 0).any():
             raise ValueError(f"{int((counts == 0).sum())} sensors have no decoder output")
         self.register_buffer("inv_count", torch.from_numpy(1.0 / counts), persistent=False)
+        self.register_buffer("sensor_cells", torch.from_numpy(_sensor_cells(hex_ids)),
+                             persistent=False)
         self.register_buffer("neighbours", _neighbour_table(), persistent=False)
 
     def _build_encoder_decoders(self, config: dict, in_channels: int) -> None:
@@ -345,19 +347,33 @@ class MaskedSensorModel(nn.Module):
                 "valid_time": valid_time}
 
     def _assemble(self, faces: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-face cell / node outputs -> (N, 4760, 2) sensor outputs (cells of a sensor
-        averaged)."""
-        first = next(iter(faces.values()))
-        out = first.new_zeros(first.shape[0], N_SENSORS, 2)
-        for face in RECT_FACES:
-            name = FACE_NAMES[face]
-            cell_sensor = getattr(self, f"cells_{name}")
-            keep = cell_sensor >= 0
-            out = out.index_add(1, cell_sensor[keep], faces[name][:, keep])
-        for face in HEX_FACES:
-            name = FACE_NAMES[face]
-            out = out.index_add(1, getattr(self, f"ids_{name}"), faces[name])
-        return out * self.inv_count[None, :, None]
+        """Per-face cell / node outputs -> (N, 4760, 2) sensor outputs, the mean of each sensor's
+        cells (a gather from the fixed ``sensor_cells`` table rather than a scatter-add, which
+        ONNX exports as a scatter that keeps one of the repeated cells instead of summing)."""
+        joined = torch.cat([faces[FACE_NAMES[f]] for f in (*RECT_FACES, *HEX_FACES)], dim=1)
+        joined = torch.cat([joined, joined.new_zeros(joined.shape[0], 1, joined.shape[2])], dim=1)
+        return joined[:, self.sensor_cells].sum(dim=2) * self.inv_count[None, :, None]
+
+
+def _sensor_cells(hex_ids: list[np.ndarray]) -> np.ndarray:
+    """(4760, max cells) int64: for every sensor, its positions in the concatenation of the
+    rectangular face images (flattened, in ``RECT_FACES`` order) and the hex node lists (in
+    ``HEX_FACES`` order); padded with the index one past the end (an appended zero row)."""
+    cells: list[list[int]] = [[] for _ in range(N_SENSORS)]
+    start = 0
+    for face in RECT_FACES:
+        index = face_image_index(face).reshape(-1)
+        for cell in np.flatnonzero(index >= 0):
+            cells[index[cell]].append(start + int(cell))
+        start += index.size
+    for ids in hex_ids:
+        for node, sensor in enumerate(ids):
+            cells[sensor].append(start + node)
+        start += len(ids)
+    table = np.full((N_SENSORS, max(len(c) for c in cells)), start, dtype=np.int64)
+    for sensor, row in enumerate(cells):
+        table[sensor, : len(row)] = row
+    return table
 
 
 def build_masked_model(model_config: dict) -> MaskedSensorModel:
