@@ -327,10 +327,21 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
         "time_npho_threshold": str(wrapper.time_npho_threshold),
         "fill_value": str(FILL_VALUE),
     }
-    for key, value in payload_meta.items():
+    check = save_checked(proto, payload_meta, lambda data: check_onnx(data, wrapper, *inputs),
+                         output)
+    return {"output": str(output), "outputs": names, **check}
+
+
+def save_checked(proto, metadata: dict, check, output: Path) -> dict:
+    """Store ``metadata`` (str -> str) in the ONNX ``proto``, run ``check(serialised bytes)``
+    (which raises UserError on a mismatch) and only then write ``output`` atomically (temporary
+    name, renamed); returns what ``check`` returned."""
+    import onnx
+
+    for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    check = check_onnx(proto.SerializeToString(), wrapper, *inputs)
+    result = check(proto.SerializeToString())
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
@@ -339,7 +350,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
     finally:
         if tmp.exists():
             tmp.unlink()
-    return {"output": str(output), "outputs": names, **check}
+    return result
 
 
 def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,

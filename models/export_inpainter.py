@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -45,7 +44,13 @@ from xecreco._version import __version__
 from xecreco.errors import UserError
 from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL, BranchNames
-from xecreco.models.export import DEFAULT_OPSET, RawInputs, batch_from_raw, sim_like_inputs
+from xecreco.models.export import (
+    DEFAULT_OPSET,
+    RawInputs,
+    batch_from_raw,
+    save_checked,
+    sim_like_inputs,
+)
 from xecreco.models.inpaint_pipeline import apply_dead_mask, output_arrays
 from xecreco.models.inpainter import NeuralInpainter, inpainter_from_checkpoint
 from xecreco.normalization import NormalizationSpec, scaled_npho
@@ -211,17 +216,9 @@ def export_inpainter_onnx(checkpoint: str | Path, output: str | Path, *,
         "min_time_npho": str(wrapper.min_time_npho),
         "sentinel": str(SENTINEL),
     }
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    check = check_inpainter_onnx(proto.SerializeToString(), inpainter, npho, time, dead,
-                                 time_npho_threshold=wrapper.time_npho_threshold)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    check = save_checked(
+        proto, meta,
+        lambda data: check_inpainter_onnx(data, inpainter, npho, time, dead,
+                                          time_npho_threshold=wrapper.time_npho_threshold),
+        output)
     return {"output": str(output), "outputs": list(INPAINTER_OUTPUTS), **check}
