@@ -36,7 +36,6 @@ This module also registers the ``mae`` training task (``task.name: mae``).
 from __future__ import annotations
 
 import copy
-import difflib
 
 import numpy as np
 import torch
@@ -46,6 +45,7 @@ from torch import nn
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS, face_image_index, hex_graph
 from xecreco.models.encoder import FACE_NAMES, HEX_FACES, RECT_FACES, build_encoder
+from xecreco.models.regressor import merge_config
 
 __all__ = [
     "LOCAL_PRESET",
@@ -111,26 +111,6 @@ def _defaults(task: str, preset: str) -> dict:
     return copy.deepcopy(MASKED_PRESETS[key])
 
 
-def _merge(base: dict, overrides: dict, path: str) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        where = f"{path}.{key}" if path else key
-        if key not in base:
-            hint = difflib.get_close_matches(key, list(base), n=1)
-            raise UserError(f"unknown model config key '{where}'"
-                            + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                            + f"; known keys: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key not in ("tokens", "stem_stride"):
-            if not isinstance(value, dict):
-                raise UserError(f"model config key '{where}' must be a mapping, got {value!r}")
-            merged[key] = _merge(base[key], value, where)
-        elif isinstance(base[key], dict):
-            merged[key].update(value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def resolve_masked_config(config: dict | None, task: str = "inpainter") -> dict:
     """The complete config of a masked-sensor model from ``{"preset": ..., **overrides}``.
 
@@ -141,7 +121,7 @@ def resolve_masked_config(config: dict | None, task: str = "inpainter") -> dict:
     config = dict(config or {})
     preset = config.get("preset", "cpu")
     base = _defaults(task, preset)
-    merged = _merge(base, config, "")
+    merged = merge_config(base, config)
     masking = merged["masking"]
     if masking["mode"] not in ("random", "dead"):
         raise UserError(f"model config key 'masking.mode': '{masking['mode']}' is not "

@@ -99,8 +99,12 @@ PRESETS: dict[str, dict] = {"cpu": _CPU, "upstream": _UPSTREAM}
 DEFAULT_PRESET = "cpu"
 
 
-def _merge(base: dict, overrides: dict, path: str) -> dict:
-    """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are a UserError."""
+def merge_config(base: dict, overrides: dict, path: str = "") -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are a UserError.
+
+    Shared by every model config built on the encoder (the regressor's and the masked models'):
+    sections merge key by key, the per-face maps (``tokens``, ``stem_stride``) must name faces,
+    and ``summary: null`` switches the light summary off."""
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
         where = f"{path}.{key}" if path else key
@@ -114,7 +118,7 @@ def _merge(base: dict, overrides: dict, path: str) -> dict:
         elif isinstance(base[key], dict) and key not in ("tokens", "stem_stride"):
             if not isinstance(value, dict):
                 raise UserError(f"model config key '{where}' must be a mapping, got {value!r}")
-            merged[key] = _merge(base[key], value, where)
+            merged[key] = merge_config(base[key], value, where)
         elif isinstance(base[key], dict):
             if not isinstance(value, dict) or set(value) - set(FACE_ORDER):
                 raise UserError(f"model config key '{where}' must map faces "
@@ -145,7 +149,7 @@ def resolve_model_config(config: dict | str | None = None) -> dict:
     preset = config.get("preset", DEFAULT_PRESET)
     if preset not in PRESETS:
         raise UserError(f"unknown model preset '{preset}': use one of {', '.join(PRESETS)}")
-    resolved = _merge(PRESETS[preset], config, "")
+    resolved = merge_config(PRESETS[preset], config)
     _check(resolved)
     return resolved
 
