@@ -34,7 +34,7 @@ from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 from xecreco.train.config import TrainConfig, write_config
 from xecreco.train.ema import ModelEma
 from xecreco.train.schedule import lr_factor, set_lr
-from xecreco.train.tasks import TaskSpec, get_task
+from xecreco.train.tasks import TaskSpec, get_task, model_outputs
 
 
 class _TrainModule(nn.Module):
@@ -47,13 +47,6 @@ class _TrainModule(nn.Module):
 
     def forward(self, batch):
         return self.loss(model_outputs(self.model, batch), batch)
-
-
-def model_outputs(model: nn.Module, batch: dict):
-    """``model(features)``, or ``model(features, vertex)`` for models that use the vertex."""
-    if getattr(model, "uses_vertex", False):
-        return model(batch["features"], batch["vertex"])
-    return model(batch["features"])
 
 
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:

@@ -77,6 +77,13 @@ def get_task(name: str) -> TaskSpec:
     return _TASKS[name]
 
 
+def model_outputs(model: torch.nn.Module, batch: dict):
+    """``model(features)``, or ``model(features, vertex)`` for models that use the vertex."""
+    if getattr(model, "uses_vertex", False):
+        return model(batch["features"], batch["vertex"])
+    return model(batch["features"])
+
+
 # ----------------------------------------------------------------------------- regressor task
 
 
@@ -117,9 +124,8 @@ def prepare_regressor(model, source) -> None:
 
 
 def regressor_source(cfg, target_scaling=None):
-    from xecreco.train.data import RootSource
-
     from xecreco.models.regressor import DEFAULT_PRESET, PRESETS
+    from xecreco.train.data import RootSource
 
     # custom tasks may train other networks through this source: only presets have a summary
     ours = cfg.model_config().get("preset", DEFAULT_PRESET) in PRESETS
@@ -159,8 +165,6 @@ def regressor_loss(cfg, source):
 
 
 def regressor_eval_batch(model, batch, source) -> dict:
-    from xecreco.train.loop import model_outputs
-
     outputs = model_outputs(model, batch)
     out = {}
     for name, truth in batch["truth"].items():
