@@ -3,19 +3,17 @@ xecreco.models.checkpoint_reco (the `xecreco predict -r runs/X/best.pt` path).""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
-
 from train_helpers import write_training_file
 
 torch.set_num_threads(1)
 
 
 def test_real_regressor_trains_and_predicts(tmp_path):
-    from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
     from xecreco.io.reader import iterate_batches
+    from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
     from xecreco.train.api import train
 
     path = tmp_path / "train.root"
@@ -86,3 +84,25 @@ def test_cpu_regressor_learns_on_simulated_photons(tmp_path):
     assert best["val_events"] == 200
     assert best["u_sigma68"] < 0.7 * trivial_u
     assert best["energy_sigma68_rel"] < 0.9 * trivial_e
+
+
+def test_training_without_a_vertex_branch_is_one_clear_error_before_training(sim_file_small,
+                                                                             tmp_path):
+    """The light summary's vertex input needs xyzVTX: said up front, with both ways out."""
+    import uproot
+
+    from xecreco.errors import UserError
+    from xecreco.train.api import train
+
+    with uproot.open(sim_file_small) as handle:
+        arrays = handle["tree"].arrays(library="np")
+    arrays = {k: v for k, v in arrays.items() if k != "xyzVTX" and v.dtype != object}
+    novertex = tmp_path / "novertex.root"
+    with uproot.recreate(novertex) as handle:
+        handle.mktree("tree", {k: (v.dtype, v.shape[1:]) for k, v in arrays.items()})
+        handle["tree"].extend(arrays)
+    config = {"data": {"train_files": [str(novertex)], "batch_size": 16},
+              "run": {"max_steps": 1, "progress": False}}
+    with pytest.raises(UserError, match="no vertex branch 'xyzVTX'.*summary.vertex=false"):
+        train(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -93,11 +93,6 @@ class EventEncoder:
             for name, value in truth.items()
         }
         if self.need_vertex:
-            if batch.vertex is None:
-                raise UserError("the input lacks the vertex branch xyzVTX, which "
-                                "loss.consistency and the light summary's vertex input need; "
-                                "map it with data.branches, or set loss.consistency=0 and "
-                                "model.overrides.summary.vertex=false")
             pool["vertex"] = np.asarray(batch.vertex, dtype=np.float32)
         if keep_truth:
             pool["truth"] = truth
@@ -186,6 +181,9 @@ class RootSource:
         if not self.train_files:
             raise UserError("config key 'data.train_files' is empty: list the training ROOT files")
         n_train = count_entries(self.train_files, tree=data.tree)
+        if need_vertex:
+            _require_vertex(self.train_files + expand_files(data.val_files, "data.val_files"),
+                            data.tree, self.branches)
         if data.val_files:
             self.val_files = expand_files(data.val_files, "data.val_files")
             self.val_range = (0, count_entries(self.val_files, tree=data.tree))
@@ -300,6 +298,19 @@ class RootSource:
                                      truth=self.truth, step_events=self.data.batch_size,
                                      entry_start=start, entry_stop=stop):
             yield _to_torch(self.encoder.encode(batch, keep_truth=True))
+
+
+def _require_vertex(files: list[str], tree: str, names) -> None:
+    """UserError (one line, before any training) unless every file has the vertex branch."""
+    from xecreco.io.reader import list_branches
+
+    branch = names.xyzVTX if names is not None else "xyzVTX"
+    for path in files:
+        if branch not in list_branches(path, tree):
+            raise UserError(f"{path}: tree '{tree}' has no vertex branch '{branch}', which "
+                            "loss.consistency and the light summary's vertex input need; map it "
+                            "with data.branches, or set loss.consistency=0 and "
+                            "model.overrides.summary.vertex=false")
 
 
 def _branch_names(overrides: dict):
