@@ -31,13 +31,12 @@ from torch import nn
 
 from xecreco.geometry import N_SENSORS, Face, design_geometry, face_ids, face_image_index
 from xecreco.geometry.constants import TARGET_CENTRE_CM
+from xecreco.models.encoder import FACE_NAMES, POSITION_SCALE_CM
 from xecreco.normalization import scaled_npho
 
-#: Scale of the position inputs of the summary MLP (cm).
-_POSITION_SCALE_CM = 100.0
 #: Light (units of npho_scale) added inside the logarithms, so empty faces give finite inputs.
 _LOG_FLOOR = 1e-3
-_FACES = (Face.INNER, Face.OUTER, Face.US, Face.DS, Face.TOP, Face.BOTTOM)
+_FACES = tuple(FACE_NAMES)  # the canonical face order
 
 
 def _crop_tables(crop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +147,7 @@ class LightSummary(nn.Module):
         d = torch.einsum("nij,nj->ni", self.inner_frame[peak], position - vertex)
         depth = torch.clamp(d[:, 2:3], min=1.0)
         distance = torch.linalg.vector_norm(position - vertex, dim=1, keepdim=True)
-        return torch.cat([d[:, :2] / depth, distance / _POSITION_SCALE_CM], dim=1)
+        return torch.cat([d[:, :2] / depth, distance / POSITION_SCALE_CM], dim=1)
 
     def forward(self, features: torch.Tensor, vertex: torch.Tensor | None = None):
         """``(summary (N, out_dim), references)``; see the module docstring."""
@@ -161,7 +160,7 @@ class LightSummary(nn.Module):
             parts.append(torch.gather(padded_time, 1, window_ids))
         total_light = face_light.sum(dim=1, keepdim=True)
         parts += [
-            centre_uv / _POSITION_SCALE_CM,
+            centre_uv / POSITION_SCALE_CM,
             centroid - centre_uv,  # cm, within about a sensor pitch
             torch.log(face_light + _LOG_FLOOR),
             torch.log(total_light + _LOG_FLOOR),
