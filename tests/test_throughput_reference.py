@@ -1,0 +1,72 @@
+"""fp32 outputs of the bundled models stay what they were before the throughput work (issue 13).
+
+The reference (tests/data/bundled_reference.npz) was written by tests/_reference_events.py on
+commit d9de2c2, before any speed change, from a fixed toy sample of 64 events that does not
+depend on the simulator. Every value must agree within 1e-5 relative; for quantities that can be
+near zero (positions, standardised outputs) the relative scale is max(|reference|, rms of that
+quantity over the sample).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from _reference_events import (
+    REFERENCE_FILE,
+    inpainter_outputs,
+    reference_batch,
+    regressor_network_outputs,
+    regressor_physical_outputs,
+)
+from xecreco.models import bundled
+
+RTOL = 1e-5
+
+pytestmark = pytest.mark.skipif(
+    not (bundled.BUNDLED_REGRESSOR.is_file() and bundled.BUNDLED_INPAINTER.is_file()),
+    reason="this install ships no bundled models")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with np.load(REFERENCE_FILE) as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return reference_batch()
+
+
+@pytest.fixture(autouse=True)
+def _fp32_default():
+    assert torch.get_default_dtype() == torch.float32
+
+
+def _assert_close(prefix: str, got: dict, reference: dict) -> None:
+    expected = {k[len(prefix):]: v for k, v in reference.items() if k.startswith(prefix)}
+    assert set(got) == set(expected), f"{prefix} outputs changed: {sorted(got)} vs {sorted(expected)}"
+    for name, want in expected.items():
+        have = np.asarray(got[name])
+        assert have.shape == want.shape, name
+        if want.dtype.kind in "iu":
+            np.testing.assert_array_equal(have, want, err_msg=name)
+            continue
+        want = want.astype(np.float64)
+        scale = np.maximum(np.abs(want), np.sqrt(np.mean(want ** 2)))
+        worst = float(np.max(np.abs(have - want) / scale))
+        assert worst <= RTOL, f"{prefix}{name}: max relative difference {worst:.2e} > {RTOL:.0e}"
+
+
+def test_bundled_regressor_network_outputs_unchanged(batch, reference):
+    _assert_close("net_", regressor_network_outputs(batch), reference)
+
+
+def test_bundled_regressor_physical_outputs_unchanged(batch, reference):
+    _assert_close("reco_", regressor_physical_outputs(batch), reference)
+
+
+def test_bundled_inpainter_outputs_unchanged(batch, reference):
+    _assert_close("inpaint_", inpainter_outputs(batch), reference)
