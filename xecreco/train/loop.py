@@ -49,6 +49,22 @@ class _TrainModule(nn.Module):
         return self.loss(model_outputs(self.model, batch), batch)
 
 
+class _Replay:
+    """Stands in for the model in ``TaskSpec.eval_batch`` during validation: calling it returns
+    the outputs the loop already computed for this batch with :func:`model_outputs` (vertex
+    included for vertex-aware models), so each validation batch runs the network once; every
+    other attribute is the model's."""
+
+    def __init__(self, model: nn.Module, outputs: dict):
+        self._model, self._outputs = model, outputs
+
+    def __call__(self, *args, **kwargs) -> dict:
+        return self._outputs
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     want = cfg.run.device
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
@@ -349,12 +365,13 @@ class _Trainer:
         for batch in self.source.val_batches(self.info.rank, self.info.world):
             batch = _to_device(batch, self.device)
             with self._autocast():
-                outputs = model(batch["features"])
+                outputs = model_outputs(model, batch)
                 loss, _ = self.loss(outputs, batch)
             n = len(batch["features"])
             loss_sum += float(loss) * n
             n_events += n
-            for key, value in self.task.eval_batch(model, batch, self.source).items():
+            replay = _Replay(model, outputs)  # the task's metrics reuse this one forward pass
+            for key, value in self.task.eval_batch(replay, batch, self.source).items():
                 collected.setdefault(key, []).append(value)
         self.model.train()
         parts = ddp.gather_objects(({k: np.concatenate(v) for k, v in collected.items()},
