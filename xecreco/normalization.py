@@ -65,6 +65,20 @@ def _float_dtype(values) -> np.dtype:
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
+#: A target whose standard deviation is at most this fraction of its |mean| (plus
+#: :data:`MIN_ABSOLUTE_SPREAD`) has no spread: float64 std of identical values is ~1e-17 of the
+#: value, not 0 (52.83 MeV photons gave an energy scale of 7e-18 GeV).
+MIN_RELATIVE_SPREAD = 1.0e-6
+#: Absolute floor of the spread test, in the target's file unit (GeV, cm, ns, count).
+MIN_ABSOLUTE_SPREAD = 1.0e-12
+
+
+def has_spread(mean, std):
+    """Whether a target with this mean and standard deviation (file units, arrays broadcast)
+    has a spread to standardise by: ``std > MIN_RELATIVE_SPREAD * |mean| + MIN_ABSOLUTE_SPREAD``."""
+    return np.asarray(std) > MIN_RELATIVE_SPREAD * np.abs(np.asarray(mean)) + MIN_ABSOLUTE_SPREAD
+
+
 @dataclass(frozen=True)
 class NormalizationSpec:
     """How raw sensor values become network features (see the module docstring for formulas).
@@ -308,7 +322,7 @@ class TargetScaling:
     def fit(cls, targets: dict) -> TargetScaling:
         """Mean and standard deviation of each target array ``(N,)`` or ``(N, k)`` (per component).
 
-        A target with zero spread gets scale 1.
+        A target without spread (see :func:`has_spread`) gets scale 1.
         """
         mean, scale = {}, {}
         for name, values in targets.items():
@@ -319,7 +333,7 @@ class TargetScaling:
                 raise UserError(f"target scaling: no finite values of '{name}' to fit")
             mu = values.mean(axis=0)
             sigma = values.std(axis=0)
-            sigma = np.where(sigma > 0, sigma, 1.0)
+            sigma = np.where(has_spread(mu, sigma), sigma, 1.0)
             single = np.asarray(targets[name]).ndim == 1
             mean[name] = float(mu[0]) if single else _as_vector(mu)
             scale[name] = float(sigma[0]) if single else _as_vector(sigma)

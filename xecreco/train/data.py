@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from xecreco.errors import UserError
 from xecreco.train.augment import augment_batch
 from xecreco.train.config import AugmentConfig, DataConfig, expand_files
-from xecreco.train.targets import compute_targets, truth_branches
+from xecreco.train.targets import compute_targets, fit_target_scaling, truth_branches
 
 #: Targets that are standardised (the direction stays a unit vector).
 STANDARDISED = ("energy", "time", "u", "v", "w", "npileup")
@@ -215,7 +215,6 @@ class RootSource:
 
     def _fit_scaling(self):
         from xecreco.io.reader import iterate_batches
-        from xecreco.normalization import TargetScaling
 
         stop = min(self.train_range[1], self.train_range[0] + self.data.scaling_events)
         collected: dict[str, list] = {}
@@ -226,7 +225,8 @@ class RootSource:
             for name, value in compute_targets(batch, self.targets, ref).items():
                 collected.setdefault(name, []).append(value)
         values = {k: np.concatenate(v) for k, v in collected.items() if k in STANDARDISED}
-        return TargetScaling.fit(values)
+        return fit_target_scaling(values, f"the first {stop - self.train_range[0]} training "
+                                          f"events of {', '.join(map(str, self.train_files))}")
 
     @property
     def normalization(self) -> dict:

@@ -7,6 +7,12 @@
 | u, v, w | cm | ``uvwTruth[:, 0..2]`` |
 | direction | unit vector (N, 3) | ``emiAng`` (theta, phi deg), ``angles_to_direction`` |
 | npileup | count | ``nPileup`` |
+
+Standardised targets (energy, time, u, v, w, npileup) need a spread in the training sample:
+:func:`fit_target_scaling` refuses, in one line naming the target, a target whose standard
+deviation is below ``1e-6`` of its mean (:func:`xecreco.normalization.has_spread`), e.g. the
+energy of a mono-energetic sample. Train on a spectrum (``xecreco simulate --energy 15:60``) or
+drop the target from ``task.targets``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from xecreco.errors import UserError
+from xecreco.normalization import TargetScaling, has_spread
+
+#: How to get a spread into each target, for the no-spread error.
+_SPREAD_HINT = {
+    "energy": "simulate a flat spectrum, e.g. `xecreco simulate --energy 15:60`",
+    "npileup": "simulate with pile-up (`xecreco simulate --pileup-rate 2e6`)",
+}
 
 #: target -> the truth branches it needs (canonical names).
 TRUTH_FOR_TARGET = {
@@ -77,3 +90,24 @@ def compute_targets(batch, targets, time_reference_ns: np.ndarray | None = None,
         else:
             raise ValueError(f"unknown target {target!r}")
     return out
+
+
+def fit_target_scaling(values: dict, source: str = "the training sample") -> TargetScaling:
+    """:meth:`TargetScaling.fit` of the physical targets ``values`` ({name: (N,) array}), after
+    checking that each has a spread (see the module docstring).
+
+    UserError (one line) naming the first target without spread, its value and the way out.
+    """
+    for name, array in values.items():
+        array = np.asarray(array, dtype=np.float64)
+        array = array[np.isfinite(array)] if array.ndim == 1 else array
+        if array.ndim != 1 or len(array) == 0:
+            continue  # vector targets are not standardised; no finite values: fit() says so
+        mean, std = array.mean(), array.std()
+        if not has_spread(mean, std):
+            hint = _SPREAD_HINT.get(name, "train on events where it varies")
+            raise UserError(
+                f"target '{name}' has no spread in {source} (all {len(array)} events have "
+                f"{mean:.6g}, std {std:.3g}): it cannot be standardised or learned; {hint}, or "
+                f"drop '{name}' from task.targets")
+    return TargetScaling.fit(values)
