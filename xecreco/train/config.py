@@ -293,6 +293,39 @@ def _coerce(value, tp, key: str):
     raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
 
 
+#: Spellings users reach for, per config key (matched like the key itself by
+#: :func:`closest_key`): ``optim.lerning_rate`` is one edit from ``learning_rate``, i.e. ``lr``.
+KEY_ALIASES = {"lr": ("learning_rate",), "betas": ("beta",), "weight_decay": ("wd",),
+               "warmup_steps": ("warmup",), "clip_grad_norm": ("grad_clip", "clip_grad"),
+               "batch_size": ("batch",), "max_steps": ("steps",)}
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions) between two strings."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1,
+                               previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def closest_key(key: str, names) -> str | None:
+    """The valid key of ``names`` closest to the unknown (last key part) ``key`` by edit
+    distance to the name or one of its :data:`KEY_ALIASES` (case-insensitive); None when even
+    the closest needs more edits than half its length."""
+    best, best_distance = None, None
+    for name in names:
+        for spelling in (name, *KEY_ALIASES.get(name, ())):
+            distance = edit_distance(key.lower(), spelling.lower())
+            if distance <= max(1, len(spelling) // 2) and (
+                    best_distance is None or distance < best_distance):
+                best, best_distance = name, distance
+    return best
+
+
 def _build(cls, values, prefix: str):
     if values is None:
         values = {}
@@ -305,9 +338,9 @@ def _build(cls, values, prefix: str):
     for key, value in values.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            close = closest_key(str(key), names)
             dotted = f"{prefix}." if prefix else ""
-            hint = f"; did you mean '{dotted}{close[0]}'?" if close else ""
+            hint = f"; did you mean '{dotted}{close}'?" if close else ""
             where = f" in {prefix}" if prefix else ""
             raise UserError(f"unknown config key '{full}'{hint} (valid keys{where}: "
                             f"{', '.join(names)})")
