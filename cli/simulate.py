@@ -60,6 +60,23 @@ def parse_dead(text: str) -> dict:
     return {"dead_fraction": fraction, "dead_list": ""}
 
 
+def check_conflicts(source, energy, dead, dead_groups) -> None:
+    """Options that contradict each other are one-line errors (never silently dropped)."""
+    if energy is not None and source is not None and source.strip().lower() != "flat":
+        raise UserError(
+            f"--energy {energy} draws a flat spectrum but --source {source} gives other "
+            "energies; use one of them (--energy implies --source flat)"
+        )
+    if dead_groups and dead is not None:
+        try:
+            float(dead)
+        except ValueError:
+            raise UserError(
+                f"--dead-groups {dead_groups} draws dead channels but --dead {dead} is a list "
+                "file that fixes them; use a --dead FRACTION with --dead-groups, or the file alone"
+            ) from None
+
+
 @click.command("simulate")
 @click.option("-n", "--events", "n_events", required=True, type=click.IntRange(min=1),
               help="Number of converted photons (events) to write.")
@@ -74,7 +91,13 @@ def parse_dead(text: str) -> dict:
               help="Pile-up photon rate in Hz (0 = none).")
 @click.option("--dead", default=None,
               help="Dead channels: a FRACTION in [0,1) or a FILE of sensor ids.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Event seed.")
+@click.option("--dead-groups", type=click.IntRange(min=0), default=None,
+              help="Whole readout groups of dead MPPCs (8 x 4 blocks by default), drawn in "
+                   "addition to a --dead FRACTION.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Event seed.")
+@click.option("--run", "run_number", type=click.IntRange(min=1, max=2**31 - 1), default=None,
+              help="Run number written to every event [default: 1000 + seed].")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (the output does not depend on it).")
 @click.option("--config", "config_path", default=None,
@@ -84,29 +107,34 @@ def parse_dead(text: str) -> dict:
               help="Number of the first event (also selects the random streams).")
 @click.option("--tree", default="tree", show_default=True, help="Output tree name.")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
-def command(n_events, output, source, energy, pileup_rate, dead, seed, jobs, config_path,
-            first_event, tree, no_progress):
+def command(n_events, output, source, energy, pileup_rate, dead, dead_groups, seed, run_number,
+            jobs, config_path, first_event, tree, no_progress):
     """Simulate photons in the XEC and write them to a ROOT file."""
     from xecreco.sim import SimConfig, simulate_file
 
+    check_conflicts(source, energy, dead, dead_groups)
     config = SimConfig.from_yaml(config_path) if config_path is not None else SimConfig()
     changes: dict = {}
     if source is not None:
         changes.update(parse_source(source))
     if energy is not None:
         changes.update(parse_energy_range(energy))
-        if source is None:
-            changes["source"] = "flat"
+        changes["source"] = "flat"
     if pileup_rate is not None:
         changes["pileup_rate_hz"] = pileup_rate
     if dead is not None:
         changes.update(parse_dead(dead))
+    if dead_groups is not None:
+        changes["dead_groups"] = dead_groups
+    if run_number is not None:
+        changes["run_number"] = run_number
     if changes:
         config = config.replace(**changes)
     stats = simulate_file(output, n_events, config=config, seed=seed, jobs=jobs,
                           progress=not no_progress, tree=tree, start_event=first_event)
     click.echo(
-        f"wrote {stats['events']} events to {output} (tree '{tree}'); "
+        f"wrote {stats['events']} events to {output} (tree '{tree}', run "
+        f"{config.run_for_seed(seed)}, events {first_event}-{first_event + stats['events'] - 1}); "
         f"{stats['photons_not_converted']} photons left the xenon without converting "
         "(not written); "
         f"{stats.get('pileup_photons', 0)} pile-up photons; {stats['dead_channels']} dead channels"

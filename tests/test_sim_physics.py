@@ -8,6 +8,7 @@ from scipy.optimize import brentq
 
 from xecreco.geometry import R_INNER, design_geometry, xyz_to_uvw
 from xecreco.sim import SimConfig, simulate_events, simulate_file
+from xecreco.sim.gate import light_weight
 from xecreco.sim.pileup import draw_pileup_energies, mean_pileup_photons
 from xecreco.sim.shower import draw_depths_x0, draw_lateral_radii, simulate_showers
 from xecreco.sim.sources import (
@@ -216,7 +217,10 @@ def test_pileup_overlay_adds_the_right_number_of_photons():
     assert len(energies) == counts.sum()
     added = mixed["nphe"].sum(axis=1).astype(np.float64) - clean["nphe"].sum(axis=1)
     pe_per_gev = np.mean(clean["nphe"].sum(axis=1) / clean["energyTruth"])
-    expected = energies.sum() * pe_per_gev
+    # the readout gate keeps the fraction f(t0) / f(0) of each photon's light (test_sim_gate)
+    t0 = np.concatenate([np.asarray(x) for x in mixed["pileupTime"].tolist()]) - np.repeat(
+        mixed["timeTruth"], counts)
+    expected = np.sum(energies * light_weight(t0, pile)) * pe_per_gev
     assert added.sum() == pytest.approx(expected, rel=0.12)
     # events without pile-up differ only by the photon-counting noise of the two draws
     photostat = np.sqrt(2.0 * clean["nphe"].sum(axis=1).mean())

@@ -95,6 +95,8 @@ INPUT_BRANCHES: tuple[BranchSpec, ...] = (
     BranchSpec("pileupU", None, "cm", "pileup", "u of each pile-up photon"),
     BranchSpec("pileupV", None, "cm", "pileup", "v of each pile-up photon"),
     BranchSpec("pileupW", None, "cm", "pileup", "w of each pile-up photon"),
+    BranchSpec("pileupGateFraction", None, "", "pileup",
+               "fraction of each pile-up photon's light inside the readout gate"),
 )
 
 
@@ -159,6 +161,7 @@ class BranchNames:
     pileupU: str = "pileupU"  # noqa: N815
     pileupV: str = "pileupV"  # noqa: N815
     pileupW: str = "pileupW"  # noqa: N815
+    pileupGateFraction: str = "pileupGateFraction"  # noqa: N815
 
     def file_name(self, canonical: str) -> str:
         """The name in the file of a canonical branch; unknown names are used unchanged."""

@@ -24,6 +24,10 @@ SOURCE_LINES_MEV = {
     "ni": (9.0,),
 }
 SOURCES = ("signal", "flat", "cex", "li", "ni", "list")
+#: run number of a sample whose ``run_number`` is 0: this offset plus the event seed
+RUN_FROM_SEED_OFFSET = 1000
+#: largest run number (the ``run`` branch is int32)
+MAX_RUN_NUMBER = 2**31 - 1
 
 
 def _coerce(origin: str, key: str, value, default):
@@ -74,8 +78,10 @@ class SimConfig:
     phi_half_width_deg: float = 60.0
     #: photon emission time at the vertex (timeTruth): uniform in +- this half-width, ns
     time_spread_ns: float = 5.0
-    #: run number written to every event
-    run_number: int = 1
+    #: run number written to every event; 0 = derived from the event seed as
+    #: ``RUN_FROM_SEED_OFFSET + seed`` (1000 + seed), so samples of different seeds never share
+    #: (run, event) identifiers (see :func:`run_number_for`)
+    run_number: int = 0
 
     # --- liquid xenon -----------------------------------------------------------------------
     radiation_length_cm: float = 2.87
@@ -174,6 +180,14 @@ class SimConfig:
     #: sensors with fewer photo-electrons than this get the invalid time (1e10)
     time_threshold_pe: float = 50.0
 
+    # --- readout gate (physics.md section 6) ------------------------------------------------
+    #: integrate each sensor's light in the gate [gate_start_ns, gate_end_ns] around the trigger
+    #: (the signal photon's time); False = every photon's full light (the model before the gate)
+    readout_gate: bool = True
+    #: gate start and end relative to the trigger, ns (the profile is exp(-t/decay_time_ns))
+    gate_start_ns: float = -20.0
+    gate_end_ns: float = 100.0
+
     # --- pile-up ----------------------------------------------------------------------------
     #: rate of extra photons converting in the xenon, Hz (0 = no pile-up)
     pileup_rate_hz: float = 0.0
@@ -189,11 +203,18 @@ class SimConfig:
     pileup_max_mev: float = 52.83
 
     # --- dead channels ----------------------------------------------------------------------
-    #: fraction of dead sensors drawn with dead_seed (ignored when dead_list is given)
+    #: fraction of scattered dead sensors drawn with dead_seed (not allowed with dead_list)
     dead_fraction: float = 0.0
     dead_seed: int = 11
     #: file with dead sensor ids (whitespace or comma separated, '#' comments), or "" for none
     dead_list: str = ""
+    #: whole readout groups of dead MPPCs, drawn with dead_seed in addition to the scattered
+    #: dead_fraction: the inner face is tiled into blocks of dead_group_rows (azimuth) x
+    #: dead_group_cols (z) MPPCs (default 8 x 4 = 32 channels, one board's worth); this many
+    #: distinct blocks are dead (xecreco.sim.dead)
+    dead_groups: int = 0
+    dead_group_rows: int = 8
+    dead_group_cols: int = 4
 
     # --- execution --------------------------------------------------------------------------
     #: events simulated per vectorised chunk (per-chunk seeds make output independent of jobs)
@@ -212,6 +233,11 @@ class SimConfig:
             raise UserError("sim config: source 'list' needs energies_mev (a list of MeV values)")
         if any(float(e) <= 0 for e in self.energies_mev):
             raise UserError("sim config: energies_mev must all be positive (MeV)")
+        if self.energies_mev and self.source != "list":
+            raise UserError(
+                f"sim config: energies_mev is given but source is {self.source!r}, which ignores "
+                "it; use source 'list' or remove energies_mev"
+            )
         if not 0 < self.energy_min_mev < self.energy_max_mev:
             raise UserError(
                 "sim config: need 0 < energy_min_mev < energy_max_mev "
@@ -221,6 +247,30 @@ class SimConfig:
             raise UserError("sim config: pileup_rate_hz must be >= 0")
         if not 0 <= self.dead_fraction < 1:
             raise UserError("sim config: dead_fraction must be in [0, 1)")
+        if self.dead_list and (self.dead_fraction > 0 or self.dead_groups > 0):
+            raise UserError(
+                "sim config: dead_list fixes the dead channels; remove dead_fraction / "
+                "dead_groups (or dead_list) to draw them instead"
+            )
+        if self.dead_groups < 0 or self.dead_group_rows < 1 or self.dead_group_cols < 1:
+            raise UserError(
+                "sim config: need dead_groups >= 0, dead_group_rows >= 1 and dead_group_cols >= 1"
+            )
+        if not 0 <= self.run_number <= MAX_RUN_NUMBER:
+            raise UserError(
+                f"sim config: run_number must be in [0, {MAX_RUN_NUMBER}] (0 = from the seed; "
+                f"got {self.run_number})"
+            )
+        if not self.gate_start_ns < self.gate_end_ns:
+            raise UserError(
+                "sim config: need gate_start_ns < gate_end_ns "
+                f"(got {self.gate_start_ns}, {self.gate_end_ns})"
+            )
+        if self.readout_gate and self.gate_end_ns <= 0:
+            raise UserError(
+                f"sim config: gate_end_ns {self.gate_end_ns} ns must be > 0: the gate has to "
+                "hold the signal photon (trigger time 0)"
+            )
         if self.n_deposits < 4 or self.n_tail_sectors < 1:
             raise UserError("sim config: need n_deposits >= 4 and n_tail_sectors >= 1")
         q = [float(x) for x in self.centroid_depth_quantiles]
@@ -247,6 +297,20 @@ class SimConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise UserError(f"sim config: {name} must be > 0 (got {getattr(self, name)})")
+
+    def run_for_seed(self, seed: int) -> int:
+        """The run number written with event seed ``seed``: ``run_number`` if set, else
+        ``RUN_FROM_SEED_OFFSET + seed``."""
+        if self.run_number:
+            return int(self.run_number)
+        run = RUN_FROM_SEED_OFFSET + int(seed)
+        if not 0 < run <= MAX_RUN_NUMBER:
+            raise UserError(
+                f"simulate: cannot derive a run number from seed {seed} (run = "
+                f"{RUN_FROM_SEED_OFFSET} + seed must be in 1..{MAX_RUN_NUMBER}); give --run "
+                "(run_number)"
+            )
+        return run
 
     @property
     def n_centroids(self) -> int:
@@ -276,7 +340,13 @@ class SimConfig:
                 raise UserError(f"{origin}: unknown key {key!r}{hint}")
         defaults = cls().to_dict() if values else {}
         coerced = {key: _coerce(origin, key, value, defaults[key]) for key, value in values.items()}
-        return cls(**coerced)
+        try:
+            return cls(**coerced)
+        except UserError as exc:  # name the file the values came from
+            message = str(exc)
+            if origin != "sim config" and message.startswith("sim config:"):
+                message = origin + message[len("sim config"):]
+            raise UserError(message) from None
 
     @classmethod
     def from_yaml(cls, path) -> "SimConfig":

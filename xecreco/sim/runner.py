@@ -12,7 +12,6 @@ the returned statistics and in the file's provenance.
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from xecreco.geometry import design_geometry, direction_to_angles, xyz_to_uvw
 from xecreco.io.schema import DEFAULT_TREE, SENTINEL
 from xecreco.sim.config import SimConfig
 from xecreco.sim.dead import dead_mask
+from xecreco.sim.gate import gate_fraction, light_weight
 from xecreco.sim.light import LightModel
 from xecreco.sim.pileup import draw_pileup_counts, draw_pileup_energies, draw_pileup_times
 from xecreco.sim.response import (
@@ -120,6 +120,7 @@ def simulate_chunk(
 ) -> tuple[dict, dict]:
     """Simulate one chunk of ``n`` events numbered from ``start_event``; returns
     ``(branches, stats)``."""
+    run = config.run_for_seed(seed)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(start_event), 0]))
     det = detector if detector is not None else _detector(config, dead)
     is_mppc = det.is_mppc
@@ -133,7 +134,9 @@ def simulate_chunk(
 
     # pile-up: extra photons through the same shower and light code, overlaid on their event;
     # drawn from their own stream so the signal photons do not depend on the pile-up settings.
-    # A sensor's time is the earliest of the components that are bright enough to be timed.
+    # The readout gate (xecreco.sim.gate) scales each photon's light by f(t0) / f(0), t0 its time
+    # relative to the signal photon (the trigger): the signal keeps its light exactly. A sensor's
+    # time is the earliest of the components whose light in the gate passes the time threshold.
     pile_rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(start_event), 1]))
     counts = draw_pileup_counts(n, config, pile_rng)
     n_pile = int(counts.sum())
@@ -143,16 +146,21 @@ def simulate_chunk(
             n_pile, lambda m: draw_pileup_energies(m, config, pile_rng), config, pile_rng)
         pile_time = draw_pileup_times(n_pile, config, pile_rng)
         owner = np.repeat(np.arange(n), counts)
-        pile_pe, pile_arrival, _ = _light_of(pile, det, config, pile_rng)
+        pile_t0 = pile_time - time_truth[owner]
+        pile_fraction = gate_fraction(pile_t0, config)
+        pile_full_pe, pile_arrival, _ = _light_of(pile, det, config, pile_rng)
+        pile_pe = pile_full_pe * light_weight(pile_t0, config)[:, None]
+        # the pulse's leading edge (its time statistics) has all of the photon's light
         pile_timed = pile_pe >= config.time_threshold_pe
-        pile_times = draw_sensor_times(pile_arrival + pile_time[:, None], pile_pe, is_mppc, config,
-                                       pile_rng, needed=pile_timed)
+        pile_times = draw_sensor_times(pile_arrival + pile_time[:, None], pile_full_pe, is_mppc,
+                                       config, pile_rng, needed=pile_timed)
         np.add.at(mean_pe, owner, pile_pe)
         np.minimum.at(times, owner, np.where(pile_timed, pile_times, np.inf))
         pile_uvw = xyz_to_uvw(pile.conversion)
     else:
         pile = None
         pile_time = np.zeros(0)
+        pile_fraction = np.zeros(0)
         pile_uvw = np.zeros((0, 3))
 
     nphe = draw_photoelectrons(mean_pe, config, rng)
@@ -177,7 +185,7 @@ def simulate_chunk(
     branches = {
         "npho": npho_out,
         "time": time_out,
-        "run": np.full(n, config.run_number, dtype=np.int32),
+        "run": np.full(n, run, dtype=np.int32),
         "event": np.arange(start_event, start_event + n, dtype=np.int64),
         "energyTruth": main.energy_mev / MEV_PER_GEV,
         "timeTruth": time_truth,
@@ -195,6 +203,7 @@ def simulate_chunk(
         "pileupU": jagged(pile_uvw[:, 0]),
         "pileupV": jagged(pile_uvw[:, 1]),
         "pileupW": jagged(pile_uvw[:, 2]),
+        "pileupGateFraction": jagged(pile_fraction),
     }
     if det.dead.any():
         # Undamaged values for scoring inpainting; without dead channels they would only repeat
@@ -236,8 +245,7 @@ def simulate_events(n: int, config: SimConfig | None = None, seed: int = 0, star
     (``photons_not_converted`` etc.). Identical to what :func:`simulate_file` writes.
     """
     config = config or SimConfig()
-    if n < 1:
-        raise UserError(f"simulate: number of events must be >= 1 (got {n})")
+    _check_request(n, config, seed, start_event)
     det = _detector(config)
     parts, stats = [], {}
     for size, first in _chunks(n, config, start_event):
@@ -248,9 +256,15 @@ def simulate_events(n: int, config: SimConfig | None = None, seed: int = 0, star
     return (out, stats) if return_stats else out
 
 
-def _worker(args):
-    size, config_dict, seed, first, dead = args
-    return simulate_chunk(size, SimConfig.from_dict(config_dict), seed, first, dead=dead)
+def _check_request(n: int, config: SimConfig, seed: int, start_event: int) -> int:
+    """Validate a run request; returns its run number."""
+    if n < 1:
+        raise UserError(f"simulate: number of events must be >= 1 (got {n})")
+    if int(seed) < 0:
+        raise UserError(f"simulate: --seed must be >= 0 (got {seed})")
+    if int(start_event) < 0:
+        raise UserError(f"simulate: --first-event must be >= 0 (got {start_event})")
+    return config.run_for_seed(seed)
 
 
 def simulate_file(path, n: int, config: SimConfig | None = None, seed: int = 0, jobs: int = 1,
@@ -258,18 +272,20 @@ def simulate_file(path, n: int, config: SimConfig | None = None, seed: int = 0, 
                   compression: str = "lz4") -> dict:
     """Simulate ``n`` events into the ROOT file ``path`` (tree ``tree``), streaming chunk by chunk.
 
-    ``jobs`` worker processes (started with "spawn": call this under
-    ``if __name__ == "__main__":`` in scripts) simulate chunks in parallel; the contents do not
-    depend on it. Events are numbered from ``start_event``. Provenance stores the config, seeds,
-    version and statistics. Returns the statistics: events,
+    ``jobs`` worker processes simulate chunks in parallel; the contents do not depend on it.
+    The workers are fresh interpreters (:mod:`xecreco.sim.workers`) that never re-import the
+    caller's ``__main__``, so this works from scripts without an ``if __name__ == "__main__":``
+    guard and from stdin (the guard is still good practice). Events are numbered from
+    ``start_event``; the run number is ``config.run_for_seed(seed)``. Provenance stores the
+    config, seed, run, version and statistics. Returns the statistics: events,
     photons_not_converted, pileup_photons, pileup_photons_not_converted, dead_channels.
     """
     from xecreco.io.provenance import make_provenance
     from xecreco.io.writer import RootWriter
+    from xecreco.sim.workers import ChunkWorkers
 
     config = config or SimConfig()
-    if n < 1:
-        raise UserError(f"simulate: number of events must be >= 1 (got {n})")
+    run = _check_request(n, config, seed, start_event)
     if jobs < 1:
         raise UserError(f"simulate: --jobs must be >= 1 (got {jobs})")
     path = Path(path)
@@ -277,7 +293,8 @@ def simulate_file(path, n: int, config: SimConfig | None = None, seed: int = 0, 
     chunks = _chunks(n, config, start_event)
     stats: dict = {}
     provenance = make_provenance(simulation={"config": config.to_dict(), "seed": int(seed),
-                                             "events": int(n), "start_event": int(start_event)})
+                                             "run": run, "events": int(n),
+                                             "start_event": int(start_event)})
     bar = None
     try:
         with RootWriter(path, tree=tree, compression=compression, provenance=provenance) as writer:
@@ -291,10 +308,8 @@ def simulate_file(path, n: int, config: SimConfig | None = None, seed: int = 0, 
                            for size, first in chunks)
                 _write_all(results, writer, stats, bar)
             else:
-                tasks = [(size, config.to_dict(), seed, first, dead) for size, first in chunks]
-                ctx = multiprocessing.get_context("spawn")
-                with ctx.Pool(min(jobs, len(chunks))) as pool:
-                    _write_all(pool.imap(_worker, tasks), writer, stats, bar)
+                with ChunkWorkers(min(jobs, len(chunks)), config, dead) as workers:
+                    _write_all(workers.run(seed, chunks), writer, stats, bar)
             stats["dead_channels"] = int(dead.sum())
             provenance["simulation"]["stats"] = dict(stats)
             writer.provenance = provenance
