@@ -1,0 +1,242 @@
+"""Side-by-side throughput against the build of 2026-11-27 (commit d9de2c2), issue 13.
+
+Installs the baseline commit in a second environment under /tmp (``git archive`` of the commit,
+with ``xecreco.models`` / ``validation`` / ``cli`` linked where the package layout expects them,
+run with ``PYTHONPATH`` pointing there and the same venv), then measures in ONE run, on the same
+simulated file (flat 15-60 MeV photons, like the bundled regressor's training sample):
+
+- ``xecreco train configs/train-cpu.yaml`` (each build's own preset file, ``run.max_steps`` small,
+  validation capped): the trainer's own events/s (optimizer steps with data loading, shuffle-buffer
+  fills included; validation and checkpoints excluded) and the command's wall time;
+- ``xecreco predict FILE -o OUT -r default`` (ROOT to ROOT): the command's own events/s (model
+  loading, reading, normalisation, inference and writing) and the wall time with interpreter start.
+
+Runs alternate (baseline, now, baseline, now, ...) and the best of ``--repeats`` is kept, so
+load from other users of the machine hits both builds alike. The same run measures the machine's
+fp32 GEMM peak (best of several ``torch.mm`` of 2048 x 2048 matrices on all cores) and reports
+the fraction of it that inference (model forward alone, and the whole predict command) and a
+training step (3 x the forward FLOPs of :func:`xecreco.models.flops.flops_per_event` per event)
+reach. Outputs and both environments live under /tmp, never in the repository.
+
+Usage: ``python benchmarks/bench_baseline.py [--quick] [--repeats N] [--base-dir DIR]`` or
+``python benchmarks/run_all.py --only baseline``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, machine_info, peak_rss_mb  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE_COMMIT = "d9de2c2"
+DEFAULT_BASE_DIR = Path(tempfile.gettempdir()) / "xecreco-base"
+#: package directories mapped into ``xecreco`` by pyproject's package-dir
+_MAPPED = {"models": "models", "validation": "validation", "cli": "cli"}
+TARGET_TRAIN_RATIO, FLOOR_TRAIN_RATIO = 3.0, 2.0
+TARGET_PREDICT_RATIO, FLOOR_PREDICT_RATIO = 1.5, 1.3
+
+
+def install_baseline(base_dir: Path, commit: str = BASELINE_COMMIT) -> Path:
+    """The PYTHONPATH entry of the baseline build (extracted once under ``base_dir``)."""
+    path_dir = base_dir / "path"
+    stamp = base_dir / f"commit-{commit}"
+    if stamp.is_file() and (path_dir / "xecreco" / "__init__.py").is_file():
+        return path_dir
+    if base_dir.exists():
+        shutil.rmtree(base_dir)
+    src = base_dir / "src"
+    src.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    shutil.copytree(src / "xecreco", path_dir / "xecreco")
+    for name, folder in _MAPPED.items():
+        (path_dir / "xecreco" / name).symlink_to(src / folder, target_is_directory=True)
+    stamp.write_text(commit + "\n")
+    return path_dir
+
+
+def _environment(pythonpath: Path | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return env
+
+
+def _simulate(path: Path, n_events: int) -> None:
+    from xecreco.sim import SimConfig, simulate_file
+
+    simulate_file(path, n_events, config=SimConfig(source="flat"), seed=13, progress=False)
+
+
+def _train_once(config_file: Path, data: Path, run_dir: Path, env: dict, steps: int) -> dict:
+    command = [sys.executable, "-m", "xecreco", "train", str(config_file), "-o", str(run_dir),
+               "--set", f"data.train_files=[{data}]", "--set", f"run.max_steps={steps}",
+               "--set", "run.progress=false", "--set", "data.max_val_events=256",
+               "--set", f"run.log_every={steps}", "--set", f"checkpoint.every_steps={steps}"]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=run_dir.parent)
+    wall = time.perf_counter() - start
+    result = json.loads((run_dir / "result.json").read_text())
+    return {"events_per_s": result["train_events_per_s"], "wall_s": wall,
+            "events": result["train_events"]}
+
+
+def _predict_once(data: Path, out: Path, env: dict, n_events: int) -> dict:
+    command = [sys.executable, "-m", "xecreco", "predict", str(data), "-o", str(out),
+               "-r", "default", "--no-progress"]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent)
+    if proc.returncode != 0 and "no-progress" in proc.stderr:  # a build without the flag
+        command.remove("--no-progress")
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"predict failed: {proc.stderr.strip().splitlines()[-1:]}")
+    match = re.search(r"; ([0-9.]+) events/s\)", proc.stdout + proc.stderr)
+    out.unlink(missing_ok=True)
+    return {"events_per_s": float(match.group(1)) if match else n_events / wall,
+            "events_per_s_incl_start": n_events / wall, "wall_s": wall}
+
+
+def gemm_peak_flops(size: int = 2048, repeats: int = 8) -> float:
+    """Best fp32 FLOP/s of ``torch.mm`` of two (size x size) matrices on all intra-op threads."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size ** 3 / best
+
+
+def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int = 4) -> dict:
+    """In-process events/s of the bundled regressor's forward (inference) and of a training
+    step (forward, backward, AdamW) of the cpu preset; current build, all cores."""
+    import torch
+
+    from xecreco.models import bundled
+    from xecreco.models.flops import flops_per_event
+    from xecreco.models.regressor import build_model
+
+    model = bundled.bundled_regressor().members[0].model
+    x, v = torch.rand(batch_infer, 4760, 2), torch.zeros(batch_infer, 3)
+    best = float("inf")
+    with torch.inference_mode():
+        model(x, v)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x, v)
+            best = min(best, time.perf_counter() - start)
+    infer = batch_infer / best
+    net = build_model("cpu").train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    xt, vt = x[:batch_train].clone(), v[:batch_train].clone()
+
+    def step():
+        loss = sum(o.float().square().mean() for o in net(xt, vt).values())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - start)
+    return {"infer_events_per_s": infer, "train_step_events_per_s": batch_train / best,
+            "flops_per_event": flops_per_event(model)}
+
+
+def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAULT_BASE_DIR,
+        keep: bool = False) -> list[dict]:
+    """Baseline vs current build: one record each for training, predict and the GEMM peak."""
+    repeats = repeats or (1 if quick else 3)
+    n_events = 2048 if quick else 6144
+    steps = 12 if quick else 40
+    base_path = install_baseline(Path(base_dir))
+    builds = {"baseline": (_environment(base_path), base_path.parent / "src"),
+              "now": (_environment(None), REPO)}
+    work = Path(tempfile.mkdtemp(prefix="xecreco-bench-baseline-"))
+    try:
+        data = work / "flat.root"
+        _simulate(data, n_events)
+        train = {name: [] for name in builds}
+        predict = {name: [] for name in builds}
+        for repeat in range(repeats):
+            for name, (env, tree) in builds.items():
+                run_dir = work / f"train_{name}_{repeat}"
+                train[name].append(_train_once(tree / "configs" / "train-cpu.yaml", data,
+                                               run_dir, env, steps))
+                shutil.rmtree(run_dir, ignore_errors=True)
+            for name, (env, _) in builds.items():
+                predict[name].append(_predict_once(data, work / f"pred_{name}.root", env,
+                                                   n_events))
+        peak = gemm_peak_flops()
+        rates = _model_rates()
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    import torch
+
+    def best(runs, key="events_per_s"):
+        return max(r[key] for r in runs)
+
+    flops = rates["flops_per_event"]
+    machine = machine_info()
+    records = []
+    for label, table, target, floor in (("train_cpu_preset", train, TARGET_TRAIN_RATIO,
+                                         FLOOR_TRAIN_RATIO),
+                                        ("predict_default", predict, TARGET_PREDICT_RATIO,
+                                         FLOOR_PREDICT_RATIO)):
+        base, now = best(table["baseline"]), best(table["now"])
+        record = {"name": f"baseline_ratio_{label}", "events_per_s": now,
+                  "baseline_events_per_s": base, "ratio_vs_baseline": now / base,
+                  "target_ratio": target, "floor_ratio": floor,
+                  "repeats": repeats, "events": n_events, "baseline_commit": BASELINE_COMMIT}
+        if label == "train_cpu_preset":
+            record["steps"] = steps
+            record["fraction_of_fp32_peak"] = 3.0 * flops * now / peak
+        else:
+            record["events_per_s_incl_start"] = best(table["now"], "events_per_s_incl_start")
+            record["baseline_events_per_s_incl_start"] = best(table["baseline"],
+                                                              "events_per_s_incl_start")
+            record["fraction_of_fp32_peak"] = flops * now / peak
+        records.append(record)
+    records.append({
+        "name": "baseline_fp32_peak", "gemm_gflop_per_s": peak / 1e9,
+        "torch_threads": torch.get_num_threads(), "flops_per_event": flops,
+        "model_infer_events_per_s": rates["infer_events_per_s"],
+        "model_infer_fraction_of_peak": flops * rates["infer_events_per_s"] / peak,
+        "model_train_step_events_per_s": rates["train_step_events_per_s"],
+        "model_train_step_fraction_of_peak": 3.0 * flops * rates["train_step_events_per_s"] / peak,
+        "peak_rss_mb": peak_rss_mb(), "machine": machine,
+    })
+    return records
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sample, one repeat")
+    parser.add_argument("--repeats", type=int, default=None, help="alternating repeats (best kept)")
+    parser.add_argument("--base-dir", type=Path, default=DEFAULT_BASE_DIR,
+                        help="where the baseline build is extracted (default: /tmp/xecreco-base)")
+    parser.add_argument("--keep", action="store_true", help="keep the sample and run folders")
+    args = parser.parse_args()
+    emit(run(quick=args.quick, repeats=args.repeats, base_dir=args.base_dir, keep=args.keep))
