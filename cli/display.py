@@ -1,0 +1,29 @@
+"""``xecreco display FILE --entry N [--entry M ...] [-p PRED.root ...] -o OUT.png|pdf``: the
+event display (:func:`xecreco.validation.display.display_event`)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("display")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-e", "--entry", "entries", multiple=True, required=True,
+              type=click.IntRange(min=0),
+              help="Input entry to draw (global over the file; repeatable: one page each).")
+@click.option("-p", "--predictions", "predictions", multiple=True,
+              type=click.Path(dir_okay=False),
+              help="Prediction file of the same input (repeatable): every reconstruction in it "
+                   "is marked with its name.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="OUT.pdf (one page per entry) or OUT.png (several entries: OUT_<entry>.png).")
+@click.option("--tree", default="tree", show_default=True, help="Input tree name.")
+@click.option("--pred-tree", default="reco", show_default=True, help="Prediction tree name.")
+def command(file, entries, predictions, output, tree, pred_tree):
+    """Draw events of FILE on the unrolled detector: npho (log scale) and sensor times, dead and
+    invalid sensors, the true first interaction, pile-up photons and each reconstruction."""
+    from xecreco.validation.display import display_event
+
+    for path in display_event(file, list(entries), predictions=list(predictions), out=output,
+                              tree=tree, pred_tree=pred_tree):
+        click.echo(f"wrote {path}")
