@@ -2,9 +2,12 @@
 
     xecreco validate PRED.root... -o DIR [--reco NAME ...] [--study NAME ...] [--label L ...]
     xecreco validate --data SIM.root -r RECO... -o DIR
+    xecreco validate PRED.root... -o DIR --input SIM.root --worst N
 
 The second form first predicts the reconstructions on the simulated files into
 DIR/predictions.root (``xecreco.models.predict.predict_files``), then validates that file.
+``--worst N`` adds the gallery of the N worst events per reconstruction and observable, drawn
+from the simulated input (``--input``; with ``--data`` the data files themselves).
 """
 
 from __future__ import annotations
@@ -32,14 +35,22 @@ STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannel
               help="Simulated input file(s): predict with -r first, then validate.")
 @click.option("-r", "--reconstructor", "reconstructors", multiple=True,
               help="With --data: registered reconstructor name or checkpoint path (repeatable).")
-@click.option("--data-tree", default="tree", show_default=True, help="With --data: input tree.")
+@click.option("--data-tree", default="tree", show_default=True,
+              help="Input tree of --data and --input files.")
+@click.option("--input", "input_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Simulated input file(s) of the prediction files, for --worst (events are "
+                   "matched by run and event).")
+@click.option("--worst", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Add a gallery of the N events with the largest |residual| per "
+                   "reconstruction and observable (energy, u, v, w, time), drawn with the "
+                   "event display; needs --input (or --data).")
 @click.option("--bootstrap", default=40, show_default=True, type=click.IntRange(2, 1000),
               help="Bootstrap replicas for the errors of the robust widths.")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["png", "pdf", "svg"]),
               help="Plot format (repeatable; default: png and pdf). The page shows the first.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(predictions, output, recos, studies, labels, tree, data_files, reconstructors,
-            data_tree, bootstrap, formats, progress):
+            data_tree, input_files, worst, bootstrap, formats, progress):
     """Physics validation report: resolutions, biases, containment, pile-up ROC, dead channels.
 
     PREDICTIONS are prediction files written by `xecreco predict` (tree `reco`, truth copied).
@@ -54,8 +65,11 @@ def command(predictions, output, recos, studies, labels, tree, data_files, recon
         if labels:
             raise UserError("--label compares several prediction files; it does not apply to "
                             "--data")
+        if input_files:
+            raise UserError("--input names the inputs of prediction files; with --data the "
+                            "data files are the input (drop --input)")
         summary = validate_data(list(data_files), list(reconstructors), output, tree=data_tree,
-                                studies=list(studies) or None, progress=progress)
+                                studies=list(studies) or None, progress=progress, worst=worst)
     else:
         if not predictions:
             raise UserError("no prediction files given; usage: xecreco validate PRED.root... "
@@ -66,7 +80,9 @@ def command(predictions, output, recos, studies, labels, tree, data_files, recon
         summary = validate(list(predictions), output, recos=list(recos) or None,
                            studies=list(studies) or None, labels=list(labels) or None,
                            progress=progress, tree=tree, bootstrap_replicas=bootstrap,
-                           formats=tuple(formats) or ("png", "pdf"))
+                           formats=tuple(formats) or ("png", "pdf"),
+                           input_files=list(input_files) or None, input_tree=data_tree,
+                           worst=worst)
     for name, reason in summary["skipped"].items():
         click.echo(f"skipped {name}: {reason}", err=True)
     click.echo(f"report: {summary['outputs']['index_html']}")

@@ -40,7 +40,8 @@ def _select_studies(studies) -> list[str]:
 
 def validate(prediction_files, output_dir, recos=None, studies=None, labels=None,
              progress: bool = True, *, tree: str = "reco", bootstrap_replicas: int = 40,
-             formats=("png", "pdf")) -> dict:
+             formats=("png", "pdf"), input_files=None, input_tree: str = "tree",
+             worst: int = 0) -> dict:
     """Run the physics studies on prediction files and write the report folder.
 
     Args:
@@ -55,14 +56,26 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
         bootstrap_replicas: bootstrap replicas for the robust-width errors.
         formats: plot file formats (matplotlib extensions); the page shows the first (a raster
             format such as png) and links the others.
+        input_files: the simulated input files of the predictions (tree ``input_tree``), needed
+            for ``worst``.
+        worst: when > 0, add the worst-event gallery (:mod:`~xecreco.validation.gallery`): the
+            ``worst`` events with the largest |residual| per reconstruction and observable,
+            drawn with the event display.
     Returns:
         The summary (as written to summary.json): ``studies`` (name -> per-series numbers),
-        ``skipped`` (name -> reason), ``efficiency``, ``outputs`` (paths written).
+        ``skipped`` (name -> reason), ``efficiency``, ``worst_events`` (series -> observable ->
+        list of events, with ``worst``), ``outputs`` (paths written).
     Raises:
         UserError: bad inputs (see :func:`~xecreco.validation.data.load_predictions`), unknown
             studies, or no study able to run on these files.
     """
     names = _select_studies(studies)
+    worst = int(worst or 0)
+    if worst < 0:
+        raise UserError(f"--worst must be a positive number of events, got {worst}")
+    if worst and not input_files:
+        raise UserError("--worst draws events from the simulated input: give the file the "
+                        "predictions were made from with --input SIM.root")
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: exists and is not a folder; give a folder for the report")
@@ -87,6 +100,12 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
         if not ran:
             reasons = "; ".join(f"{r.name}: {r.skipped}" for r in results)
             raise UserError(f"{data.files[0]}: no validation study can run ({reasons})")
+        gallery, gallery_notes = [], []
+        if worst:
+            from xecreco.validation.gallery import build_gallery
+
+            gallery, gallery_notes = build_gallery(data, input_files, worst, ctx.plot_dir,
+                                                   tree=input_tree, progress=progress)
         efficiency = {s.name: {"efficiency": s.efficiency(), "n_ok": int((s.status == 0).sum()),
                                "status_counts": _status_counts(s.status)} for s in data.series}
         summary = {
@@ -100,21 +119,36 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
             "units": {"energy": "% (relative residual) and MeV", "position": "mm", "time": "ps",
                       "angle": "mrad", "energy_bins": "MeV", "calorimeter_fit": "E in GeV"},
             "efficiency": efficiency,
-            "notes": data.notes,
+            "notes": data.notes + gallery_notes,
             "studies": {r.name: {"notes": r.notes, "overall": r.overall, "series": r.summary}
                         for r in ran},
             "skipped": {r.name: r.skipped for r in results if r.skipped},
         }
+        if worst:
+            summary["worst_events"] = _gallery_summary(gallery)
         write_summary(work / "summary.json", summary)
         write_histograms(work / "histograms.root", ran)
         meta = {"files": data.files, "n_events": len(data), "xecreco_version": __version__,
-                "efficiency": efficiency, "notes": data.notes, "formats": formats}
-        write_html(work / "index.html", results, meta)
+                "efficiency": efficiency, "notes": data.notes + gallery_notes,
+                "formats": formats}
+        write_html(work / "index.html", results, meta, gallery=gallery)
         outputs = _publish(work, output_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary["outputs"] = outputs
     return summary
+
+
+def _gallery_summary(gallery) -> dict:
+    """summary.json's ``worst_events``: series -> observable -> events, worst first."""
+    out: dict = {}
+    for item in gallery:
+        out.setdefault(item.series, {}).setdefault(item.observable, []).append({
+            "run": item.run, "event": item.event, "input_file": item.input_file,
+            "entry": item.entry, "truth": item.truth, "reco": item.reco,
+            "residual": item.residual, "image": f"plots/{item.image}",
+        })
+    return out
 
 
 def _status_counts(status) -> dict:
@@ -147,9 +181,10 @@ def _publish(work: Path, output_dir: Path) -> dict:
 
 def validate_data(data_files, reconstructors, output_dir, *, tree: str = "tree",
                   names=None, studies=None, progress: bool = True, step_events=None,
-                  nproc: int = 1) -> dict:
+                  nproc: int = 1, worst: int = 0) -> dict:
     """Predict ``reconstructors`` on simulated input files into ``output_dir/predictions.root``
-    (with :func:`xecreco.models.predict.predict_files`), then :func:`validate` it."""
+    (with :func:`xecreco.models.predict.predict_files`), then :func:`validate` it (with the
+    worst-event gallery of the ``data_files`` when ``worst`` > 0)."""
     from xecreco.models.predict import predict_files
 
     output_dir = Path(output_dir)
@@ -158,4 +193,5 @@ def validate_data(data_files, reconstructors, output_dir, *, tree: str = "tree",
     predict_files(list(data_files), str(pred), list(reconstructors), tree=tree,
                   out_tree="reco", names=names, step_events=step_events, nproc=nproc,
                   progress=progress)
-    return validate([pred], output_dir, studies=studies, progress=progress)
+    return validate([pred], output_dir, studies=studies, progress=progress,
+                    input_files=list(data_files), input_tree=tree, worst=worst)

@@ -559,14 +559,17 @@ def _annotate(ax, notes) -> None:
                     color="black", zorder=6, path_effects=outline)
 
 
-def event_figure(view: EventView, points=(), *, geometry: Geometry | None = None):
+def event_figure(view: EventView, points=(), *, geometry: Geometry | None = None,
+                 note: str | None = None):
     """The display of one event: npho (log scale) and sensor times (ns, relative to the event's
     time reference of the normalisation spec) on the unrolled detector, dead and invalid sensors
-    marked, truth, pile-up and every reconstruction in ``points`` marked. Returns the Figure."""
+    marked, truth, pile-up and every reconstruction in ``points`` marked; ``note`` is a further
+    title line. Returns the Figure."""
     truth, segments, notes = truth_markers(view)
     markers = truth + reco_markers(points)
-    fig, axes = plt.subplots(1, 2, figsize=(19, 7.4))
-    fig.subplots_adjust(left=0.045, right=0.975, bottom=0.08, top=0.87, wspace=0.1)
+    fig, axes = plt.subplots(1, 2, figsize=(19, 7.4 if not note else 7.8))
+    fig.subplots_adjust(left=0.045, right=0.975, bottom=0.08, top=0.87 if not note else 0.84,
+                        wspace=0.1)
     time_ns = view.time.astype(np.float64) * 1e9 - view.time_reference_ns
     panels = (
         (axes[0], view.npho, True, ~view.valid_npho, "npho (photons)",
@@ -587,7 +590,8 @@ def event_figure(view: EventView, points=(), *, geometry: Geometry | None = None
                       geometry=geometry, cmap="viridis" if log else "plasma")
         _draw_segments(ax, segments)
         _annotate(ax, notes)
-    fig.suptitle(_title(view, points), fontsize=13)
+    title = _title(view, points) + (f"\n{note}" if note else "")
+    fig.suptitle(title, fontsize=13 if not note else 12)
     return fig
 
 

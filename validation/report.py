@@ -86,8 +86,33 @@ def _table_html(table) -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def write_html(path: Path, results, meta: dict) -> None:
-    """index.html: header with inputs and efficiencies, then one section per study."""
+def _gallery_html(gallery) -> list[str]:
+    """The worst-event section: one sub-section per (series, observable), one figure per event
+    with its caption (run, event, truth, reco, residual)."""
+    parts = ['<h2 id="worst">Worst events</h2>',
+             '<p class="note">Per reconstruction and observable, the events with the largest '
+             "|residual| among those entering the studies (status 0), drawn on the unrolled "
+             "detector: npho (log) and sensor times, dead sensors red, sensors without a valid "
+             "value grey, star = true first interaction, crosses = reconstructions, diamonds = "
+             "pile-up photons (energy in MeV). Residuals: energy in %, u, v, w in mm, time in "
+             "ps.</p>"]
+    current = None
+    for item in gallery:
+        if (item.series, item.observable) != current:
+            current = (item.series, item.observable)
+            parts.append(f"<h3>{html.escape(item.series)}: {html.escape(item.observable)}</h3>")
+        parts.append(
+            f'<figure class="worst"><img src="plots/{html.escape(item.image)}" '
+            f'alt="worst {html.escape(item.observable)} event {item.rank + 1} of '
+            f'{html.escape(item.series)}" loading="lazy">'
+            f"<figcaption>{html.escape(item.caption())}</figcaption></figure>"
+        )
+    return parts
+
+
+def write_html(path: Path, results, meta: dict, gallery=()) -> None:
+    """index.html: header with inputs and efficiencies, then one section per study, then the
+    worst-event ``gallery`` (:class:`~xecreco.validation.gallery.GalleryItem` list) if any."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -113,8 +138,10 @@ def write_html(path: Path, results, meta: dict) -> None:
         parts.append("</tbody></table>")
     for note in meta.get("notes", []):
         parts.append(f'<p class="note">{html.escape(note)}</p>')
-    parts.append("<nav>" + "".join(f'<a href="#{r.name}">{html.escape(r.title)}</a>'
-                                   for r in results) + "</nav>")
+    links = [f'<a href="#{r.name}">{html.escape(r.title)}</a>' for r in results]
+    if gallery:
+        links.append('<a href="#worst">Worst events</a>')
+    parts.append("<nav>" + "".join(links) + "</nav>")
     for res in results:
         parts.append(f'<h2 id="{res.name}">{html.escape(res.title)}</h2>')
         if res.skipped:
@@ -131,6 +158,8 @@ def write_html(path: Path, results, meta: dict) -> None:
                 f'<figure><img src="plots/{fig}.{formats[0]}" alt="{fig}" loading="lazy">'
                 f"<figcaption>{fig} {links}</figcaption></figure>"
             )
+    if gallery:
+        parts.extend(_gallery_html(gallery))
     parts.append('<p class="note">Machine-readable numbers: <a href="summary.json">summary.json'
                  '</a>; histograms: <a href="histograms.root">histograms.root</a>.</p>')
     parts.append("</body></html>")
