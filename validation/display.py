@@ -286,7 +286,7 @@ def draw_unrolled(values, *, ax=None, log: bool = False, vmin=None, vmax=None,
     if log:
         plotted = np.where(np.isfinite(plotted), np.maximum(plotted, norm.vmin), np.nan)
     cm = plt.get_cmap(cmap).copy()
-    cm.set_bad(alpha=0.0)
+    cm = cm.with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
     cells = PolyCollection(layout.polygons, array=plotted, cmap=cm, norm=norm,
                            edgecolors="none", gid="sensors", zorder=1)
     ax.add_collection(cells)
