@@ -205,6 +205,21 @@ def _multipole(h, inv_d2, area4pi, a_s2_45, a_s2_75) -> np.ndarray:
     return h
 
 
+def multipole_fraction(
+    h: np.ndarray, d2: np.ndarray, sensors: np.ndarray, geometry: Geometry | None = None,
+    dtype=np.float32,
+) -> np.ndarray:
+    """Multipole Omega / 4 pi of point-sensor pairs from their heights ``h`` (cm, along the
+    sensor normal) and squared distances ``d2`` (cm^2, > 0), already computed by the caller;
+    ``sensors`` holds the sensor ids, broadcastable to ``h``. The far-field expansion that
+    :func:`solid_angle_fraction` uses beyond its exact radius; ``h`` and ``d2`` (of ``dtype``)
+    are overwritten, the result is ``h``'s memory."""
+    geometry = design_geometry() if geometry is None else geometry
+    _, _, area4pi, a_s2_45, a_s2_75 = _far_matrices(geometry, np.dtype(dtype))
+    np.divide(1.0, d2, out=d2)
+    return _multipole(h, d2, area4pi[sensors], a_s2_45[sensors], a_s2_75[sensors])
+
+
 def solid_angle_fraction(
     points: np.ndarray,
     geometry: Geometry | None = None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from xecreco.geometry import Geometry, design_geometry, solid_angle_fraction
+from xecreco.geometry.solid_angle import multipole_fraction
 from xecreco.sim.config import SimConfig
 
 #: exact solid-angle formulas only within this many sensor sizes; beyond it the geometry's
@@ -70,6 +71,8 @@ class LightModel:
         self.k_ray = 1.0 / config.rayleigh_length_cm if config.rayleigh_length_cm > 0 else 0.0
         self.inv_v = 1.0 / config.light_speed_cm_per_ns
         self.n_near = int(min(config.near_sensors, len(self.position)))
+        #: squared distance (cm^2) within which a near pair uses the exact solid angle
+        self.exact_radius2 = ((EXACT_WITHIN_SIZES * g.size) ** 2).astype(np.float32)
 
     @property
     def n_sensors(self) -> int:
@@ -141,9 +144,8 @@ class LightModel:
             return
 
         # --- the nearest sensors from every centroid ----------------------------------------
-        k = self.n_near
-        ids = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < self.n_sensors else \
-            np.broadcast_to(np.arange(self.n_sensors), (nb, k))
+        ids = self._nearest(d2)
+        c, k = centroid.shape[1], ids.shape[1]
         cent = (centroid - _ORIGIN).astype(np.float32)
         pos = self.position[ids]  # (nb, k, 3)
         nrm = self.normal[ids]
@@ -152,16 +154,22 @@ class LightModel:
         dn2 += self.pos2[ids][:, None, :]
         dn2 += np.sum(cent * cent, axis=2)[:, :, None]
         np.maximum(dn2, 1e-6, out=dn2)
-        cos = np.matmul(cent, nrm.transpose(0, 2, 1))
-        cos -= self.pos_dot_normal[ids][:, None, :]
+        height = np.matmul(cent, nrm.transpose(0, 2, 1))
+        height -= self.pos_dot_normal[ids][:, None, :]
         dn = np.sqrt(dn2)
-        cos /= dn
+        cos = height / dn
         np.clip(cos, 0.0, 1.0, out=cos)
         ang = self.angular_response(cos, self.is_mppc[ids][:, None, :])
-        omega = np.empty_like(dn)
-        for e in range(nb):
-            omega[e] = solid_angle_fraction(centroid[e], self.geometry, sensors=ids[e],
-                                            dtype=np.float32, exact_within=EXACT_WITHIN_SIZES)
+        # solid angles: the multipole from the distances and heights above, the exact closed
+        # forms for the pairs within EXACT_WITHIN_SIZES sensor sizes (one call per block)
+        exact = np.flatnonzero(dn2 < self.exact_radius2[ids][:, None, :])
+        omega = multipole_fraction(height, dn2, ids[:, None, :], self.geometry)
+        if len(exact):
+            event, rest = np.divmod(exact, c * k)
+            sensor = ids[event, rest % k]
+            points = centroid[event, rest // k]
+            omega.reshape(-1)[exact] = solid_angle_fraction(
+                points, self.geometry, sensors=sensor[:, None], exact_within=np.inf)[:, 0]
         att = np.exp(dn * np.float32(-(self.k_abs + self.k_ray)))
         w = omega * att
         w *= ang
@@ -175,3 +183,17 @@ class LightModel:
         has = direct > 0
         out_arrival[rows, ids] = np.where(has, timed / np.where(has, direct, 1.0),
                                           out_arrival[rows, ids])
+
+    def _nearest(self, d2: np.ndarray) -> np.ndarray:
+        """(nb, n_near) ids of the ``n_near`` sensors with the smallest ``d2`` (nb, S) per row,
+        ascending ids: the values below each row's n_near-th smallest (a partition of the values
+        is faster than argpartition); argpartition only where equal distances tie."""
+        k = self.n_near
+        nb = d2.shape[0]
+        if k >= self.n_sensors:
+            return np.broadcast_to(np.arange(self.n_sensors), (nb, k))
+        threshold = np.partition(d2, k - 1, axis=1)[:, k - 1:k]
+        chosen = d2 <= threshold
+        if np.all(np.count_nonzero(chosen, axis=1) == k):
+            return (np.flatnonzero(chosen) % self.n_sensors).reshape(nb, k)
+        return np.argpartition(d2, k - 1, axis=1)[:, :k]

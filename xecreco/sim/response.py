@@ -51,15 +51,21 @@ def draw_photoelectrons(
     mean_pe: np.ndarray, config: SimConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """Photo-electrons ~ Poisson(mean) (Gaussian with the same mean and variance above
-    ``gaussian_above_pe``), float64 array of the shape of ``mean_pe``."""
-    mean_pe = np.maximum(mean_pe, 0.0)
-    high = mean_pe > config.gaussian_above_pe
-    out = np.empty(mean_pe.shape)
-    low = ~high
-    out[low] = rng.poisson(mean_pe[low])
-    mu = mean_pe[high]
+    ``gaussian_above_pe``), float64 array of the shape of ``mean_pe``.
+
+    Sensors with no expected light (about half of them: the far side of the detector) are 0
+    without a draw; Poisson(0) consumes no random numbers, so this is the same sample as drawing
+    every entry.
+    """
+    flat = np.maximum(mean_pe, 0.0).ravel()
+    out = np.zeros(flat.shape)
+    high = flat > config.gaussian_above_pe
+    low = np.flatnonzero((flat > 0.0) & ~high)
+    high = np.flatnonzero(high)
+    out[low] = rng.poisson(flat[low])
+    mu = flat[high]
     out[high] = np.maximum(mu + np.sqrt(mu) * rng.standard_normal(mu.shape), 0.0)
-    return out
+    return out.reshape(mean_pe.shape)
 
 
 def measure_npho(
@@ -74,15 +80,24 @@ def measure_npho(
     efficiency. Small negative values are possible (noise), as in real data.
     """
     npix = float(config.mppc_pixels)
-    measured = nphe + config.noise_pe * rng.standard_normal(nphe.shape)
+    measured = rng.standard_normal(nphe.shape)
+    measured *= config.noise_pe
+    measured += nphe
     # saturation only where it is not negligible: below _SATURATION_FROM pixels the loss
     # nphe^2 / (2 N_pix) is < 0.03 pe, far below the baseline noise
-    rows, cols = np.nonzero(is_mppc[None, :] & (nphe > _SATURATION_FROM * npix))
-    if len(rows):
-        bright = nphe[rows, cols]
+    candidates = nphe > _SATURATION_FROM * npix
+    candidates &= is_mppc[None, :]
+    index = np.flatnonzero(candidates)
+    if len(index):
+        flat = measured.reshape(-1)
+        bright = nphe.reshape(-1)[index]
         fired = npix * -np.expm1(-bright / npix)
-        value = fired + (measured[rows, cols] - bright)
+        value = fired + (flat[index] - bright)
         if config.correct_saturation:
             value = -npix * np.log1p(-np.clip(value / npix, None, 1.0 - 1e-6))
-        measured[rows, cols] = value
-    return measured / calibration.calibrated_efficiency
+        flat[index] = value
+    efficiency = calibration.calibrated_efficiency
+    if np.broadcast_shapes(measured.shape, efficiency.shape) != measured.shape:
+        return measured / efficiency
+    measured /= efficiency
+    return measured

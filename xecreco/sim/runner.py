@@ -110,8 +110,9 @@ def _light_of(photons: _Photons, detector: _Detector, config: SimConfig, rng):
     emitted = showers.energy * config.light_yield_per_mev
     collected, arrival = detector.light.collect(showers.centroid, emitted, showers.delay_ns)
     flight = np.linalg.norm(photons.conversion - photons.vertex, axis=1) / config.c_cm_per_ns
-    mean_pe = collected * detector.calibration.true_efficiency
-    return mean_pe, arrival + flight[:, None], showers.visible_mev
+    collected *= detector.calibration.true_efficiency  # expected photo-electrons
+    arrival += flight[:, None]
+    return collected, arrival, showers.visible_mev
 
 
 def simulate_chunk(
@@ -128,9 +129,10 @@ def simulate_chunk(
     main, lost = _converted_photons(n, lambda m: draw_energies(m, config, rng), config, rng)
     time_truth = rng.uniform(-config.time_spread_ns, config.time_spread_ns, n)
     mean_pe, arrival, visible = _light_of(main, det, config, rng)
-    times = draw_sensor_times(arrival + time_truth[:, None], mean_pe, is_mppc, config, rng,
-                              needed=mean_pe >= _TIMED_FRACTION * config.time_threshold_pe)
-    times[np.isnan(times)] = np.inf
+    arrival += time_truth[:, None]
+    times = draw_sensor_times(arrival, mean_pe, is_mppc, config, rng,
+                              needed=mean_pe >= _TIMED_FRACTION * config.time_threshold_pe,
+                              fill=np.inf)
 
     # pile-up: extra photons through the same shower and light code, overlaid on their event;
     # drawn from their own stream so the signal photons do not depend on the pile-up settings.
@@ -165,14 +167,16 @@ def simulate_chunk(
 
     nphe = draw_photoelectrons(mean_pe, config, rng)
     npho = measure_npho(nphe, det.calibration, is_mppc, config, rng)
-    time_s = np.where((nphe >= config.time_threshold_pe) & np.isfinite(times), times / NS_PER_S,
-                      SENTINEL)
-
+    timed = np.flatnonzero((nphe >= config.time_threshold_pe) & np.isfinite(times))
+    time_clean = np.full(npho.shape, SENTINEL, dtype=np.float32)
+    time_clean.reshape(-1)[timed] = times.reshape(-1)[timed] / NS_PER_S
     npho_clean = npho.astype(np.float32)
-    time_clean = time_s.astype(np.float32)
     dead_rows = np.broadcast_to(det.dead, npho.shape)
-    npho_out = np.where(dead_rows, np.float32(SENTINEL), npho_clean)
-    time_out = np.where(dead_rows, np.float32(SENTINEL), time_clean)
+    npho_out, time_out = npho_clean, time_clean
+    if det.dead.any():
+        npho_out, time_out = npho_clean.copy(), time_clean.copy()
+        npho_out[:, det.dead] = SENTINEL
+        time_out[:, det.dead] = SENTINEL
 
     emi = main.conversion - main.vertex
     emi /= np.linalg.norm(emi, axis=1, keepdims=True)

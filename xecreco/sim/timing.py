@@ -40,23 +40,24 @@ def expected_walk_ns(npe: np.ndarray, config: SimConfig) -> np.ndarray:
 
 def draw_sensor_times(
     arrival_ns: np.ndarray, npe: np.ndarray, is_mppc: np.ndarray, config: SimConfig,
-    rng: np.random.Generator, needed: np.ndarray | None = None,
+    rng: np.random.Generator, needed: np.ndarray | None = None, fill: float = np.nan,
 ) -> np.ndarray:
     """Sensor times (ns) for light arriving at ``arrival_ns`` with ``npe`` photo-electrons (N, S).
 
     Only entries where ``needed`` (bool (N, S), default all) is True are drawn; the others are
-    NaN. Validity (the light threshold) is decided by the caller.
+    ``fill`` (NaN by default). Validity (the light threshold) is decided by the caller.
     """
-    out = np.full(arrival_ns.shape, np.nan)
+    out = np.full(arrival_ns.shape, fill)
     if needed is None:
         needed = np.ones(arrival_ns.shape, dtype=bool)
-    rows, cols = np.nonzero(needed)
-    npe_sel = np.maximum(npe[rows, cols], 1.0)
+    index = np.flatnonzero(needed)
+    cols = index % arrival_ns.shape[1]
+    npe_sel = np.maximum(npe.reshape(-1)[index], 1.0)
     k = constant_fraction_order(npe_sel, config)
     erlang = rng.standard_gamma(k) * (config.decay_time_ns / npe_sel)
     sptr = np.where(is_mppc[cols], config.mppc_sptr_ns, config.pmt_tts_ns)
     noise = rng.standard_normal(len(k)) * (sptr / np.sqrt(k))
     noise += config.electronics_ns * rng.standard_normal(len(k))
     offset = config.decay_time_ns * config.cf_fraction
-    out[rows, cols] = arrival_ns[rows, cols] + erlang - offset + noise
+    out.reshape(-1)[index] = arrival_ns.reshape(-1)[index] + erlang - offset + noise
     return out
