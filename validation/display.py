@@ -85,12 +85,12 @@ class Marker:
 
 #: named marker styles (``Axes.plot`` keywords); "reco" markers get a colour per label
 MARKER_STYLES = {
-    "truth": dict(marker="*", markersize=17, markerfacecolor="white", markeredgecolor="black",
-                  markeredgewidth=1.3, linestyle="none"),
+    "truth": dict(marker="*", markersize=18, markerfacecolor="white", markeredgecolor="black",
+                  markeredgewidth=1.3, linestyle="none", zorder=7),
     "pileup": dict(marker="D", markersize=9, markerfacecolor="#ff9f1c", markeredgecolor="black",
                    markeredgewidth=1.0, linestyle="none"),
-    "reco": dict(marker="X", markersize=12, markeredgecolor="white", markeredgewidth=1.0,
-                 linestyle="none"),
+    "reco": dict(marker="X", markersize=11, markeredgecolor="black", markeredgewidth=0.8,
+                 linestyle="none", zorder=6),
 }
 _RECO_COLOURS = ("#e8102e", "#00b4ff", "#ff7f0e", "#ff4fd8", "#2ca02c", "#ffffff")
 
@@ -247,7 +247,8 @@ def _draw_markers(ax, markers) -> list:
             if m.style == "reco":
                 kw.setdefault("color", _RECO_COLOURS[n_reco % len(_RECO_COLOURS)])
                 n_reco += 1
-        (line,) = ax.plot([m.u_cm], [m.v_cm], label=m.label, zorder=5, gid="marker", **kw)
+        kw.setdefault("zorder", 5)
+        (line,) = ax.plot([m.u_cm], [m.v_cm], label=m.label, gid="marker", **kw)
         handles.append(line)
     return handles
 
