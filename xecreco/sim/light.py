@@ -10,7 +10,9 @@ multipole, exact closed forms within ``EXACT_WITHIN_SIZES`` = 2.5 sensor sizes).
 Two levels of detail keep this fast (the light is what dominates the simulation time):
 
 * the ``near_sensors`` sensors closest to the event's energy centroid see every centroid
-  (batched matrix products, float32);
+  (batched matrix products, float32; their solid angles are the geometry's multipole
+  expansion evaluated on the distances and heights computed here, with the exact closed forms
+  for the pairs within ``EXACT_WITHIN_SIZES`` sensor sizes in one call per block);
 * all other sensors see the whole shower as one source at the energy centroid (the shower's
   extent of a few cm matters little at the distances of those sensors).
 
@@ -73,6 +75,7 @@ class LightModel:
         self.n_near = int(min(config.near_sensors, len(self.position)))
         #: squared distance (cm^2) within which a near pair uses the exact solid angle
         self.exact_radius2 = ((EXACT_WITHIN_SIZES * g.size) ** 2).astype(np.float32)
+        self.all_ids = np.arange(len(self.position))[None, :]
 
     @property
     def n_sensors(self) -> int:
@@ -126,10 +129,12 @@ class LightModel:
         d2 += np.sum(pts * pts, axis=1)[:, None]
         np.maximum(d2, 1e-6, out=d2)
         d0 = np.sqrt(d2)
-        cos0 = (pts @ self.normal.T - self.pos_dot_normal) / d0
+        height0 = pts @ self.normal.T
+        height0 -= self.pos_dot_normal
+        cos0 = height0 / d0
         np.clip(cos0, 0.0, 1.0, out=cos0)
-        omega0 = solid_angle_fraction(centre, self.geometry, dtype=np.float32,
-                                      exact_within=EXACT_WITHIN_SIZES)
+        ids = self._nearest(d2) if self.n_near else None
+        omega0 = self._solid_angles(centre, height0, d2, self.all_ids)
         trans_ray = np.exp(d0 * np.float32(-self.k_ray))
         weight = omega0.sum(axis=1)
         reached = (omega0 * trans_ray).sum(axis=1) / np.where(weight > 0, weight, 1.0)
@@ -144,8 +149,6 @@ class LightModel:
             return
 
         # --- the nearest sensors from every centroid ----------------------------------------
-        ids = self._nearest(d2)
-        c, k = centroid.shape[1], ids.shape[1]
         cent = (centroid - _ORIGIN).astype(np.float32)
         pos = self.position[ids]  # (nb, k, 3)
         nrm = self.normal[ids]
@@ -160,16 +163,7 @@ class LightModel:
         cos = height / dn
         np.clip(cos, 0.0, 1.0, out=cos)
         ang = self.angular_response(cos, self.is_mppc[ids][:, None, :])
-        # solid angles: the multipole from the distances and heights above, the exact closed
-        # forms for the pairs within EXACT_WITHIN_SIZES sensor sizes (one call per block)
-        exact = np.flatnonzero(dn2 < self.exact_radius2[ids][:, None, :])
-        omega = multipole_fraction(height, dn2, ids[:, None, :], self.geometry)
-        if len(exact):
-            event, rest = np.divmod(exact, c * k)
-            sensor = ids[event, rest % k]
-            points = centroid[event, rest // k]
-            omega.reshape(-1)[exact] = solid_angle_fraction(
-                points, self.geometry, sensors=sensor[:, None], exact_within=np.inf)[:, 0]
+        omega = self._solid_angles(centroid, height, dn2, ids[:, None, :])
         att = np.exp(dn * np.float32(-(self.k_abs + self.k_ray)))
         w = omega * att
         w *= ang
@@ -183,6 +177,22 @@ class LightModel:
         has = direct > 0
         out_arrival[rows, ids] = np.where(has, timed / np.where(has, direct, 1.0),
                                           out_arrival[rows, ids])
+
+    def _solid_angles(self, points: np.ndarray, height: np.ndarray, d2: np.ndarray,
+                      sensors: np.ndarray) -> np.ndarray:
+        """Omega / 4pi (float32, shape of ``height``) of point-sensor pairs: the geometry's
+        multipole from the heights and squared distances already computed here (both float32,
+        overwritten), and its exact closed forms for the pairs within ``EXACT_WITHIN_SIZES``
+        sensor sizes, all in one call. ``points`` (..., 3) cm hold one point per row of
+        ``height`` (leading dimensions flattened); ``sensors`` are ids broadcastable to it."""
+        exact = np.flatnonzero(d2 < self.exact_radius2[sensors])
+        omega = multipole_fraction(height, d2, sensors, self.geometry)
+        if len(exact):
+            sensor = np.broadcast_to(sensors, omega.shape)[np.unravel_index(exact, omega.shape)]
+            point = points.reshape(-1, 3)[exact // omega.shape[-1]]
+            omega.reshape(-1)[exact] = solid_angle_fraction(
+                point, self.geometry, sensors=sensor[:, None], exact_within=np.inf)[:, 0]
+        return omega
 
     def _nearest(self, d2: np.ndarray) -> np.ndarray:
         """(nb, n_near) ids of the ``n_near`` sensors with the smallest ``d2`` (nb, S) per row,

@@ -57,10 +57,12 @@ def draw_photoelectrons(
     without a draw; Poisson(0) consumes no random numbers, so this is the same sample as drawing
     every entry.
     """
-    flat = np.maximum(mean_pe, 0.0).ravel()
+    flat = np.ravel(mean_pe)  # negative means (rounding) count as 0, like the maximum below
     out = np.zeros(flat.shape)
     high = flat > config.gaussian_above_pe
-    low = np.flatnonzero((flat > 0.0) & ~high)
+    low = flat > 0.0
+    low ^= high
+    low = np.flatnonzero(low)
     high = np.flatnonzero(high)
     out[low] = rng.poisson(flat[low])
     mu = flat[high]
