@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -85,14 +86,15 @@ class Marker:
 
 #: named marker styles (``Axes.plot`` keywords); "reco" markers get a colour per label
 MARKER_STYLES = {
-    "truth": dict(marker="*", markersize=18, markerfacecolor="white", markeredgecolor="black",
-                  markeredgewidth=1.3, linestyle="none", zorder=7),
+    "truth": dict(marker="*", markersize=21, markerfacecolor="none", markeredgecolor="black",
+                  markeredgewidth=1.6, linestyle="none", zorder=7,
+                  path_effects=[patheffects.withStroke(linewidth=3.5, foreground="white")]),
     "pileup": dict(marker="D", markersize=9, markerfacecolor="#ff9f1c", markeredgecolor="black",
                    markeredgewidth=1.0, linestyle="none"),
     "reco": dict(marker="X", markersize=11, markeredgecolor="black", markeredgewidth=0.8,
                  linestyle="none", zorder=6),
 }
-_RECO_COLOURS = ("#e8102e", "#00b4ff", "#ff7f0e", "#ff4fd8", "#2ca02c", "#ffffff")
+_RECO_COLOURS = ("#ff2bd6", "#00e5ff", "#ffffff", "#7fff00", "#ffd700", "#8a2be2")
 
 
 @dataclass(frozen=True, eq=False)
@@ -552,8 +554,6 @@ def _draw_segments(ax, segments) -> None:
 
 
 def _annotate(ax, notes) -> None:
-    from matplotlib import patheffects
-
     outline = [patheffects.withStroke(linewidth=2.0, foreground="white")]
     for (u, v), text in notes:
         ax.annotate(text, (u, v), xytext=(5, 4), textcoords="offset points", fontsize=7,
