@@ -6,10 +6,15 @@ destandardised with its ``TargetScaling`` and the per-event time reference is ad
 are in file units (GeV, cm, ns, deg) with an int32 status. Several checkpoints form an ensemble:
 the outputs are the member means and ``<q>_err`` the spread between members (combined in
 quadrature with the members' own predicted uncertainties, if they have any).
+
+The network outputs become physical quantities in one place, :class:`OutputsToPhysical`, written
+in torch: this reconstructor runs it in float64, the ONNX graph of :mod:`xecreco.models.export`
+in float32, so both give the same numbers (the export checks it on events with a vertex).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +23,7 @@ import numpy as np
 import torch
 
 from xecreco.errors import UserError
-from xecreco.geometry import direction_to_angles, uvw_to_xyz
+from xecreco.geometry import R_INNER, direction_to_angles
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS, TARGET_CENTRE_CM
 from xecreco.models.base import FILL_VALUE, Status
 from xecreco.models.regressor import Regressor, build_model
@@ -30,6 +35,7 @@ from xecreco.train.checkpoint import load_checkpoint
 SCALAR_TARGETS = ("energy", "u", "v", "w", "time", "npileup")
 #: Events per forward pass.
 DEFAULT_BATCH_SIZE = 1024
+_DEG = 180.0 / math.pi
 
 
 def load_payload(path: str | Path) -> dict:
@@ -103,12 +109,141 @@ def physical_outputs(heads) -> list[str]:
     return names
 
 
+def needs_vertex(model) -> bool:
+    """Whether a regressor's outputs depend on the event vertex: the network uses it
+    (:attr:`Regressor.uses_vertex`), or (u, v, w) and a direction or time head are there (angles
+    from the vertex, flight-time correction)."""
+    heads = set(model.head_names)
+    return bool(getattr(model, "uses_vertex", False)) or (
+        {"u", "v", "w"} <= heads and bool({"direction", "time"} & heads))
+
+
+def uvw_to_xyz_torch(u, v, w):
+    """(x, y, z) cm from (u, v, w) cm tensors (:func:`xecreco.geometry.uvw_to_xyz` in torch)."""
+    radius = w + R_INNER
+    azimuth = v * (1.0 / R_INNER)
+    return -radius * torch.cos(azimuth), radius * torch.sin(azimuth), u
+
+
+def angles_torch(dx, dy, dz):
+    """(theta, phi) deg of vectors (:func:`xecreco.geometry.direction_to_angles` in torch)."""
+    rho = torch.sqrt(dx * dx + dy * dy)
+    return torch.atan2(rho, dz) * _DEG, torch.atan2(dy, -dx) * _DEG
+
+
+def known_vertex_torch(vertex, like: torch.Tensor):
+    """``(vertex (N, 3) cm with unknown rows set to the target centre, known (N,) bool)``;
+    ``vertex`` None = all unknown. Rows with a non-finite or ``|value| >= 1e9`` entry are
+    unknown (written without isfinite/all so that the ONNX graph is plain)."""
+    centre = torch.tensor(TARGET_CENTRE_CM, dtype=like.dtype, device=like.device)
+    if vertex is None:
+        return centre.expand(like.shape[0], 3), torch.zeros_like(like, dtype=torch.bool)
+    vertex = vertex.to(like.dtype)
+    known = (torch.abs(vertex) < 1.0e9).to(like.dtype).sum(dim=1) > 2.5
+    return torch.where(known[:, None], vertex, centre), known
+
+
+class OutputsToPhysical(torch.nn.Module):
+    """Standardised network outputs -> physical outputs in file units: the one definition,
+    used by :class:`CheckpointReconstructor` (float64) and the ONNX graph (float32).
+
+    Per member (:meth:`member`): destandardise with the :class:`TargetScaling`, ``<q>_err`` from
+    log-variances, add the per-event time reference (ns) back, and for networks that did not see
+    the vertex move the time of flight from the target centre to the known vertex. Then
+    (:meth:`finish`, after an ensemble mean): (u, v, w) -> (x, y, z) cm, and (theta, phi) deg
+    from the vertex to (x, y, z) where the vertex is known, from the direction head elsewhere.
+
+    Args:
+        heads: the network's heads.
+        scaling: its target standardisation.
+        uses_vertex: whether the network itself saw the vertex (no flight correction then).
+    """
+
+    def __init__(self, heads, scaling: TargetScaling, uses_vertex: bool):
+        super().__init__()
+        self.heads = tuple(heads)
+        self.scalar_targets = [q for q in SCALAR_TARGETS if q in self.heads]
+        self.mean = {q: float(scaling.mean.get(q, 0.0)) for q in self.scalar_targets}
+        self.scale = {q: float(scaling.scale.get(q, 1.0)) for q in self.scalar_targets}
+        self.uses_vertex = bool(uses_vertex)
+
+    def member(self, raw: dict, time_ref_ns: torch.Tensor, vertex) -> dict:
+        """One network's outputs (``direction`` kept as a vector) and its ``<q>_err``."""
+        out: dict[str, torch.Tensor] = {}
+        for q in self.scalar_targets:
+            out[q] = raw[q] * self.scale[q] + self.mean[q]
+            if q + "_logvar" in raw:
+                out[q + "_err"] = torch.exp(0.5 * raw[q + "_logvar"]) * abs(self.scale[q])
+        if "time" in out:
+            out["time"] = out["time"] + time_ref_ns.to(out["time"].dtype)
+            if not self.uses_vertex and {"u", "v", "w"} <= set(out):
+                out["time"] = out["time"] + flight_change_torch(
+                    uvw_to_xyz_torch(out["u"], out["v"], out["w"]), vertex)
+        if "direction" in raw:
+            d = raw["direction"]
+            out["direction"] = d
+            if "direction_logvar" in raw:
+                theta, _ = angles_torch(d[:, 0], d[:, 1], d[:, 2])
+                sigma_deg = torch.exp(0.5 * raw["direction_logvar"]) * _DEG
+                out["theta_err"] = sigma_deg
+                out["phi_err"] = sigma_deg / torch.clamp(torch.sin(theta * (1.0 / _DEG)),
+                                                         min=1e-3)
+        return out
+
+    @staticmethod
+    def finish(out: dict, vertex) -> dict:
+        """Adds (x, y, z) and replaces the ``direction`` vector by (theta, phi), see above."""
+        out = dict(out)
+        xyz = None
+        if {"u", "v", "w"} <= set(out):
+            xyz = uvw_to_xyz_torch(out["u"], out["v"], out["w"])
+            out["x"], out["y"], out["z"] = xyz
+        if "direction" in out:
+            d = out.pop("direction")
+            theta, phi = angles_torch(d[:, 0], d[:, 1], d[:, 2])
+            if xyz is not None:
+                origin, known = known_vertex_torch(vertex, xyz[0])
+                t_vtx, p_vtx = angles_torch(xyz[0] - origin[:, 0], xyz[1] - origin[:, 1],
+                                            xyz[2] - origin[:, 2])
+                theta, phi = torch.where(known, t_vtx, theta), torch.where(known, p_vtx, phi)
+            out["theta"], out["phi"] = theta, phi
+        return out
+
+    def forward(self, raw: dict, time_ref_ns: torch.Tensor, vertex=None) -> dict:
+        """:meth:`member` then :meth:`finish` (one network, as in the ONNX graph)."""
+        return self.finish(self.member(raw, time_ref_ns, vertex), vertex)
+
+
+def flight_change_torch(xyz, vertex) -> torch.Tensor:
+    """(N,) ns to add to the time of a network that never saw the vertex: it predicts the
+    emission time for the average vertex, the target centre, so the time of flight is moved
+    from there to the measured vertex: (|x - centre| - |x - vertex|) / c (0 where unknown)."""
+    x, y, z = xyz
+    origin, known = known_vertex_torch(vertex, x)
+    centre = TARGET_CENTRE_CM
+
+    def dist(cx, cy, cz):
+        return torch.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+
+    change = (dist(*centre) - dist(origin[:, 0], origin[:, 1], origin[:, 2])) * (
+        1.0 / SPEED_OF_LIGHT_CM_PER_NS)
+    return torch.where(known, change, torch.zeros_like(change))
+
+
 @dataclass
-class _Member:
+class Member:
+    """One loaded checkpoint: network, input normalisation, target scaling, path."""
+
     model: Regressor
     normalization: NormalizationSpec
     scaling: TargetScaling
     path: str
+
+    @property
+    def physics(self) -> OutputsToPhysical:
+        """This member's :class:`OutputsToPhysical`."""
+        return OutputsToPhysical(self.model.head_names, self.scaling,
+                                 bool(getattr(self.model, "uses_vertex", False)))
 
 
 def _default_name(paths: list[str]) -> str:
@@ -128,7 +263,7 @@ class CheckpointReconstructor:
         device: torch device for inference.
     """
 
-    def __init__(self, members: list[_Member], name: str, batch_size: int = DEFAULT_BATCH_SIZE,
+    def __init__(self, members: list[Member], name: str, batch_size: int = DEFAULT_BATCH_SIZE,
                  device: str = "cpu"):
         if not name.isidentifier():
             raise UserError(f"reconstructor name '{name}' is not an identifier: use letters, "
@@ -151,7 +286,7 @@ class CheckpointReconstructor:
             q + "_err" for q in ("energy", "u", "v", "w", "time", "theta", "phi", "npileup")
             if with_errors and q in self.outputs)
 
-    def _forward(self, member: _Member, features: np.ndarray,
+    def _forward(self, member: Member, features: np.ndarray,
                  vertex: np.ndarray | None) -> dict[str, np.ndarray]:
         """Standardised network outputs for (N, 4760, C) features (and the (N, 3) cm vertex for
         models that use it; None = the target centre), as float64 numpy."""
@@ -170,33 +305,14 @@ class CheckpointReconstructor:
                 chunks.append({k: v.float().cpu() for k, v in outputs.items()})
         return {k: torch.cat([c[k] for c in chunks]).double().numpy() for k in chunks[0]}
 
-    def _physical(self, member: _Member, raw: dict[str, np.ndarray], time_ref_ns: np.ndarray,
+    @staticmethod
+    def _physical(member: Member, raw: dict[str, np.ndarray], time_ref_ns: np.ndarray,
                   vertex: np.ndarray | None) -> dict[str, np.ndarray]:
-        """Standardised outputs -> file units; ``<q>_err`` from log-variances when present; the
-        time of flight corrected to ``vertex`` for networks that did not see it."""
-        out: dict[str, np.ndarray] = {}
-        for q in SCALAR_TARGETS:
-            if q not in raw:
-                continue
-            out[q] = member.scaling.destandardize(q, raw[q])
-            if q + "_logvar" in raw:
-                sigma = np.exp(0.5 * raw[q + "_logvar"])
-                out[q + "_err"] = np.abs(member.scaling.destandardize(q, sigma)
-                                         - member.scaling.destandardize(q, np.zeros_like(sigma)))
-        if "time" in out:
-            out["time"] = out["time"] + time_ref_ns
-            if vertex is not None and {"u", "v", "w"} <= set(out) and not getattr(
-                    member.model, "uses_vertex", False):
-                xyz = uvw_to_xyz(np.stack([out["u"], out["v"], out["w"]], axis=1))
-                out["time"] = out["time"] + _flight_change_ns(xyz, vertex)
-        if "direction" in raw:
-            out["direction"] = raw["direction"]
-            if "direction_logvar" in raw:
-                theta, _ = direction_to_angles(raw["direction"])
-                sigma_deg = np.degrees(np.exp(0.5 * raw["direction_logvar"]))
-                out["theta_err"] = sigma_deg
-                out["phi_err"] = sigma_deg / np.maximum(np.sin(np.radians(theta)), 1e-3)
-        return out
+        """:meth:`OutputsToPhysical.member` in float64 (numpy in and out)."""
+        with torch.inference_mode():
+            out = member.physics.member({k: torch.from_numpy(v) for k, v in raw.items()},
+                                        torch.from_numpy(time_ref_ns), _vertex_tensor(vertex))
+        return {k: v.numpy() for k, v in out.items()}
 
     def reconstruct(self, batch) -> dict[str, np.ndarray]:
         """Physical outputs (float32, file units), ``<q>_err`` where available, int32 status."""
@@ -216,39 +332,15 @@ class CheckpointReconstructor:
             raw = self._forward(member, features, batch.vertex)
             per_member.append(self._physical(member, raw, time_ref, batch.vertex))
         result = _combine(per_member, n)
-        if {"u", "v", "w"} <= set(result):
-            xyz = uvw_to_xyz(np.stack([result["u"], result["v"], result["w"]], axis=1))
-            result["x"], result["y"], result["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-            if batch.vertex is not None and "theta" in result:
-                _angles_from_vertex(result, xyz, batch.vertex)
-        return _finalise(result, batch, n)
+        with torch.inference_mode():
+            result = OutputsToPhysical.finish({k: torch.from_numpy(v) for k, v in result.items()},
+                                              _vertex_tensor(batch.vertex))
+        return _finalise({k: v.numpy() for k, v in result.items()}, batch, n)
 
 
-def _known_vertex(vertex) -> tuple[np.ndarray, np.ndarray]:
-    """``(vertex (N, 3) cm with unknown rows set to the target centre, known (N,) bool)``."""
-    vertex = np.asarray(vertex, dtype=np.float64)
-    known = np.all(np.isfinite(vertex), axis=1)
-    return np.where(known[:, None], vertex, np.asarray(TARGET_CENTRE_CM)), known
-
-
-def _angles_from_vertex(result: dict[str, np.ndarray], xyz: np.ndarray, vertex) -> None:
-    """Angles from a measured vertex (``xyzVTX``; the positron track in MEG II): the direction
-    from the vertex to the reconstructed first-interaction point, as in the classical
-    reconstruction (the direction head serves events without a vertex, and ONNX)."""
-    vertex, known = _known_vertex(vertex)
-    theta, phi = direction_to_angles(xyz - vertex)
-    result["theta"] = np.where(known, theta, result["theta"])
-    result["phi"] = np.where(known, phi, result["phi"])
-
-
-def _flight_change_ns(xyz: np.ndarray, vertex) -> np.ndarray:
-    """(N,) ns to add to the time of a network that never saw the vertex: it predicts the
-    emission time for the average vertex, the target centre, so the time of flight is moved
-    from there to the measured vertex: (|x - centre| - |x - vertex|) / c (0 where unknown)."""
-    vertex, known = _known_vertex(vertex)
-    change = (np.linalg.norm(xyz - np.asarray(TARGET_CENTRE_CM), axis=1)
-              - np.linalg.norm(xyz - vertex, axis=1)) / SPEED_OF_LIGHT_CM_PER_NS
-    return np.where(known, change, 0.0)
+def _vertex_tensor(vertex) -> torch.Tensor | None:
+    """The (N, 3) cm vertex as a float64 tensor (None stays None: all unknown)."""
+    return None if vertex is None else torch.from_numpy(np.asarray(vertex, dtype=np.float64))
 
 
 def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:
@@ -276,9 +368,9 @@ def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.nd
             merge(q, [m[q] for m in per_member], errors)
     if "direction" in first:
         mean_vec = np.mean([m["direction"] for m in per_member], axis=0)
+        result["direction"] = mean_vec  # angles: OutputsToPhysical.finish
         theta, phi = direction_to_angles(mean_vec)
-        result["theta"], result["phi"] = np.asarray(theta, float), np.asarray(phi, float)
-        for q, centre in (("theta", result["theta"]), ("phi", result["phi"])):
+        for q, centre in (("theta", np.asarray(theta, float)), ("phi", np.asarray(phi, float))):
             values = []
             for m in per_member:
                 angles = direction_to_angles(m["direction"])
@@ -287,7 +379,7 @@ def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.nd
                 values.append(centre + (member_value - centre + 180.0) % 360.0 - 180.0)
             errors = [m[q + "_err"] for m in per_member] if q + "_err" in first else None
             merge(q, values, errors)
-            result[q] = centre
+            del result[q]  # the angles themselves come from OutputsToPhysical.finish
     return result
 
 
@@ -313,7 +405,7 @@ def _finalise(result: dict[str, np.ndarray], batch, n: int) -> dict[str, np.ndar
     return out
 
 
-def load_member(path: str | Path) -> _Member:
+def load_member(path: str | Path) -> Member:
     """One checkpoint: payload checks, model, normalisation spec and target scaling."""
     payload = load_payload(path)
     check_payload(payload, path)
@@ -329,7 +421,7 @@ def load_member(path: str | Path) -> _Member:
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: bad normalization/target_scaling in the checkpoint ({exc}); "
                         "re-save it with `xecreco train`") from None
-    return _Member(model, normalization, scaling, str(path))
+    return Member(model, normalization, scaling, str(path))
 
 
 def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,

@@ -7,21 +7,27 @@ inputs
     ``npho`` (N, 4760) float32, photons; ``sensor_time`` (N, 4760) float32, seconds (the file's
     ``time`` branch; the input is not called ``time`` because that is an output name). Invalid
     values use the file convention: NaN, +-inf or ``|value| >= 9e9`` (MEG II writes 1e10).
-    Models that use the vertex (:attr:`Regressor.uses_vertex`) take a third input ``vertex``
-    (N, 3) float32, cm (the positron vertex; a row with NaN = unknown, the target centre).
+    Models whose outputs depend on the vertex (:func:`~xecreco.models.checkpoint_reco.
+    needs_vertex`: the network uses it, or it has u, v, w and a time or direction head) take a
+    third input ``vertex`` (N, 3) float32, cm (``xyzVTX``; a row with NaN = unknown).
 inside
     validity masks as the reader builds them (``valid_npho``: ``|npho| < 9e9``; ``valid_time``:
     also ``|time| < 9e9`` and ``npho >= time_npho_threshold``), the per-event time reference and
     features of the checkpoint's :class:`~xecreco.normalization.NormalizationSpec`, the network,
-    destandardisation with its :class:`~xecreco.normalization.TargetScaling`, the time reference
-    added back, direction -> (theta, phi), (u, v, w) -> (x, y, z).
+    then :class:`~xecreco.models.checkpoint_reco.OutputsToPhysical`, the same torch code that
+    ``xecreco predict -r CKPT`` runs: destandardisation, the time reference added back, the
+    flight-time correction to a known vertex (networks that did not see it), (u, v, w) ->
+    (x, y, z), and (theta, phi) from the vertex to (x, y, z) where the vertex is known (from the
+    direction head elsewhere).
 outputs
     ``energy`` GeV, ``u v w x y z`` cm, ``time`` ns, ``theta phi`` deg, ``npileup`` (enabled heads
     only), ``<q>_err`` with uncertainty heads, and ``status`` int32 (0 ok, 1 no valid sensor,
     4 no valid time; float outputs are -1e10 where they cannot be computed).
 
-The torch formulas mirror ``NormalizationSpec`` (the single definition); :func:`check_onnx`
-and the tests compare them with it, so a drift fails loudly. Metadata (model config,
+The torch input formulas mirror ``NormalizationSpec`` (the single definition); :func:`check_onnx`
+compares the features with it and every output, angles included, with the checkpoint
+reconstructor on check events with a vertex, within the float32 tolerance of
+:func:`disagreement` (shared with the inpainter export), so a drift fails loudly. Metadata (model config,
 normalisation, target scaling, output names and units, xecreco version) is stored in the ONNX
 ``metadata_props``.
 """
@@ -46,7 +52,14 @@ from xecreco.io.batch import EventBatch
 from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL
 from xecreco.models.base import FILL_VALUE, OUTPUT_UNITS, Status
-from xecreco.models.checkpoint_reco import SCALAR_TARGETS, load_member, physical_outputs
+from xecreco.models.checkpoint_reco import (
+    CheckpointReconstructor,
+    Member,
+    OutputsToPhysical,
+    load_member,
+    needs_vertex,
+    physical_outputs,
+)
 from xecreco.normalization import NormalizationSpec, TargetScaling
 
 #: Input names of the exported graph: raw npho (photons) and sensor time (s); vertex-aware
@@ -58,7 +71,13 @@ DEFAULT_OPSET = 17
 # Added to the times (ns) of sensors that may not serve as the time reference.
 _FAR_TIME_NS = 1.0e30
 _FAR_LIMIT_NS = 1.0e29
-_DEG = 180.0 / math.pi
+#: Agreement of an exported graph with xecreco's own result, per output (see
+#: :func:`disagreement`): ``|got - want| <= AGREEMENT_ULPS * eps32 * max|want| + AGREEMENT_RTOL
+#: * |want|``, i.e. float32 rounding at the output's scale (accumulated over the network's
+#: depth) plus a relative part for values computed through exp (npho from a log feature).
+AGREEMENT_ULPS = 64.0
+AGREEMENT_RTOL = 1.0e-5
+_EPS32 = float(np.finfo(np.float32).eps)
 
 
 class RawInputs(nn.Module):
@@ -143,12 +162,10 @@ class PhysicalModel(RawInputs):
         self.model = model
         self.heads = tuple(model.head_names)
         self.uncertainty = bool(model.config["uncertainty"])
-        self.scalar_targets = [q for q in SCALAR_TARGETS if q in self.heads]
-        self.target_mean = {q: float(scaling.mean[q]) for q in self.scalar_targets
-                            if q in scaling.mean}
-        self.target_scale = {q: float(scaling.scale[q]) for q in self.scalar_targets
-                             if q in scaling.scale}
+        self.physics = OutputsToPhysical(self.heads, scaling,
+                                         bool(getattr(model, "uses_vertex", False)))
         self.output_names = output_names(self.heads, self.uncertainty)
+        self.scaling = scaling
         self.scaling_dict = scaling.to_dict()
 
     # ------------------------------------------------------------------ outputs
@@ -161,30 +178,7 @@ class PhysicalModel(RawInputs):
             raw = self.model(features, vertex)
         else:
             raw = self.model(features)
-        out: dict[str, torch.Tensor] = {}
-        for q in self.scalar_targets:
-            mean, scale = self.target_mean.get(q, 0.0), self.target_scale.get(q, 1.0)
-            out[q] = raw[q] * scale + mean
-            if self.uncertainty:
-                out[q + "_err"] = torch.exp(0.5 * raw[q + "_logvar"]) * scale
-        if "time" in out:
-            out["time"] = out["time"] + reference
-        if {"u", "v", "w"} <= set(out):
-            radius = out["w"] + R_INNER
-            azimuth = out["v"] * (1.0 / R_INNER)
-            out["x"] = -radius * torch.cos(azimuth)
-            out["y"] = radius * torch.sin(azimuth)
-            out["z"] = out["u"]
-        if "direction" in raw:
-            d = raw["direction"]
-            rho = torch.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
-            out["theta"] = torch.atan2(rho, d[:, 2]) * _DEG
-            out["phi"] = torch.atan2(d[:, 1], -d[:, 0]) * _DEG
-            if self.uncertainty:
-                sigma = torch.exp(0.5 * raw["direction_logvar"]) * _DEG
-                out["theta_err"] = sigma
-                sin_theta = torch.sin(out["theta"] * (1.0 / _DEG))
-                out["phi_err"] = sigma / torch.clamp(sin_theta, min=1e-3)
+        out = self.physics(raw, reference, vertex)
         no_sensor = ~valid_npho.any(dim=1)
         no_time = ~valid_time.any(dim=1)
         fill = torch.full_like(reference, FILL_VALUE)
@@ -206,8 +200,9 @@ class PhysicalModel(RawInputs):
 
 
 def input_names(model: nn.Module) -> list[str]:
-    """Input names of the exported graph of ``model``."""
-    return [*INPUT_NAMES, *([VERTEX_INPUT] if getattr(model, "uses_vertex", False) else [])]
+    """Input names of the exported graph of ``model``: the vertex too when its outputs depend
+    on it (:func:`~xecreco.models.checkpoint_reco.needs_vertex`)."""
+    return [*INPUT_NAMES, *([VERTEX_INPUT] if needs_vertex(model) else [])]
 
 
 def sim_like_vertices(n: int, seed: int = 0) -> np.ndarray:
@@ -265,8 +260,10 @@ def sim_like_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def batch_from_raw(npho: np.ndarray, time: np.ndarray,
-                    time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD) -> EventBatch:
-    """An EventBatch with the reader's validity rules (used to check the export)."""
+                    time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD,
+                    vertex: np.ndarray | None = None) -> EventBatch:
+    """An EventBatch with the reader's validity rules (used to check the export); ``vertex``
+    (N, 3) cm, optional."""
     from xecreco.io.reader import ReaderStats, apply_validity
 
     npho, time = npho.copy(), time.copy()
@@ -274,7 +271,8 @@ def batch_from_raw(npho: np.ndarray, time: np.ndarray,
     n = len(npho)
     ids = np.arange(n, dtype=np.int64)
     return EventBatch(npho=npho, time=time, valid_npho=valid_npho, valid_time=valid_time,
-                      run=np.zeros(n, np.int64), event=ids, entry=ids)
+                      run=np.zeros(n, np.int64), event=ids, entry=ids,
+                      vertex=None if vertex is None else np.asarray(vertex, np.float32))
 
 
 def build_physical_model(checkpoint: str | Path) -> PhysicalModel:
@@ -287,9 +285,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
                 check_events: int = 64, seed: int = 0) -> dict:
     """Export ``checkpoint`` to ONNX at ``output`` and check it against torch with onnxruntime.
 
-    The file is written under a temporary name and renamed once the check passes. Returns
-    ``{"output", "outputs", "max_abs_diff": {name: float}, "max_rel_diff": float, "events"}``;
-    raises UserError when onnxruntime disagrees with torch beyond 1e-4 relative.
+    The file is written under a temporary name and renamed once the check passes
+    (:func:`check_onnx`). Returns ``{"output", "outputs", "max_abs_diff": {name: float},
+    "max_rel_diff", "tolerance_ratio", "events", "events_with_vertex"}``; raises UserError when
+    onnxruntime disagrees with ``xecreco predict`` beyond the float32 tolerance.
     """
     import onnx
 
@@ -320,7 +319,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
         "inputs": json.dumps({k: v for k, v in {
             "npho": "photons (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
             "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
-            VERTEX_INPUT: "cm (N, 3) float32 photon vertex; NaN row: unknown (target centre)",
+            VERTEX_INPUT: "cm (N, 3) float32 photon vertex (xyzVTX); NaN row: unknown",
         }.items() if k in inputs_names}),
         "outputs": json.dumps({k: OUTPUT_UNITS.get(k.removesuffix("_err"), "status code")
                                for k in names}),
@@ -353,38 +352,85 @@ def save_checked(proto, metadata: dict, check, output: Path) -> dict:
     return result
 
 
+def disagreement(got: np.ndarray, want: np.ndarray, valid: np.ndarray | None = None,
+                 period: float | None = None) -> float:
+    """Largest ``|got - want|`` in units of the export tolerance (<= 1 agrees): ``AGREEMENT_ULPS
+    * eps32 * max|want| + AGREEMENT_RTOL * |want|``, the maximum taken over ``valid`` entries
+    (default: all finite ``want`` other than the fill value). ``period`` (e.g. 360 for phi in
+    deg) wraps differences to the nearest period. Used for every exported graph."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if valid is None:
+        valid = np.isfinite(want) & (want != FILL_VALUE)
+    if got.shape != want.shape:
+        return math.inf
+    diff = np.abs(got - want)
+    if period is not None:
+        diff = np.abs((got - want + 0.5 * period) % period - 0.5 * period)
+    diff = np.where(np.isnan(diff) & np.isnan(want) & np.isnan(got), 0.0, diff)
+    if not np.any(valid):
+        return float(np.max(diff, initial=0.0) > 0) * math.inf
+    scale = float(np.max(np.abs(want[valid])))
+    tolerance = AGREEMENT_ULPS * _EPS32 * scale + AGREEMENT_RTOL * np.abs(want)
+    ratio = np.where(diff == 0, 0.0, diff / np.maximum(tolerance, np.finfo(np.float64).tiny))
+    return float(np.max(ratio))
+
+
 def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
-               time: np.ndarray, vertex: np.ndarray | None = None, rtol: float = 1e-4) -> dict:
-    """Run the ONNX graph in onnxruntime and the torch wrapper on the same inputs; compare.
+               time: np.ndarray, vertex: np.ndarray | None = None) -> dict:
+    """Run the ONNX graph in onnxruntime and compare every output with what ``xecreco predict
+    -r CKPT`` gives (:class:`~xecreco.models.checkpoint_reco.CheckpointReconstructor` on the
+    same events, float64 after the network): energies, positions, time, the angles from
+    ``vertex`` (N, 3) cm (NaN rows: unknown) and the status.
 
     Also checks the wrapper's features against :meth:`NormalizationSpec.features` on the
     reader's masks (so the torch normalisation cannot drift from the numpy one). UserError when
-    any output differs by more than ``rtol * (|torch| + 1)``.
+    an output disagrees beyond the tolerance of :func:`disagreement`, or the status differs.
     """
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    arrays = [npho, time] + ([vertex] if vertex is not None else [])
-    onnx_out = session.run(None, dict(zip(input_names(wrapper.model), arrays)))
+    wanted = input_names(wrapper.model)
+    if VERTEX_INPUT in wanted and vertex is None:
+        vertex = np.full((len(npho), 3), np.nan, dtype=np.float32)
+    arrays = [npho, time] + ([vertex] if VERTEX_INPUT in wanted else [])
+    onnx_out = session.run(None, dict(zip(wanted, arrays)))
+    batch = batch_from_raw(npho, time, wrapper.time_npho_threshold, vertex)
     with torch.inference_mode():
-        torch_out = wrapper(*(torch.from_numpy(x) for x in arrays))
         features = wrapper.inputs_to_features(torch.from_numpy(npho), torch.from_numpy(time))[0]
-    reference = wrapper.spec.features(batch_from_raw(npho, time, wrapper.time_npho_threshold))
+    reference = wrapper.spec.features(batch)
     feature_diff = float(np.max(np.abs(features.numpy() - reference)))
     if feature_diff > 1e-4:
         raise UserError(f"the export's input normalisation differs from NormalizationSpec by "
                         f"{feature_diff:.3g} in feature units; report this as an xecreco bug")
-    max_abs, worst = {}, 0.0
-    for name, a, b in zip(wrapper.output_names, onnx_out, torch_out):
-        b = b.numpy()
-        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    member = Member(wrapper.model, wrapper.spec, wrapper.scaling, "export check")
+    predicted = CheckpointReconstructor([member], "check").reconstruct(batch)
+    max_abs, worst, worst_name, max_rel = {}, 0.0, "", 0.0
+    for name, got in zip(wrapper.output_names, onnx_out):
+        want = predicted[name]
+        if name == "status":
+            if not np.array_equal(got.astype(np.int64), want.astype(np.int64)):
+                raise UserError("onnxruntime and `xecreco predict` give different status codes "
+                                "on the check events; the ONNX file was not written (report this "
+                                "as an xecreco bug)")
+            continue
+        period = 360.0 if name == "phi" else None
+        ratio = disagreement(got, want, period=period)
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        if period is not None:
+            diff = np.abs((diff + 180.0) % 360.0 - 180.0)
         max_abs[name] = float(diff.max())
-        worst = max(worst, float((diff / (np.abs(b.astype(np.float64)) + 1.0)).max()))
-    if worst > rtol:
-        raise UserError(f"onnxruntime and torch disagree by {worst:.3g} (relative) on the check "
-                        "events; the ONNX file was not written")
-    return {"max_abs_diff": max_abs, "max_rel_diff": worst, "feature_max_diff": feature_diff,
-            "events": len(npho)}
+        max_rel = max(max_rel, float((diff / (np.abs(want.astype(np.float64)) + 1.0)).max()))
+        if ratio > worst:
+            worst, worst_name = ratio, name
+    if worst > 1.0:
+        raise UserError(f"onnxruntime and `xecreco predict` disagree on '{worst_name}' by "
+                        f"{max_abs[worst_name]:.3g} ({worst:.3g} x the float32 tolerance) on the "
+                        "check events; the ONNX file was not written")
+    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "tolerance_ratio": worst,
+            "feature_max_diff": feature_diff, "events": len(npho),
+            "events_with_vertex": 0 if vertex is None else int(
+                np.all(np.isfinite(vertex), axis=1).sum())}
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -47,6 +47,7 @@ from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL, BranchNames
 from xecreco.models.export import (
     DEFAULT_OPSET,
     RawInputs,
+    disagreement,
     batch_from_raw,
     save_checked,
     sim_like_inputs,
@@ -128,15 +129,16 @@ def sim_like_dead(n: int, seed: int = 0) -> np.ndarray:
 
 
 def check_inpainter_onnx(model_bytes: bytes, inpainter: NeuralInpainter, npho: np.ndarray,
-                         time: np.ndarray, dead: np.ndarray, rtol: float = 1e-4,
+                         time: np.ndarray, dead: np.ndarray,
                          time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD) -> dict:
     """Run the graph in onnxruntime and ``inpainter`` (torch) the way ``xecreco inpaint`` does on
     the same raw inputs; compare what each would write.
 
-    npho must agree to ``rtol * (|torch| + 1 photon)``, times to ``rtol * (|torch| + 1 ns)``,
-    the repaired masks exactly, and the positions of the time sentinel everywhere but at repaired
+    npho (photons) and times (ns) must agree within the float32 tolerance of
+    :func:`xecreco.models.export.disagreement` (the one used for every export), the repaired
+    masks exactly, and the positions of the time sentinel everywhere but at repaired
     sensors whose predicted npho is within 1e-3 (relative) of ``min_time_npho``. UserError when
-    they do not. Returns ``{"max_rel_diff", "npho_max_abs_diff", "time_max_abs_diff_ns",
+    they do not. Returns ``{"max_rel_diff", "tolerance_ratio", "npho_max_abs_diff", "time_max_abs_diff_ns",
     "events", "repaired"}``.
     """
     import onnxruntime as ort
@@ -153,7 +155,8 @@ def check_inpainter_onnx(model_bytes: bytes, inpainter: NeuralInpainter, npho: n
         raise UserError("onnxruntime and torch repair different sensors on the check events; "
                         "the ONNX file was not written (report this as an xecreco bug)")
     npho_diff = np.abs(got_npho - want_npho)
-    worst = float((npho_diff / (np.abs(want_npho) + 1.0)).max())
+    worst = disagreement(got_npho, want_npho, valid=np.ones(want_npho.shape, bool))
+    rel = float((npho_diff / (np.abs(want_npho) + 1.0)).max())
     got_set, want_set = got_time < INVALID_THRESHOLD, want_time < INVALID_THRESHOLD
     borderline = np.abs(want_npho / inpainter.min_time_npho - 1.0) < 1e-3
     if np.any((got_set != want_set) & ~(borderline & want["inpainted"])):
@@ -163,11 +166,13 @@ def check_inpainter_onnx(model_bytes: bytes, inpainter: NeuralInpainter, npho: n
     time_diff_ns = np.abs(got_time - want_time)[both] * 1e9
     time_max = float(time_diff_ns.max()) if time_diff_ns.size else 0.0
     if time_diff_ns.size:
-        worst = max(worst, float((time_diff_ns / (np.abs(want_time[both]) * 1e9 + 1.0)).max()))
-    if worst > rtol:
-        raise UserError(f"onnxruntime and torch disagree by {worst:.3g} (relative) on the check "
-                        "events; the ONNX file was not written")
-    return {"max_rel_diff": worst, "npho_max_abs_diff": float(npho_diff.max()),
+        worst = max(worst, disagreement(got_time[both] * 1e9, want_time[both] * 1e9,
+                                        valid=np.ones(int(both.sum()), bool)))
+        rel = max(rel, float((time_diff_ns / (np.abs(want_time[both]) * 1e9 + 1.0)).max()))
+    if worst > 1.0:
+        raise UserError(f"onnxruntime and torch disagree by {worst:.3g} x the float32 tolerance "
+                        "on the check events; the ONNX file was not written")
+    return {"max_rel_diff": rel, "tolerance_ratio": worst, "npho_max_abs_diff": float(npho_diff.max()),
             "time_max_abs_diff_ns": time_max, "events": len(npho),
             "repaired": int(want["inpainted"].sum())}
 

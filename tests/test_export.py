@@ -71,8 +71,11 @@ def test_onnx_matches_the_reconstructor_on_raw_inputs(exported, with_vertex):
 
 
 def test_a_vertex_blind_model_exports_without_the_vertex_input(tmp_path):
+    """Only when no output depends on the vertex: with (u, v, w) and a time or direction head
+    the graph takes it for the flight-time correction and the angles (test_export_agreement)."""
     ckpt = tmp_path / "blind.pt"
-    make_checkpoint(ckpt, {**TINY, "summary": {"vertex": False}}, seed=6)
+    make_checkpoint(ckpt, {**TINY, "summary": {"vertex": False}, "heads": ["energy", "u"]},
+                    seed=6)
     export_onnx(ckpt, tmp_path / "blind.onnx", check_events=4)
     session = ort.InferenceSession(str(tmp_path / "blind.onnx"),
                                    providers=["CPUExecutionProvider"])
