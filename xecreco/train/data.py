@@ -37,18 +37,91 @@ def split_range(start: int, stop: int, parts: int, index: int) -> tuple[int, int
     return start + n * index // parts, start + n * (index + 1) // parts
 
 
-def _concat(pools: list[dict]) -> dict:
-    out = {}
-    for key in pools[0]:
-        if isinstance(pools[0][key], dict):
-            out[key] = _concat([p[key] for p in pools])
-        else:
-            out[key] = np.concatenate([p[key] for p in pools])
-    return out
-
-
 def _take(pool: dict, index) -> dict:
     return {k: (_take(v, index) if isinstance(v, dict) else v[index]) for k, v in pool.items()}
+
+
+class _Pool:
+    """The shuffle buffer: preallocated arrays (nested like an encoded part) holding ``size``
+    events; appending a part copies it in place and compaction gathers into a second set of
+    arrays, so no event is copied more than once per append and once per compaction (no
+    concatenation of the whole buffer per chunk). ``features_slot(n)`` lets the encoder write
+    the normalised features of the next part straight into the buffer."""
+
+    def __init__(self, capacity: int):
+        self.capacity = int(capacity)
+        self.size = 0
+        self.arrays: dict | None = None
+        self.spare: dict | None = None
+        self._slot: np.ndarray | None = None
+
+    @staticmethod
+    def _allocate(like: dict, capacity: int) -> dict:
+        return {k: (_Pool._allocate(v, capacity) if isinstance(v, dict)
+                    else np.empty((capacity,) + np.shape(v)[1:], dtype=np.asarray(v).dtype))
+                for k, v in like.items()}
+
+    def features_slot(self, n: int) -> np.ndarray | None:
+        """A view of the buffer's next ``n`` feature rows (None before the first append, or when
+        they would not fit)."""
+        self._slot = None
+        if self.arrays is not None and self.size + n <= self.capacity:
+            self._slot = self.arrays["features"][self.size:self.size + n]
+        return self._slot
+
+    def append(self, part: dict) -> None:
+        n = _size(part)
+        in_place = part["features"] is self._slot and self._slot is not None
+        self._slot = None
+        if self.arrays is None:
+            self.capacity = max(self.capacity, n)
+            self.arrays = self._allocate(part, self.capacity)
+        if self.size + n > self.capacity:
+            self._grow(self.size + n)
+        if in_place:
+            part = {k: v for k, v in part.items() if k != "features"}
+        self._copy_in(self.arrays, part, self.size, n)
+        self.size += n
+
+    def _copy_in(self, dest: dict, part: dict, start: int, n: int) -> None:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                self._copy_in(dest[key], value, start, n)
+            else:
+                dest[key][start:start + n] = value
+
+    def _grow(self, needed: int) -> None:
+        bigger = self._allocate(self.arrays, needed)
+        self._copy_in(bigger, self.view(), 0, self.size)
+        self.arrays, self.spare, self.capacity = bigger, None, needed
+
+    def view(self, rows=None) -> dict:
+        rows = slice(0, self.size) if rows is None else rows
+
+        def cut(arrays):
+            return {k: (cut(v) if isinstance(v, dict) else v[rows]) for k, v in arrays.items()}
+
+        return cut(self.arrays)
+
+    def take(self, index) -> dict:
+        """Fresh arrays of the events at ``index`` (positions in the buffer)."""
+        return _take(self.view(), index)
+
+    def keep_only(self, index) -> None:
+        """Keep the events at ``index``, in that order, at the start of the buffer."""
+        if self.spare is None:
+            self.spare = self._allocate(self.arrays, self.capacity)
+
+        def gather(src, dest):
+            for key, value in src.items():
+                if isinstance(value, dict):
+                    gather(value, dest[key])
+                else:
+                    np.take(value, index, axis=0, out=dest[key][:len(index)])
+
+        gather(self.view(), self.spare)
+        self.arrays, self.spare = self.spare, self.arrays
+        self.size = len(index)
 
 
 def _size(pool: dict) -> int:
@@ -76,16 +149,22 @@ class EventEncoder:
         self.need_vertex = need_vertex
         self.truth_names = truth_names or {}
 
-    def physical_targets(self, batch) -> dict:
-        ref = self.spec.time_reference_ns(batch) if "time" in self.targets else None
-        return compute_targets(batch, self.targets, ref, self.truth_names)
+    def physical_targets(self, batch, reference_ns=None) -> dict:
+        if reference_ns is None and "time" in self.targets:
+            reference_ns = self.spec.time_reference_ns(batch)
+        return compute_targets(batch, self.targets, reference_ns, self.truth_names)
 
-    def encode(self, batch, keep_truth=False, energy_factor=None) -> dict:
-        """Features and standardised targets of ``batch`` (numpy, float32)."""
-        truth = self.physical_targets(batch)
+    def encode(self, batch, keep_truth=False, energy_factor=None, features_out=None) -> dict:
+        """Features and standardised targets of ``batch`` (numpy, float32).
+
+        The event time reference is found once for the features and the time target;
+        ``features_out`` (optional (N, 4760, C) float32) receives the features in place.
+        """
+        reference = self.spec.time_reference_ns(batch)
+        truth = self.physical_targets(batch, reference)
         if energy_factor is not None and "energy" in truth:
             truth["energy"] = truth["energy"] * energy_factor
-        pool = {"features": np.asarray(self.spec.features(batch), dtype=np.float32)}
+        pool = {"features": self.spec.features(batch, out=features_out, reference_ns=reference)}
         pool["targets"] = {
             name: np.asarray(
                 self.scaling.standardize(name, value) if name in STANDARDISED else value,
@@ -132,7 +211,7 @@ class ShuffledStream(IterableDataset):
         step = self.step_events
         chunks = [(s, min(s + step, stop)) for s in range(start, stop, step)]
         order = rng.permutation(len(chunks))
-        pool: dict | None = None
+        pool = _Pool(self.shuffle_buffer + step)
         for chunk_index in order:
             c_start, c_stop = chunks[chunk_index]
             for batch in iterate_batches(self.files, tree=self.tree, branches=self.branches,
@@ -140,20 +219,20 @@ class ShuffledStream(IterableDataset):
                                          step_events=self.step_events, entry_start=c_start,
                                          entry_stop=c_stop):
                 batch, factor = augment_batch(batch, self.augment, rng)
-                part = self.encoder.encode(batch, energy_factor=factor)
-                pool = part if pool is None else _concat([pool, part])
-            if pool is not None and _size(pool) >= self.shuffle_buffer:
+                slot = pool.features_slot(len(batch))
+                pool.append(self.encoder.encode(batch, energy_factor=factor, features_out=slot))
+            if pool.size >= self.shuffle_buffer:
                 # Emit random batches until half a buffer is left; the rest mixes with later chunks.
-                perm = rng.permutation(_size(pool))
+                perm = rng.permutation(pool.size)
                 keep = self.shuffle_buffer // 2
-                n_out = (_size(pool) - keep) // self.batch_size * self.batch_size
+                n_out = (pool.size - keep) // self.batch_size * self.batch_size
                 for b in range(0, n_out, self.batch_size):
-                    yield _to_torch(_take(pool, perm[b:b + self.batch_size]))
-                pool = _take(pool, perm[n_out:])
-        if pool is not None:
-            perm = rng.permutation(_size(pool))
-            for b in range(0, _size(pool) - self.batch_size + 1, self.batch_size):
-                yield _to_torch(_take(pool, perm[b:b + self.batch_size]))
+                    yield _to_torch(pool.take(perm[b:b + self.batch_size]))
+                pool.keep_only(perm[n_out:])
+        if pool.size:
+            perm = rng.permutation(pool.size)
+            for b in range(0, pool.size - self.batch_size + 1, self.batch_size):
+                yield _to_torch(pool.take(perm[b:b + self.batch_size]))
 
 
 def _worker_init(_):
