@@ -19,11 +19,15 @@ import click
               help="OUT.pdf (one page per entry) or OUT.png (several entries: OUT_<entry>.png).")
 @click.option("--tree", default="tree", show_default=True, help="Input tree name.")
 @click.option("--pred-tree", default="reco", show_default=True, help="Prediction tree name.")
-def command(file, entries, predictions, output, tree, pred_tree):
+@click.option("--asbuilt", type=click.Path(dir_okay=False), default=None,
+              help="Draw the sensors at the positions of an as-built sensor_directions.txt.")
+def command(file, entries, predictions, output, tree, pred_tree, asbuilt):
     """Draw events of FILE on the unrolled detector: npho (log scale) and sensor times, dead and
     invalid sensors, the true first interaction, pile-up photons and each reconstruction."""
+    from xecreco.geometry import load_asbuilt
     from xecreco.validation.display import display_event
 
+    geometry = load_asbuilt(asbuilt) if asbuilt else None
     for path in display_event(file, list(entries), predictions=list(predictions), out=output,
-                              tree=tree, pred_tree=pred_tree):
+                              tree=tree, pred_tree=pred_tree, geometry=geometry):
         click.echo(f"wrote {path}")

@@ -9,6 +9,7 @@ import re
 import awkward as ak
 import numpy as np
 import pytest
+from matplotlib.colors import LogNorm
 
 from xecreco.errors import UserError
 from xecreco.geometry import Face, design_geometry, face_ids, uvw_to_xyz
@@ -101,9 +102,10 @@ def test_draw_unrolled_gives_each_cell_its_sensor_value_and_marks_dead_and_inval
     masked = dead | invalid
     np.testing.assert_allclose(shown[~masked], values[~masked])
     assert np.all(np.isnan(shown[masked]))
-    np.testing.assert_allclose(_centroids(_collection(ax, "dead")), lay.centre[np.flatnonzero(dead)])
+    np.testing.assert_allclose(_centroids(_collection(ax, "dead")),
+                               lay.centre[np.flatnonzero(dead)])
     np.testing.assert_allclose(_centroids(_collection(ax, "invalid")), lay.centre[[7, 4500]])
-    assert isinstance(cells.norm, __import__("matplotlib").colors.LogNorm)
+    assert isinstance(cells.norm, LogNorm)
     markers = [ln for ln in ax.lines if ln.get_gid() == "marker"]
     assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in markers] == [(3.0, -12.5),
                                                                           (-8.0, 20.0)]

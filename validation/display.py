@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -597,7 +597,7 @@ def event_figure(view: EventView, points=(), *, geometry: Geometry | None = None
 
 
 def _atomic_target(path: Path) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{next(tempfile._get_candidate_names())}.tmp"
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
 def save_figures(figures, out) -> list[Path]:

@@ -93,8 +93,8 @@ def _gallery_html(gallery) -> list[str]:
              '<p class="note">Per reconstruction and observable, the events with the largest '
              "|residual| among those entering the studies (status 0), drawn on the unrolled "
              "detector: npho (log) and sensor times, dead sensors red, sensors without a valid "
-             "value grey, hollow star = true first interaction, crosses = reconstructions, diamonds = "
-             "pile-up photons (energy in MeV). Residuals: energy in %, u, v, w in mm, time in "
+             "value grey, hollow star = true first interaction, crosses = reconstructions, "
+             "diamonds = pile-up photons (energy in MeV). Residuals: energy in %, u, v, w in mm, time in "
              "ps.</p>"]
     current = None
     for item in gallery:
