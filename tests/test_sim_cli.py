@@ -131,3 +131,10 @@ def test_pileup_and_events_ids_survive_awkward(tmp_path):
     events = simulate_events(4, SimConfig(pileup_rate_hz=3e6, chunk_events=2), seed=3)
     assert set(events["run"]) == {1003}
     assert len(ak.to_list(events["pileupGateFraction"])) == 4
+
+
+def test_deeply_nested_yaml_is_one_user_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(UserError, match=r"deep\.yaml: nested too deeply"):
+        SimConfig.from_yaml(path)

@@ -353,14 +353,22 @@ class SimConfig:
         """Load a flat YAML mapping (safe_load); missing keys keep their defaults."""
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise UserError(f"sim config {path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"sim config {path}: not UTF-8 text (byte {exc.start}); pass a YAML "
+                            "file") from None
         try:
             values = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             first = str(exc).splitlines()[0]
             raise UserError(f"sim config {path}: not valid YAML ({first})") from None
+        except RecursionError:
+            raise UserError(f"sim config {path}: nested too deeply to be a simulation config "
+                            "(expected a flat mapping of parameter names to values)") from None
+        except RecursionError:
+            raise UserError(f"sim config {path}: nested too deeply to be a config") from None
         return cls.from_dict(values, origin=f"sim config {path}")
 
     def replace(self, **changes) -> "SimConfig":
