@@ -36,6 +36,9 @@ class MultiHeadAttention(nn.Module):
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(kv_dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
+        # a child module (no parameters, same op as torch.softmax) so that a forward hook on it
+        # sees the attention weights (N, heads, Lq, Lk) without changing any output
+        self.softmax = nn.Softmax(dim=-1)
 
     def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """``query`` (N, Lq, D), ``context`` (N, Lk, D_kv) -> (N, Lq, D)."""
@@ -46,7 +49,7 @@ class MultiHeadAttention(nn.Module):
         k = kv[:, :, 0].transpose(1, 2)
         v = kv[:, :, 1].transpose(1, 2)
         scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
-        weights = torch.softmax(scores, dim=-1)
+        weights = self.softmax(scores)
         out = torch.matmul(weights, v).transpose(1, 2).reshape(n, lq, d)
         return self.proj(out)
 
