@@ -9,6 +9,10 @@ Several files are concatenated into one sample. With labels (one per file; repea
 concatenate their files), every label is a separate variant of the same events (e.g. raw vs
 inpainted input): events are matched by (run, event) and every (label, reconstruction) pair
 becomes one :class:`Series` of the :class:`Dataset`, so all studies compare them side by side.
+Matched events must carry the same truth in every label (energy, time, positions, angles,
+pile-up count): files of independent samples that happen to share (run, event) numbers are
+refused with one line naming both files, so no label is ever scored against another file's
+truth.
 """
 
 from __future__ import annotations
@@ -241,7 +245,62 @@ def _load_group(files: list, tree: str, recos: list | None) -> tuple:
         arrs = [p[name] for p in parts]
         arr = arrs[0] if len(arrs) == 1 else ak.concatenate(arrs)
         columns[name] = _to_numpy(arr)
+    # which file each row came from (named in the truth-mismatch error)
+    columns[_SOURCE] = np.repeat(np.arange(len(files)), [len(p["run"]) for p in parts])
     return columns, use
+
+
+#: Column of a loaded group holding each row's index into the group's files.
+_SOURCE = "__file_index__"
+#: Truth branches that must agree between labels for an event matched on (run, event); the
+#: per-event light and dead-channel counts legitimately differ (raw vs inpainted input).
+_MATCHED_TRUTH = tuple(t for t in TRUTH_BRANCHES if t not in ("pileupEnergy", "pileupTime"))
+
+
+def _truth_mismatch(a, b) -> np.ndarray:
+    """Per-event True where numeric truth arrays ``a`` and ``b`` differ (NaN equals NaN)."""
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
+    if a.shape != b.shape:
+        return np.ones(len(a), dtype=bool)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return ~same.all(axis=1)
+
+
+def _check_same_truth(loaded: dict, groups: dict, indices: dict) -> None:
+    """UserError when events matched on (run, event) carry different truth in two labels.
+
+    Independent samples can share (run, event) numbers; scoring one label against the other's
+    truth would be silently wrong, so every label is compared with the first one.
+    """
+    labels = list(loaded)
+    first = labels[0]
+    ref_columns = loaded[first][0]
+    ref_index = indices[first]
+    for lb in labels[1:]:
+        columns = loaded[lb][0]
+        index = indices[lb]
+        for name in _MATCHED_TRUTH:
+            if name not in ref_columns or name not in columns:
+                continue
+            a, b = ref_columns[name], columns[name]
+            if isinstance(a, ak.Array) or isinstance(b, ak.Array):
+                continue
+            bad = _truth_mismatch(np.asarray(a)[ref_index], np.asarray(b)[index])
+            if not bad.any():
+                continue
+            k = int(np.argmax(bad))
+            file_a = groups[first][int(ref_columns[_SOURCE][ref_index[k]])]
+            file_b = groups[lb][int(columns[_SOURCE][index[k]])]
+            run = int(np.asarray(ref_columns["run"])[ref_index[k]])
+            event = int(np.asarray(ref_columns["event"])[ref_index[k]])
+            raise UserError(
+                f"{file_a} (label '{first}') and {file_b} (label '{lb}') have different "
+                f"{name} for {int(bad.sum())} of {bad.size} events matched on (run, event), "
+                f"e.g. run {run} event {event}: they are different samples, not variants of "
+                "the same events; validate each sample on its own (one xecreco validate per "
+                "file), or give independent samples distinct run numbers (simulate --run)"
+            )
 
 
 def _build_series(columns: dict, recos: list, label: str | None, index=None) -> list[Series]:
@@ -285,7 +344,8 @@ def load_predictions(files, *, tree: str = "reco", recos=None, labels=None) -> D
             labels are matched event by event on (run, event).
     Raises:
         UserError: missing/unreadable files, missing tree or branches, unknown reconstructions,
-            a label count that does not match the files, or no common events between labels.
+            a label count that does not match the files, no common events between labels, or
+            matched events whose truth differs between labels (different samples).
     """
     files = [str(f) for f in files]
     if not files:
@@ -323,22 +383,27 @@ def load_predictions(files, *, tree: str = "reco", recos=None, labels=None) -> D
             "the labelled prediction files share no (run, event) pair; label files of the same "
             "simulated events (e.g. raw and inpainted) to compare them"
         )
+    indices = {}
+    for lb, (uniq, first) in keysets.items():
+        indices[lb] = first[np.searchsorted(uniq, common)]
+    _check_same_truth(loaded, groups, indices)
     first_label = next(iter(loaded))
     series = []
-    truth = None
+    # the truth of every label is the same on the matched events (checked above); a truth branch
+    # found in only some labels is taken from the first label that has it
+    truth = {}
     run = event = None
     for lb, (columns, use) in loaded.items():
-        uniq, first = keysets[lb]
-        pos = np.searchsorted(uniq, common)
-        index = first[pos]
+        index = indices[lb]
         unmatched = len(columns["run"]) - common.size
         if unmatched:
             notes.append(f"label '{lb}': {unmatched} event(s) without a match in the other labels "
                          "are left out")
         if lb == first_label:
-            truth = _truth(columns, index)
             run = np.asarray(columns["run"], dtype=np.int64)[index]
             event = np.asarray(columns["event"], dtype=np.int64)[index]
+        for name, values in _truth(columns, index).items():
+            truth.setdefault(name, values)
         series.extend(_build_series(columns, use, lb, index))
     return Dataset(files=files, run=run, event=event, truth=truth, series=series,
                    labels=list(groups), notes=notes)
