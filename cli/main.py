@@ -26,6 +26,7 @@ COMMANDS = {
     "calibrate": ("xecreco.cli.calibrate", "Derive classical-reconstruction calibration constants."),
     "predict": ("xecreco.cli.predict", "Run reconstructions on ROOT files, write a prediction tree."),
     "validate": ("xecreco.cli.validate", "Physics validation report from prediction files."),
+    "explain": ("xecreco.cli.explain", "What a network looks at: occlusion, saliency, attention."),
     "display": ("xecreco.cli.display", "Draw events on the unrolled detector (PNG or PDF)."),
     "train": ("xecreco.cli.train", "Train a regressor, MAE or inpainter from a YAML config."),
     "export": ("xecreco.cli.export", "Export a checkpoint to ONNX and check it with onnxruntime."),
