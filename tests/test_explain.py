@@ -163,6 +163,10 @@ def test_explain_classical_gives_occlusion_only(sim_file_small, tmp_path, capsys
     inner = summary["occlusion"]["faces"]["inner"]["u"]
     assert inner["efficiency"] < 0.5 or inner["ratio"] > 1.5
     assert summary["occlusion"]["baseline_efficiency"] > 0.9
+    # its position fit reads the inner face only: masking a PMT face leaves u, v, w unchanged
+    for face in ("outer", "us", "ds", "top", "bottom"):
+        for q in ("u", "v", "w"):
+            assert summary["occlusion"]["faces"][face][q]["ratio"] == pytest.approx(1.0, abs=1e-9)
 
 
 def test_explain_user_errors_are_one_line(input_file_factory, tmp_path, capsys):
