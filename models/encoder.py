@@ -69,6 +69,16 @@ def _stem_cell_positions(index: np.ndarray, stride) -> np.ndarray:
     return (gathered.sum(axis=2) / counts).transpose(2, 0, 1).astype(np.float32)
 
 
+def _patch_order_index(index: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
+    """Sensor ids of a face image (H, W) padded at the bottom/right to multiples of ``stride``
+    and listed patch by patch: (H' * W' * sh * sw,), -1 at empty and padding cells."""
+    stride_h, stride_w = stride
+    out_h, out_w = output_size(index.shape, stride)
+    padded = np.full((out_h * stride_h, out_w * stride_w), -1, dtype=np.int64)
+    padded[: index.shape[0], : index.shape[1]] = index
+    return padded.reshape(out_h, stride_h, out_w, stride_w).transpose(0, 2, 1, 3).reshape(-1)
+
+
 class RectFaceBackbone(nn.Module):
     """Gather one rectangular face into an image and run stem + ConvNeXt V2 stages.
 
@@ -106,6 +116,19 @@ class RectFaceBackbone(nn.Module):
         self.register_buffer("gather_index", torch.from_numpy(gather.copy()), persistent=False)
         self.stem = Patchify(in_channels, dims[0], stem_stride, norm_after=True)
         size = output_size((self.height, self.width), stem_stride)
+        # Faces not stored in id order (the outer face's refined grid) gather the stem's input
+        # straight from the sensor list in patch order (patch row, patch column, row in patch,
+        # column in patch; empty and padding cells read 0): one gather instead of a
+        # concatenation, a gather and a patch permute copy; the same values in the same order
+        # (about 1.5x faster). Faces in id order keep the slice view, which is cheaper still.
+        self.patch_gather = self.slice_start is None
+        patches = _patch_order_index(index, as_pair(stem_stride))
+        self.register_buffer("patch_index", torch.from_numpy(np.maximum(patches, 0)),
+                             persistent=False)
+        empty = patches < 0
+        self.register_buffer("patch_valid", torch.from_numpy(~empty).reshape(1, -1, 1)
+                             if empty.any() else None, persistent=False)
+        self.stem_size = size
         if positional_encoding:
             cells = _stem_cell_positions(index, stem_stride)  # (3, H', W')
             self.register_buffer("cell_position",
@@ -135,9 +158,21 @@ class RectFaceBackbone(nn.Module):
             cells = torch.index_select(features, 1, self.gather_index)
         return cells.reshape(n, self.height, self.width, channels)
 
+    def stem_patches(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, 4760, C) -> (N, H', W', sh * sw * C): the stem's patch vectors, equal to
+        patchifying :meth:`image` (zero padding at the bottom/right)."""
+        n, _, channels = features.shape
+        cells = torch.index_select(features, 1, self.patch_index)
+        if self.patch_valid is not None:
+            cells = torch.where(self.patch_valid, cells, cells.new_zeros(()))
+        return cells.reshape(n, self.stem_size[0], self.stem_size[1], -1)
+
     def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
         """Channels-last maps (N, H_s, W_s, C_s) after every stage, from (N, 4760, C) features."""
-        x = self.stem(self.image(features))
+        if self.patch_gather:
+            x = self.stem.project(self.stem_patches(features))
+        else:
+            x = self.stem(self.image(features))
         if self.position_embed is not None:
             x = x + self.position_embed(self.cell_position)
         maps = []

@@ -83,6 +83,15 @@ class Patchify(nn.Module):
         self.proj = nn.Linear(dim_in * self.stride[0] * self.stride[1], dim_out)
         self.norm_out = nn.LayerNorm(dim_out, eps=1e-6) if norm_after else None
 
+    def project(self, patches: torch.Tensor) -> torch.Tensor:
+        """The layer on patch vectors already formed: (N, H', W', sh * sw * C_in) in the order
+        (row in patch, column in patch, channel) -> (N, H', W', C_out). Only for layers without
+        ``norm_before`` (the norm acts on the map before patching)."""
+        if self.norm_in is not None:
+            raise ValueError("Patchify.project needs a layer without norm_before")
+        x = self.proj(patches)
+        return self.norm_out(x) if self.norm_out is not None else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm_in is not None:
             x = self.norm_in(x)

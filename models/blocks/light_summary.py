@@ -56,6 +56,21 @@ def _crop_tables(crop: int) -> tuple[np.ndarray, np.ndarray]:
     return ids.reshape(height * width, crop * crop), centre_uv
 
 
+def box_mean_3x3(image: torch.Tensor) -> torch.Tensor:
+    """3 x 3 mean of (N, 1, H, W) with zero padding, bit-identical to ``F.avg_pool2d(image, 3,
+    stride=1, padding=1, count_include_pad=True)``: the nine shifted views are added in the
+    pooling kernel's row-major order and divided by 9, which is about 4x faster on CPUs than
+    the single-channel pooling kernel (the largest single op of the cpu preset's inference)."""
+    height, width = image.shape[-2:]
+    padded = F.pad(image, (1, 1, 1, 1))
+    total = padded[..., :height, :width].clone()
+    for dy in range(3):
+        for dx in range(3):
+            if dy or dx:
+                total.add_(padded[..., dy:dy + height, dx:dx + width])
+    return total.div_(9.0)
+
+
 class LightSummary(nn.Module):
     """Light sums, peak window and centroid of the inner face -> (summary, references).
 
@@ -120,8 +135,7 @@ class LightSummary(nn.Module):
         light = torch.clamp(scaled_npho(features[..., 0].float(), self.npho_scheme), min=0.0)
         face_light = light @ self.face_membership
         inner = light[:, : self.n_inner].reshape(-1, 1, *self.image_shape)
-        smoothed = F.avg_pool2d(inner, 3, stride=1, padding=1, count_include_pad=True)
-        peak = torch.argmax(smoothed.flatten(1), dim=1)
+        peak = torch.argmax(box_mean_3x3(inner).flatten(1), dim=1)
         window_ids = self.window_ids[peak]
         window_light = torch.gather(F.pad(light, (0, 1)), 1, window_ids)
         window_uv = self.sensor_uv[window_ids]  # (N, w, 2)
