@@ -82,6 +82,10 @@ def model_from_payload(payload: dict, path) -> Regressor:
         model = build_model(payload["model_config"])
     except UserError as exc:
         raise UserError(f"{path}: invalid model_config: {exc}") from None
+    except (TypeError, ValueError, KeyError, RuntimeError, IndexError) as exc:  # edited config
+        raise UserError(f"{path}: invalid model_config ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); the checkpoint "
+                        "is corrupt or was edited") from None
     state = payload.get("ema_state_dict") or payload["state_dict"]
     problem = _state_mismatch(model, state)
     if problem:

@@ -125,8 +125,30 @@ def merge_config(base: dict, overrides: dict, path: str = "") -> dict:
                                 f"({', '.join(FACE_ORDER)}) to values, got {value!r}")
             merged[key].update(value)
         else:
+            _check_type(where, base[key], value)
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _check_type(where: str, default, value) -> None:
+    """UserError unless ``value`` has the type of the preset's ``default`` (an int where a
+    float is expected is fine; None defaults accept anything)."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "a string"
+    elif isinstance(default, list):
+        ok, want = isinstance(value, list), "a list"
+    else:
+        return
+    if not ok:
+        raise UserError(f"model config key '{where}' must be {want}, got {value!r}")
 
 
 def resolve_model_config(config: dict | str | None = None) -> dict:
@@ -147,7 +169,7 @@ def resolve_model_config(config: dict | str | None = None) -> dict:
     if config.get("config_version") == 2 and isinstance(config.get("summary"), dict):
         config = {**config, "summary": {"vertex": False, **config["summary"]}}  # nor vertex
     preset = config.get("preset", DEFAULT_PRESET)
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"unknown model preset '{preset}': use one of {', '.join(PRESETS)}")
     resolved = merge_config(PRESETS[preset], config)
     _check(resolved)
@@ -160,7 +182,7 @@ def _check(config: dict) -> None:
         raise UserError(f"model config version {config['config_version']} is newer than this "
                         f"xecreco supports ({MODEL_CONFIG_VERSION}): upgrade xecreco")
     heads = config["heads"]
-    unknown = [h for h in heads if h not in HEAD_WIDTHS]
+    unknown = [h for h in heads if not isinstance(h, str) or h not in HEAD_WIDTHS]
     if unknown or not heads:
         raise UserError("model config 'heads' must be a non-empty list of "
                         f"{', '.join(HEAD_WIDTHS)}; "
@@ -170,6 +192,12 @@ def _check(config: dict) -> None:
     if len(rect["dims"]) != len(rect["depths"]) or not rect["dims"]:
         raise UserError("model config 'encoder.rect.dims' and 'encoder.rect.depths' must be "
                         "non-empty lists of the same length")
+    sizes = {"encoder.token_dim": enc["token_dim"], "encoder.hex.dim": enc["hex"]["dim"],
+             "head_hidden": config["head_hidden"],
+             **{f"encoder.rect.dims[{i}]": v for i, v in enumerate(rect["dims"])}}
+    for key, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"model config '{key}' = {value!r} must be a positive integer")
     d = enc["token_dim"]
     for key, width, heads_ in (("encoder.pool_heads", d, enc["pool_heads"]),
                                ("fusion.heads", d, config["fusion"]["heads"]),
@@ -186,8 +214,10 @@ def _check(config: dict) -> None:
         if int(summary["crop"]) < 1 or int(summary["crop"]) % 2 == 0:
             raise UserError(f"model config 'summary.crop' = {summary['crop']!r} must be a "
                             "positive odd number")
-    if any(int(k) < 1 for k in enc["tokens"].values()):
-        raise UserError("model config 'encoder.tokens' must give at least 1 token per face")
+    if any(not isinstance(k, int) or isinstance(k, bool) or k < 1
+           for k in enc["tokens"].values()):
+        raise UserError("model config 'encoder.tokens' must give at least 1 token (an integer) "
+                        "per face")
 
 
 #: Outputs that get a physics reference from the light summary, in buffer order.

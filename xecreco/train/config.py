@@ -467,13 +467,21 @@ def read_yaml(path) -> dict:
     if not path.is_file():
         raise UserError(f"config file {path} does not exist")
     try:
-        with open(path) as handle:
-            values = yaml.safe_load(handle)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config file {path} is not UTF-8 text (byte {exc.start}); pass a YAML "
+                        "config file") from None
+    except OSError as exc:
+        raise UserError(f"config file {path}: cannot read ({exc.strerror})") from None
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", exc)
+        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
         raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise UserError(f"config file {path} is nested too deeply to be a config") from None
     if values is None:
         values = {}
     if not isinstance(values, dict):

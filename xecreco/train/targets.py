@@ -61,6 +61,18 @@ def _truth(batch, name: str, names: dict) -> np.ndarray:
     return np.asarray(batch.truth[key])
 
 
+def _columns(values, width: int, branch: str, n: int) -> np.ndarray:
+    """(n, width) float64 of a vector truth branch; UserError naming it when it is not."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        array = np.zeros((0,))
+    if array.shape != (n, width):
+        raise UserError(f"truth branch '{branch}' must hold {width} values per entry; map the "
+                        "right branch with data.branches or drop the target from task.targets")
+    return array
+
+
 def compute_targets(batch, targets, time_reference_ns: np.ndarray | None = None,
                     names: dict | None = None) -> dict[str, np.ndarray]:
     """Physical targets of a batch: {target: (N,) float64, "direction": (N, 3) float64}.
@@ -78,12 +90,14 @@ def compute_targets(batch, targets, time_reference_ns: np.ndarray | None = None,
                 raise ValueError("the time target needs the per-event time reference")
             out[target] = _truth(batch, "timeTruth", names).astype(np.float64) - time_reference_ns
         elif target in ("u", "v", "w"):
-            uvw = _truth(batch, "uvwTruth", names).astype(np.float64).reshape(len(batch), 3)
+            uvw = _columns(_truth(batch, "uvwTruth", names), 3, names.get("uvwTruth", "uvwTruth"),
+                           len(batch))
             out[target] = uvw[:, "uvw".index(target)]
         elif target == "direction":
             from xecreco.geometry import angles_to_direction
 
-            ang = _truth(batch, "emiAng", names).astype(np.float64).reshape(len(batch), 2)
+            ang = _columns(_truth(batch, "emiAng", names), 2, names.get("emiAng", "emiAng"),
+                           len(batch))
             out[target] = np.asarray(angles_to_direction(ang[:, 0], ang[:, 1]), dtype=np.float64)
         elif target == "npileup":
             out[target] = _truth(batch, "nPileup", names).astype(np.float64)
