@@ -21,6 +21,7 @@ current one (``prefetch``).
 from __future__ import annotations
 
 import os
+import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -63,9 +64,12 @@ DEFAULT_TIME_NPHO_THRESHOLD = 50.0
 #: Target size of the sensor arrays of one chunk, bytes.
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 
-# Errors uproot and the decompressors raise for unreadable bytes.
+# Errors uproot and the decompressors raise for unreadable bytes (a flipped byte in a streamer
+# gives NotImplementedError "memberwise serialization", KeyError, IndexError, struct.error or
+# RecursionError; a corrupt size field can ask for any amount of memory).
 _READ_ERRORS = (
     OSError, ValueError, EOFError, zlib.error, uproot.deserialization.DeserializationError,
+    NotImplementedError, KeyError, IndexError, struct.error, RecursionError, MemoryError,
 )
 try:  # lz4 raises its own error class for corrupt blocks
     import lz4.block as _lz4_block
@@ -126,14 +130,18 @@ def open_root(path):
 
 def open_tree(handle, tree: str, path) -> "uproot.TTree":
     """The TTree ``tree`` of an open file; UserError listing the trees when it is absent."""
-    trees = sorted({k.split(";")[0] for k, c in handle.classnames().items() if c == "TTree"})
-    if tree not in trees:
-        reason = "an object of that name is not a TTree" if tree in handle else "not found"
-        raise UserError(
-            f"'{path}' has no tree '{tree}' ({reason}); trees in the file: "
-            f"{', '.join(trees) or 'none'}; choose one with --tree"
-        )
-    return handle[tree]
+    try:
+        trees = sorted({k.split(";")[0] for k, c in handle.classnames().items() if c == "TTree"})
+        if tree not in trees:
+            reason = "an object of that name is not a TTree" if tree in handle else "not found"
+            raise UserError(
+                f"'{path}' has no tree '{tree}' ({reason}); trees in the file: "
+                f"{', '.join(trees) or 'none'}; choose one with --tree"
+            )
+        return handle[tree]
+    except _READ_ERRORS as exc:
+        raise UserError(f"cannot read the tree '{tree}' of '{path}': {_first_line(exc)[:160]}; "
+                        "the file may be corrupt") from None
 
 
 def list_branches(file, tree: str = DEFAULT_TREE) -> list[str]:
@@ -493,7 +501,15 @@ class BatchReader:
                 extras[canonical] = value
         vertex = None
         if vertex_array is not None:
-            vertex = np.asarray(_to_numpy_if_regular(vertex_array), dtype=np.float32)
+            try:
+                vertex = np.asarray(_to_numpy_if_regular(vertex_array), dtype=np.float32)
+            except (ValueError, TypeError):  # jagged: not one (x, y, z) per entry
+                vertex = np.zeros((n, 0), np.float32)
+            if vertex.shape != (n, 3):
+                raise UserError(
+                    f"'{plan.path}' branch '{self.names.file_name('xyzVTX')}' does not hold 3 "
+                    "values (x, y, z in cm) per entry; map the right branch with BranchNames "
+                    "or drop it")
         batch = EventBatch(
             npho=npho, time=time, valid_npho=valid_npho, valid_time=valid_time,
             run=run, event=event, entry=entry, vertex=vertex, truth=truth, extras=extras,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -75,7 +74,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             f"checkpoint {path} holds objects other than plain data and tensors and was not loaded "
             f"(untrusted pickle: {detail[:160]}); only load checkpoints written by xecreco"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler raises IndexError, struct.error,
+        # UnicodeDecodeError, ... on bytes that are not a checkpoint (a ROOT file): all mean this
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"checkpoint {path} is corrupt or truncated ({reason[:160]}); re-copy it or use "
