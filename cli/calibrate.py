@@ -27,8 +27,11 @@ def command(inputs, output, tree, max_events, step_events, pileup_files, no_prog
     Use it with `xecreco predict -r classical` through XECRECO_CLASSICAL_CALIBRATION=calib.json,
     or from Python: ClassicalReconstructor(calibration="calib.json").
     """
+    from xecreco.io.paths import check_output_file
     from xecreco.models.classical.calibration import save_calibration
     from xecreco.models.classical.fit import fit_calibration
+
+    check_output_file(output, [*inputs, *pileup_files])
 
     words = ["xecreco", "calibrate", *inputs]
     for path in pileup_files:

@@ -32,8 +32,10 @@ def command(checkpoint, output, opset, check_events, seed):
     file is kept.
     """
     from xecreco.errors import UserError
+    from xecreco.io.paths import check_output_file
     from xecreco.train.checkpoint import load_checkpoint
 
+    check_output_file(output, [checkpoint])
     task = load_checkpoint(checkpoint).get("task")
     if task == "regressor":
         from xecreco.models.export import export_onnx as export

@@ -9,6 +9,7 @@ import click
 
 from xecreco.geometry import design_geometry, load_asbuilt
 from xecreco.geometry.table import write_sensor_csv
+from xecreco.io.paths import check_output_file
 
 
 @click.command("geometry")
@@ -23,6 +24,7 @@ from xecreco.geometry.table import write_sensor_csv
 )
 def command(output, asbuilt):
     """Write the sensor table: id, face, type, x, y, z, nx, ny, nz, u, v, w (cm)."""
+    check_output_file(output, [asbuilt])
     geometry = load_asbuilt(asbuilt) if asbuilt else design_geometry()
     path = write_sensor_csv(output, geometry)
     click.echo(f"wrote {geometry.n_sensors} sensors ({geometry.source} geometry) to {path}")

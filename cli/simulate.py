@@ -110,8 +110,10 @@ def check_conflicts(source, energy, dead, dead_groups) -> None:
 def command(n_events, output, source, energy, pileup_rate, dead, dead_groups, seed, run_number,
             jobs, config_path, first_event, tree, no_progress):
     """Simulate photons in the XEC and write them to a ROOT file."""
+    from xecreco.io.paths import check_output_file
     from xecreco.sim import SimConfig, simulate_file
 
+    check_output_file(output, [config_path, dead if dead and Path(dead).is_file() else None])
     check_conflicts(source, energy, dead, dead_groups)
     config = SimConfig.from_yaml(config_path) if config_path is not None else SimConfig()
     changes: dict = {}

@@ -19,6 +19,7 @@ import numpy as np
 from xecreco.errors import UserError
 from xecreco.io.deadlist import read_dead_list
 from xecreco.geometry import N_SENSORS, Face, design_geometry
+from xecreco.io.paths import check_output_file
 from xecreco.io.provenance import describe_files, make_provenance
 from xecreco.io.reader import count_entries, iterate_batches, list_branches, open_root, open_tree
 from xecreco.io.schema import DEFAULT_TREE, SENTINEL, BranchNames
@@ -124,9 +125,24 @@ def _branch_layout(path: str, tree: str, ids: tuple[str, ...]) -> tuple[set[str]
         return counters, dtypes
 
 
+def _check_dead_branch(path: str, tree: str, name: str) -> None:
+    """UserError unless ``tree`` in ``path`` has ``name`` as a bool branch of 4760 per entry."""
+    with open_root(path) as handle:
+        ttree = open_tree(handle, tree, path)
+        if name not in ttree:
+            raise UserError(f"{path}: tree '{tree}' has no branch '{name}' for --dead-branch; "
+                            f"branches: {', '.join(ttree.keys())}")
+        branch = ttree[name]
+        dtype = getattr(branch.interpretation, "to_dtype", None)
+        if dtype is None or dtype.base != np.dtype(bool) or dtype.shape != (N_SENSORS,):
+            raise UserError(f"{path}: --dead-branch '{name}' has type {branch.typename}, not a "
+                            f"bool array of {N_SENSORS} per entry (True = dead); give a bool "
+                            "branch such as 'dead', or a sensor-id list with --dead")
+
+
 def inpaint_file(input, output, inpainter: str | Inpainter | None = None, dead_file=None,
                  dead_branch: str | None = None, *, tree: str = DEFAULT_TREE,
-                 out_tree: str | None = None, branches: BranchNames | None = None,
+                 out_tree: str | None = None, branches: BranchNames | dict | None = None,
                  step_events: int | None = None, compression: str = "lz4",
                  progress: bool = True) -> dict:
     """Write a repaired copy of ROOT file(s) ``input`` to ``output``.
@@ -141,7 +157,8 @@ def inpaint_file(input, output, inpainter: str | Inpainter | None = None, dead_f
         dead_branch: optional name of a per-event (4760,) bool branch; True sensors are marked
             invalid before inpainting. Exclusive with ``dead_file``.
         tree: input tree name; out_tree: output tree name (default: the same as ``tree``).
-        branches: branch names in the file (defaults: the canonical names).
+        branches: branch names in the file, a :class:`BranchNames` or ``{canonical: name}``
+            (defaults: the canonical names).
         step_events: events per chunk (default :data:`DEFAULT_STEP_EVENTS`).
         compression: output compression (``lz4``, ``zlib:6``, ``none`` ...).
         progress: show a progress bar.
@@ -156,16 +173,20 @@ def inpaint_file(input, output, inpainter: str | Inpainter | None = None, dead_f
     files = [str(p) for p in ([input] if isinstance(input, (str, Path)) else list(input))]
     if not files:
         raise UserError("no input file given to inpaint")
-    names = branches or BranchNames()
+    model_file = inpainter if isinstance(inpainter, (str, Path)) and Path(inpainter).is_file() \
+        else None
+    check_output_file(output, [*files, dead_file, model_file])
+    names = (branches if isinstance(branches, BranchNames)
+             else BranchNames.from_dict(branches))
     out_tree = out_tree or tree
     model = resolve_inpainter(inpainter)
     dead_ids = read_dead_list(dead_file) if dead_file is not None else None
 
     available = list_branches(files[0], tree)
     counters, id_dtypes = _branch_layout(files[0], tree, (names.run, names.event))
-    if dead_branch is not None and dead_branch not in available:
-        raise UserError(f"{files[0]}: tree '{tree}' has no branch '{dead_branch}' for "
-                        f"--dead-branch; branches: {', '.join(available)}")
+    if dead_branch is not None:
+        for path in files:
+            _check_dead_branch(path, tree, dead_branch)
     own = {names.npho, names.time, names.run, names.event}
     copied = [b for b in available
               if b not in own and b not in counters and b != INPAINTED_BRANCH and "." not in b]

@@ -34,6 +34,7 @@ import uproot
 
 from xecreco.errors import UserError
 from xecreco.geometry import uvw_to_xyz
+from xecreco.io.paths import check_output_file
 from xecreco.io.provenance import describe_files, file_checksum, make_provenance
 from xecreco.io.reader import BatchReader, count_entries, iterate_batches, list_branches
 from xecreco.io.schema import (
@@ -416,10 +417,10 @@ def predict_files(
     inputs = [os.fspath(p) for p in inputs]
     if not inputs:
         raise UserError("no input file given")
-    output = Path(output)
-    resolved = {Path(p).resolve() for p in inputs}
-    if output.resolve() in resolved:
-        raise UserError(f"output '{output}' is also an input; choose another output name")
+    specs = reconstructors if isinstance(reconstructors, (list, tuple)) else [reconstructors]
+    checkpoints = [os.fspath(r) for r in specs
+                   if isinstance(r, (str, os.PathLike)) and Path(r).is_file()]
+    output = check_output_file(output, [*inputs, *checkpoints])
     if int(nproc) < 1:
         raise UserError(f"--nproc must be at least 1, got {nproc}")
     step = DEFAULT_STEP_EVENTS if step_events is None else int(step_events)

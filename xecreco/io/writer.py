@@ -23,6 +23,7 @@ import numpy as np
 import uproot
 
 from xecreco.errors import UserError
+from xecreco.io.paths import check_output_file
 from xecreco.io.schema import DEFAULT_RECO_TREE, PROVENANCE_KEY
 
 __all__ = ["RootWriter", "read_provenance", "parse_compression"]
@@ -142,11 +143,8 @@ class RootWriter:
         self._tree = None
         self._file = None
         self._closed = False
+        check_output_file(self.path, option="output")
         directory = self.path.parent
-        if not directory.is_dir():
-            raise UserError(f"output directory '{directory}' does not exist; create it first")
-        if self.path.is_dir():
-            raise UserError(f"output path '{self.path}' is a directory; give a file name")
         self._tmp_path = directory / f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             self._file = uproot.recreate(self._tmp_path, compression=self.compression)

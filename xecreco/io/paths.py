@@ -1,0 +1,108 @@
+"""Checks on the output path of every command that writes a file.
+
+One policy for all commands (``docs/cli-conventions.md``): an output *file* is written into a
+folder that must already exist (xecreco never creates folders for a file, so a typo in a folder
+name is an error, not a new folder), and it must not be one of the command's inputs, however the
+two paths are spelled (relative vs absolute, ``./``, symbolic or hard links). Output *folders*
+(``train -o RUN_DIR``, ``validate -o DIR``) are the output itself and are created.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from xecreco.errors import UserError
+
+__all__ = ["check_output_file", "same_file", "remove_stale_temps"]
+
+#: Temporary names of an output ``NAME`` while it is written: ``.NAME.<pid>.tmp`` or
+#: ``.NAME.<pid>.<random>.tmp`` (the writing process's id, so leftovers can be recognised).
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(\.[0-9A-Za-z]+)?\.tmp$")
+
+
+def same_file(a, b) -> bool:
+    """True when paths ``a`` and ``b`` name the same file (resolved paths or the same inode)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except (OSError, RuntimeError):  # a symlink loop: compare what exists below
+        pass
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_file(output, inputs=(), *, option: str = "-o/--output") -> Path:
+    """Refuse an output file that would overwrite an input or needs a missing folder.
+
+    Args:
+        output: the file the command will write.
+        inputs: every file the command reads (data files, checkpoints, configs, lists); None
+            entries are ignored.
+        option: how the output is given on the command line (named in the messages).
+
+    Temporary files left next to ``output`` by an earlier run that was killed (kill -9, power
+    loss) are removed (:func:`remove_stale_temps`).
+
+    Returns:
+        ``output`` as a Path.
+
+    Raises:
+        UserError: ``output`` is a folder, its folder does not exist, or it is one of ``inputs``.
+    """
+    path = Path(output)
+    if path.is_dir():
+        raise UserError(f"{option} '{path}' is a directory; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"output directory '{folder}' does not exist; create it first "
+                        f"(mkdir -p {folder}) or give another {option}")
+    for source in inputs:
+        if source is None:
+            continue
+        if same_file(path, source):
+            raise UserError(f"{option} '{path}' is also an input ('{source}'); choose another "
+                            "output name (xecreco never overwrites its input)")
+    remove_stale_temps(path)
+    return path
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # exists (another user's) or not a pid we can judge: leave the file
+    return True
+
+
+def remove_stale_temps(output) -> list[Path]:
+    """Delete temporary files of ``output`` whose writing process no longer runs.
+
+    Only names of the form ``.NAME.<pid>[.<random>].tmp`` next to ``output`` are considered,
+    and only when no process ``<pid>`` exists; returns the files removed.
+    """
+    path = Path(output)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = _TEMP.match(candidate.name)
+        if not match or match.group("name") != path.name:
+            continue
+        pid = int(match.group("pid"))
+        if pid == os.getpid() or _running(pid):
+            continue
+        try:
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:
+            pass
+    return removed
