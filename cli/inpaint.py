@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from xecreco.cli.options import branch_names, input_options
 from xecreco.errors import UserError
 
 
@@ -25,15 +26,15 @@ from xecreco.errors import UserError
                    "in every event before inpainting.")
 @click.option("--dead-branch", default=None, metavar="NAME",
               help="Per-event bool branch (4760 per entry); True sensors are marked dead.")
-@click.option("--tree", default="tree", show_default=True, help="Input tree name.")
+@input_options
 @click.option("--out-tree", default=None, help="Output tree name (default: the input tree name).")
 @click.option("--step", "step_events", default=None, type=click.IntRange(min=1),
               help="Events per chunk (bounds memory).")
 @click.option("--score", is_flag=True,
               help="Print per-face errors against nphoClean/timeClean (simulated inputs).")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
-def command(inputs, output, model, dead_file, dead_branch, tree, out_tree, step_events, score,
-            no_progress):
+def command(inputs, output, model, dead_file, dead_branch, tree, branch_items, out_tree,
+            step_events, score, no_progress):
     """Repair dead (invalid) sensors of INPUTS and write a copy to OUTPUT.
 
     Invalid sensors (sentinels, NaN, inf, plus --dead / --dead-branch) get npho and time
@@ -43,8 +44,9 @@ def command(inputs, output, model, dead_file, dead_branch, tree, out_tree, step_
 
     if dead_file is not None and dead_branch is not None:
         raise UserError("--dead and --dead-branch are exclusive: give one of them")
+    names = branch_names(branch_items)
     stats = inpaint_file(list(inputs), output, model, dead_file=dead_file,
-                         dead_branch=dead_branch, tree=tree, out_tree=out_tree,
+                         dead_branch=dead_branch, tree=tree, out_tree=out_tree, branches=names,
                          step_events=step_events, progress=not no_progress)
     filled = sum(stats["inpainted"].values())
     click.echo(f"inpainted {filled} sensor values in {stats['events']} events with "

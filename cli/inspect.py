@@ -6,19 +6,20 @@ import json
 
 import click
 
-from xecreco.io.schema import DEFAULT_TREE
+from xecreco.cli.options import branch_names, input_options
 
 
 @click.command("inspect")
 @click.argument("file", type=click.Path())
-@click.option("--tree", default=DEFAULT_TREE, show_default=True, help="Name of the input tree.")
+@input_options
 @click.option("--max-events", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Events read to measure the fractions of invalid npho and time values.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def command(file, tree, max_events, as_json):
+def command(file, tree, branch_items, max_events, as_json):
     """Tree, entries, branches found and missing (required, truth, simulation extras, pile-up),
     their types, and the fractions of invalid npho and time values in FILE."""
     from xecreco.io.inspection import format_report, inspect_file
 
-    report = inspect_file(file, tree=tree, max_events=max_events)
+    report = inspect_file(file, tree=tree, max_events=max_events,
+                          branches=branch_names(branch_items))
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))

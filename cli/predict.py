@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from xecreco.cli.options import branch_names, input_options
 from xecreco.errors import UserError
 
 
@@ -28,15 +29,15 @@ def parse_renames(items) -> dict[str, str]:
                    "repeat for several.")
 @click.option("--name", "renames", multiple=True, metavar="R=NEWNAME",
               help="Write reconstruction R's branches as NEWNAME_* (repeatable).")
-@click.option("--tree", default="tree", show_default=True, help="Input tree name.")
+@input_options
 @click.option("--out-tree", default="reco", show_default=True, help="Output tree name.")
 @click.option("--step", "step_events", default=None, type=click.IntRange(min=1),
               help="Events per chunk (default 1000).")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(min=1),
               help="Worker processes, each predicting a contiguous entry range.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
-def command(inputs, output, reconstructors, renames, tree, out_tree, step_events, nproc,
-            no_progress):
+def command(inputs, output, reconstructors, renames, tree, branch_items, out_tree, step_events,
+            nproc, no_progress):
     """Run reconstructions on INPUT ROOT files and write a prediction tree.
 
     The output has run, event, entry, R_energy, R_u, R_v, R_w, R_x, R_y, R_z, R_time, R_theta,
@@ -45,8 +46,10 @@ def command(inputs, output, reconstructors, renames, tree, out_tree, step_events
     """
     from xecreco.models.predict import predict_files
 
+    branches = branch_names(branch_items).to_dict()
     summary = predict_files(
         list(inputs), output, list(reconstructors), tree=tree, out_tree=out_tree,
+        branches=branches or None,
         names=parse_renames(renames) or None, step_events=step_events, nproc=nproc,
         progress=not no_progress,
     )

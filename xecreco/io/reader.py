@@ -355,7 +355,8 @@ class BatchReader:
                     raise UserError(
                         f"'{path}' tree '{self.tree}' has no {role} branch '{file_name}'; branches "
                         f"in the tree: {shown}; if the file names it differently, map it with "
-                        "BranchNames"
+                        f"--branch {canonical}=NAME_IN_FILE (Python: BranchNames; train: "
+                        "data.branches)"
                     )
                 plan.read[canonical] = file_name
 

@@ -173,6 +173,31 @@ class BranchNames:
                 if getattr(self, f.name) != f.default}
 
     @classmethod
+    def from_assignments(cls, items, option: str = "--branch") -> "BranchNames":
+        """Build from command-line ``CANONICAL=NAME`` strings (``--branch energyTruth=Egamma``).
+
+        UserError, one line, on a malformed item, an unknown canonical name (listing the valid
+        ones) or a canonical name given twice with different names.
+        """
+        mapping: dict[str, str] = {}
+        for item in items or ():
+            canonical, sep, name = str(item).partition("=")
+            canonical, name = canonical.strip(), name.strip()
+            if not sep or not canonical or not name:
+                raise UserError(f"{option} '{item}' must look like CANONICAL=NAME_IN_FILE, e.g. "
+                                f"{option} energyTruth=Egamma")
+            if canonical not in _FIELD_NAMES:
+                close = difflib.get_close_matches(canonical, _FIELD_NAMES, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise UserError(f"{option} '{item}': '{canonical}' is not a canonical branch "
+                                f"name{hint}; valid names: {', '.join(_FIELD_NAMES)}")
+            if mapping.get(canonical, name) != name:
+                raise UserError(f"{option} maps '{canonical}' twice ('{mapping[canonical]}' and "
+                                f"'{name}'); give it once")
+            mapping[canonical] = name
+        return cls.from_dict(mapping)
+
+    @classmethod
     def from_dict(cls, mapping: dict | None) -> "BranchNames":
         """Build from ``{canonical: name_in_file}``; an unknown canonical name is a UserError."""
         mapping = dict(mapping or {})
