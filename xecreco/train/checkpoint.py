@@ -51,6 +51,30 @@ def save_checkpoint(path, payload: dict) -> Path:
     return path
 
 
+#: First bytes of the files torch.load reads: a zip archive (torch >= 1.6) or a bare pickle.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _foreign_kind(path: Path) -> str | None:
+    """What ``path`` is when its first bytes show it cannot be a torch file, else None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None  # torch.load reports it
+    if head.startswith(_TORCH_MAGIC):
+        return None
+    if not head:
+        return "an empty file"
+    if head.startswith(b"root"):
+        return "a ROOT file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+    return "a text file"
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
     """The payload of a checkpoint written by :func:`save_checkpoint`.
 
@@ -60,6 +84,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    foreign = _foreign_kind(path)
+    if foreign:
+        raise UserError(f"{path} is not a checkpoint ({foreign}); give a .pt file written by "
+                        "xecreco train (best.pt or last.pt of a run folder)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
