@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def train(config, overrides=(), run_dir=None, resume: bool = False, nproc: int =
 
     Returns the run summary (also written to ``RUN_DIR/result.json``): step, epoch, finished,
     best_metric / best_value / best_metrics, last_metrics, train_events_per_s, checkpoint paths.
+
+    A run that fails (bad preset, no matching files, ...) removes the run folder it created
+    when the folder holds no checkpoint yet; a folder that existed before is left as it was.
     """
     cfg = load_config(config, overrides)
     if run_dir is None:
@@ -48,6 +52,35 @@ def train(config, overrides=(), run_dir=None, resume: bool = False, nproc: int =
                             "(every rank must use the same one)")
         run_dir = _default_run_dir(cfg)
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    try:
+        return _run(cfg, run_dir, resume, nproc, task, source, callbacks)
+    except BaseException:
+        if created:
+            _remove_if_unused(run_dir)
+        raise
+
+
+#: Files in a run folder that make it worth keeping after a failure (they allow --resume).
+_KEEP = ("last.pt", "best.pt")
+
+
+def _remove_if_unused(run_dir: Path) -> None:
+    """Delete a run folder that a failed run created and that holds no checkpoint.
+
+    Only the main process (RANK 0) removes it; folders that existed before the run are never
+    passed here, so a failed run never deletes anything it did not create.
+    """
+    if ddp.env_info().rank != 0 or not run_dir.is_dir():
+        return
+    if any((run_dir / name).exists() for name in _KEEP):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run(cfg: TrainConfig, run_dir: Path, resume: bool, nproc: int, task, source,
+         callbacks) -> dict:
+    """Checks and training once the config and the run folder are known."""
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {nproc}")
     if resume and not (run_dir / "last.pt").is_file():
