@@ -165,8 +165,11 @@ class LightSummary(nn.Module):
 
     def forward(self, features: torch.Tensor, vertex: torch.Tensor | None = None):
         """``(summary (N, out_dim), references)``; see the module docstring."""
-        face_light, window_ids, window_light, centre_uv, centroid, peak = \
-            self._peak_window(features)
+        # the light sums and the centroid are references the outputs are built on: always fp32,
+        # also under bf16 autocast (a bf16 matmul would put 0.4 % noise on the energy reference)
+        with torch.autocast(features.device.type, enabled=False):
+            face_light, window_ids, window_light, centre_uv, centroid, peak = \
+                self._peak_window(features.float())
         fraction = window_light / torch.clamp(window_light.sum(dim=1, keepdim=True), min=1e-12)
         parts = [fraction]
         if features.shape[-1] > 1:

@@ -189,7 +189,9 @@ class RunConfig:
     epochs: passes over the training data, unless max_steps (optimizer steps) is set.
     stop_at_step: end this invocation after this many steps (saving ``last.pt``) without changing
     the schedule, for time-limited batch jobs; ``--resume`` continues. precision: fp32 | bf16
-    (autocast). threads: torch intra-op threads per process (None = leave torch's default).
+    (autocast). compile: run the training forward through torch.compile (eager with a note
+    when no C++ compiler is found; off by default, see docs/performance.md). threads: torch
+    intra-op threads per process (None = leave torch's default).
     log_every: steps between metric lines. tensorboard: also log to TensorBoard when installed.
     device: auto | cpu | cuda.
     """
@@ -199,6 +201,7 @@ class RunConfig:
     stop_at_step: Union[int, None] = None
     seed: int = 0
     precision: str = "fp32"
+    compile: bool = False
     threads: Union[int, None] = None
     log_every: int = 50
     tensorboard: bool = False

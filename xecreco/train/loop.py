@@ -277,6 +277,10 @@ class _Trainer:
             self.wrapped = nn.parallel.DistributedDataParallel(self.module, **kwargs)
         else:
             self.wrapped = self.module
+        if cfg.run.compile:
+            from xecreco.models.blocks.acceleration import compile_module
+
+            self.wrapped = compile_module(self.wrapped)
 
     # -- state ----------------------------------------------------------------------------
     def _payload(self, for_best: bool, metrics: dict) -> dict:
