@@ -206,7 +206,7 @@ def test_failed_train_leaves_no_run_folder(mistake, files, tmp_path, capsys):
     assert (existing / "notes.txt").read_text() == "keep me"
 
 
-# ------------------------------------------------------------------------------- conflicting options
+# ------------------------------------------------------------------------- conflicting options
 CONFLICT_CASES = [
     ("inpaint-dead-and-dead-branch",
      lambda f: ["inpaint", f["sim"], "-o", f["root"] / "c.root", "--dead", f["dead"],
