@@ -46,8 +46,14 @@ class _MaskingEncoder:
     def __init__(self, spec):
         self.spec = spec
 
-    def encode(self, batch, keep_truth=False, energy_factor=None) -> dict:
-        return {"features": masked_inputs(self.spec, batch), "targets": {}}
+    def encode(self, batch, keep_truth=False, energy_factor=None, features_out=None) -> dict:
+        """``features_out`` (optional (N, 4760, 4) float32, a slot of the trainer's shuffle
+        buffer) receives the inputs in place, as for the regressor's encoder."""
+        features = masked_inputs(self.spec, batch)
+        if features_out is not None:
+            features_out[...] = features
+            features = features_out
+        return {"features": features, "targets": {}}
 
 
 class MaskedSource(RootSource):

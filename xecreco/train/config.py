@@ -298,7 +298,7 @@ def _coerce(value, tp, key: str):
 
 #: Spellings users reach for, per config key (matched like the key itself by
 #: :func:`closest_key`): ``optim.lerning_rate`` is one edit from ``learning_rate``, i.e. ``lr``.
-KEY_ALIASES = {"lr": ("learning_rate",), "betas": ("beta",), "weight_decay": ("wd",),
+KEY_ALIASES = {"lr": ("learning_rate", "lrate", "learn_rate"), "betas": ("beta",), "weight_decay": ("wd",),
                "warmup_steps": ("warmup",), "clip_grad_norm": ("grad_clip", "clip_grad"),
                "batch_size": ("batch",), "max_steps": ("steps",)}
 
