@@ -110,7 +110,7 @@ def test_cli_export(tmp_path, capsys):
     out = tmp_path / "m.onnx"
     assert main(["export", str(ckpt), "-o", str(out), "--check-events", "4"]) == 0
     assert out.is_file()
-    assert "onnxruntime matches torch" in capsys.readouterr().out
+    assert "onnxruntime agrees with predict" in capsys.readouterr().out
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     assert main(["export", str(bad), "-o", str(tmp_path / "bad.onnx")]) == 2

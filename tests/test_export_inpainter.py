@@ -156,7 +156,7 @@ def test_cli_exports_an_inpainter_checkpoint(tiny_local, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
     assert main(["export", str(ckpt), "-o", str(out), "--check-events", "4"]) == 0
     text = capsys.readouterr().out
-    assert "npho_repaired" in text and "onnxruntime matches" in text
+    assert "npho_repaired" in text and "onnxruntime agrees with inpaint" in text
     assert read_metadata(out)["task"] == "inpainter"
 
 
