@@ -12,9 +12,9 @@ import click
               help="ONNX file to write (written under a temporary name, renamed once checked).")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset version.")
 @click.option("--check-events", default=64, show_default=True, type=click.IntRange(min=2),
-              help="Simulated-like events on which onnxruntime must agree with what xecreco predict "
-                   "(or inpaint) gives within the float32 tolerance (64 eps32 max|out| + "
-                   "1e-5 |out|).")
+              help="Simulated-like events on which onnxruntime must agree with what xecreco "
+                   "predict (or inpaint) gives, within the float32 tolerance (64 eps32 "
+                   "max|out| + 1e-5 |out|).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the check events.")
 def command(checkpoint, output, opset, check_events, seed):
     """Export CHECKPOINT (a regressor or an inpainter) to ONNX, raw sensor values in.
