@@ -43,6 +43,20 @@ def test_topk_reference_selects_what_a_partition_selects():
     assert not found[0] and found[1]
 
 
+def test_reference_without_torch_loaded_is_the_same(monkeypatch):
+    """Numpy-only callers (torch not imported) take np.partition and get the same means."""
+    import sys
+
+    rng = np.random.default_rng(6)
+    time = rng.normal(3e-8, 4e-9, (30, N_SENSORS)).astype(np.float32)
+    usable = rng.random((30, N_SENSORS)) < 0.03
+    with_torch = _mean_earliest(time, usable, 10)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    without = _mean_earliest(time, usable, 10)
+    np.testing.assert_array_equal(without[1], with_torch[1])
+    np.testing.assert_allclose(without[0], with_torch[0], rtol=1e-15, atol=0)
+
+
 def _batch(n=70, seed=1):
     rng = np.random.default_rng(seed)
     npho = rng.exponential(300.0, (n, N_SENSORS)).astype(np.float32)

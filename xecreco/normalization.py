@@ -38,6 +38,7 @@ sentinels 0.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -288,18 +289,21 @@ def _mean_earliest(time_s: np.ndarray, usable: np.ndarray, k: int):
     """Mean (s, float64) of the k earliest usable times per row, and whether any was usable.
 
     Unusable sensors read +inf; the k smallest values of every row come from ``torch.topk``
-    (a selection, about twice as fast as ``np.partition`` and parallel over rows on the
-    intra-op threads). The same values are selected whatever the method; they are summed in
-    float64. NaN at a usable sensor ranks last and is never counted.
+    when torch is loaded already (a selection, about twice as fast as ``np.partition`` and
+    parallel over rows on the intra-op threads), else from ``np.partition`` (numpy-only callers
+    do not pay for importing torch). Both select the same values; they are summed in float64.
+    NaN at a usable sensor ranks last and is never counted.
     """
-    import torch
-
     masked = np.where(usable, time_s, np.float32(np.inf)).astype(np.float32, copy=False)
     k = min(k, masked.shape[1])
     if masked.shape[0] == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
-    earliest = torch.topk(torch.from_numpy(masked), k, dim=1, largest=False,
-                          sorted=False).values.numpy().astype(np.float64)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        earliest = torch.topk(torch.from_numpy(masked), k, dim=1, largest=False,
+                              sorted=False).values.numpy().astype(np.float64)
+    else:
+        earliest = np.partition(masked, k - 1, axis=1)[:, :k].astype(np.float64)
     finite = earliest < _USABLE_LIMIT
     counts = finite.sum(axis=1)
     sums = np.where(finite, earliest, 0.0).sum(axis=1)
