@@ -18,8 +18,10 @@ the fraction of it that inference (model forward alone, and the whole predict co
 training step (3 x the forward FLOPs of :func:`xecreco.models.flops.flops_per_event` per event)
 reach. Outputs and both environments live under /tmp, never in the repository.
 
-Usage: ``python benchmarks/bench_baseline.py [--quick] [--repeats N] [--base-dir DIR]`` or
-``python benchmarks/run_all.py --only baseline``.
+The same run times the levers on the model alone (interleaved, best of 4): bf16 autocast of
+inference and of a training step and, with ``--with-compile`` (minutes of compilation),
+torch.compile. Usage: ``python benchmarks/bench_baseline.py [--quick] [--repeats N]
+[--base-dir DIR] [--with-compile]`` or ``python benchmarks/run_all.py --only baseline``.
 """
 
 from __future__ import annotations
@@ -125,47 +127,62 @@ def gemm_peak_flops(size: int = 2048, repeats: int = 8) -> float:
     return 2.0 * size ** 3 / best
 
 
-def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int = 4) -> dict:
+def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int = 4,
+                 with_compile: bool = False) -> dict:
     """In-process events/s of the bundled regressor's forward (inference) and of a training
-    step (forward, backward, AdamW) of the cpu preset; current build, all cores."""
+    step (forward, backward, AdamW) of the cpu preset; current build, all cores; fp32, bf16
+    autocast and (``with_compile``, minutes of compilation) torch.compile, interleaved."""
     import torch
 
     from xecreco.models import bundled
     from xecreco.models.flops import flops_per_event
     from xecreco.models.regressor import build_model
 
+    from xecreco.models.blocks.acceleration import autocast, compile_module
+
     model = bundled.bundled_regressor().members[0].model
     x, v = torch.rand(batch_infer, 4760, 2), torch.zeros(batch_infer, 3)
-    best = float("inf")
-    with torch.inference_mode():
-        model(x, v)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x, v)
-            best = min(best, time.perf_counter() - start)
-    infer = batch_infer / best
     net = build_model("cpu").train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     xt, vt = x[:batch_train].clone(), v[:batch_train].clone()
+    forward = {"": model, "_compiled": compile_module(model) if with_compile else None}
+    train_forward = {"": net, "_compiled": compile_module(net) if with_compile else None}
 
-    def step():
-        loss = sum(o.float().square().mean() for o in net(xt, vt).values())
+    def infer(suffix, precision):
+        with torch.inference_mode(), autocast(precision):
+            forward[suffix](x, v)
+
+    def step(suffix, precision):
+        with autocast(precision):
+            outputs = train_forward[suffix](xt, vt)
+        loss = sum(o.float().square().mean() for o in outputs.values())
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - start)
-    return {"infer_events_per_s": infer, "train_step_events_per_s": batch_train / best,
-            "flops_per_event": flops_per_event(model)}
+    variants = [("", "fp32"), ("", "bf16")] + ([("_compiled", "fp32")] if with_compile else [])
+    rates = {"flops_per_event": flops_per_event(model)}
+    for suffix, precision in variants:  # warm-up (and compilation)
+        infer(suffix, precision)
+        step(suffix, precision)
+    best: dict[str, float] = {}
+    for _ in range(repeats):  # interleaved, best of the repeats
+        for suffix, precision in variants:
+            tag = f"{precision}{suffix}"
+            for kind, call, events in (("infer", infer, batch_infer),
+                                       ("train_step", step, batch_train)):
+                start = time.perf_counter()
+                call(suffix, precision)
+                rate = events / (time.perf_counter() - start)
+                best[f"{kind}_{tag}"] = max(best.get(f"{kind}_{tag}", 0.0), rate)
+    rates["infer_events_per_s"] = best["infer_fp32"]
+    rates["train_step_events_per_s"] = best["train_step_fp32"]
+    rates["levers"] = {k + "_events_per_s": v for k, v in best.items()}
+    return rates
 
 
 def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAULT_BASE_DIR,
-        keep: bool = False) -> list[dict]:
+        keep: bool = False, with_compile: bool = False) -> list[dict]:
     """Baseline vs current build: one record each for training, predict and the GEMM peak."""
     repeats = repeats or (1 if quick else 3)
     n_events = 2048 if quick else 6144
@@ -189,11 +206,13 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
                 predict[name].append(_predict_once(data, work / f"pred_{name}.root", env,
                                                    n_events))
         peak = gemm_peak_flops()
-        rates = _model_rates()
+        rates = _model_rates(with_compile=with_compile)
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     import torch
+
+    from xecreco.models.blocks.acceleration import cpu_has_native_bf16
 
     def best(runs, key="events_per_s"):
         return max(r[key] for r in runs)
@@ -226,6 +245,7 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
         "model_infer_fraction_of_peak": flops * rates["infer_events_per_s"] / peak,
         "model_train_step_events_per_s": rates["train_step_events_per_s"],
         "model_train_step_fraction_of_peak": 3.0 * flops * rates["train_step_events_per_s"] / peak,
+        "cpu_native_bf16": cpu_has_native_bf16(), **rates["levers"],
         "peak_rss_mb": peak_rss_mb(), "machine": machine,
     })
     return records
@@ -238,5 +258,8 @@ if __name__ == "__main__":
     parser.add_argument("--base-dir", type=Path, default=DEFAULT_BASE_DIR,
                         help="where the baseline build is extracted (default: /tmp/xecreco-base)")
     parser.add_argument("--keep", action="store_true", help="keep the sample and run folders")
+    parser.add_argument("--with-compile", action="store_true",
+                        help="also time torch.compile'd forward and training step (minutes)")
     args = parser.parse_args()
-    emit(run(quick=args.quick, repeats=args.repeats, base_dir=args.base_dir, keep=args.keep))
+    emit(run(quick=args.quick, repeats=args.repeats, base_dir=args.base_dir, keep=args.keep,
+             with_compile=args.with_compile))
