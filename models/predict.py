@@ -22,7 +22,6 @@ import pickle
 import re
 import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,7 +33,7 @@ import uproot
 
 from xecreco.errors import UserError
 from xecreco.geometry import uvw_to_xyz
-from xecreco.io.paths import check_output_file
+from xecreco.io.paths import check_output_file, make_temp_dir
 from xecreco.io.provenance import describe_files, file_checksum, make_provenance
 from xecreco.io.reader import BatchReader, count_entries, iterate_batches, list_branches
 from xecreco.io.schema import (
@@ -303,7 +302,8 @@ def _portable(obj, spec):
 
 def _run_spawned(job: _Job, objects, output: Path, total: int, nproc: int) -> None:
     job = replace(job, specs=[_portable(o, s) for o, s in zip(objects, job.specs)])
-    parts_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.parts-", dir=output.parent))
+    # .NAME.<pid>.<random>.tmp/: removed below, or by the next run once this process is gone
+    parts_dir = make_temp_dir(output)
     try:
         ranges = _ranges(total, nproc)
         parts = [parts_dir / f"part-{k:05d}.root" for k in range(nproc)]
@@ -339,12 +339,12 @@ def _run_distributed(job: _Job, objects, output: Path, total: int, rank: int, wo
     created = not dist.is_initialized()
     if created:
         dist.init_process_group(backend="gloo")
-    parts_dir = output.parent / f".{output.name}.parts"
     try:
-        if rank == 0:
-            shutil.rmtree(parts_dir, ignore_errors=True)
-            parts_dir.mkdir()
-        dist.barrier()
+        # rank 0 makes .NAME.<pid>.<random>.tmp/ (the one temporary-name convention) and tells
+        # the other ranks its name
+        shared = [str(make_temp_dir(output)) if rank == 0 else None]
+        dist.broadcast_object_list(shared, src=0)
+        parts_dir = Path(shared[0])
         part = parts_dir / f"part-{rank:05d}.root"
         start, stop = _ranges(total, world)[rank]
         outcome: tuple = ("ok", None)

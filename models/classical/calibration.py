@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from xecreco.errors import UserError
+from xecreco.io.paths import temp_path
 
 CALIBRATION_FORMAT = "xecreco-classical-calibration"
 CALIBRATION_VERSION = 1
@@ -137,12 +137,13 @@ def interp_table(x: np.ndarray, xp, fp) -> np.ndarray:
 
 
 def save_calibration(calibration: ClassicalCalibration, path) -> Path:
-    """Write the calibration as JSON (temporary name, renamed on success). Returns the path."""
+    """Write the calibration as JSON under a temporary name (``.NAME.<pid>.<random>.tmp``, see
+    :func:`xecreco.io.paths.temp_path`) renamed on success. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temp_path(path)
     try:
-        with os.fdopen(handle, "w") as out:
+        with open(tmp, "x") as out:
             json.dump(calibration.to_dict(), out, indent=1)
             out.write("\n")
         os.chmod(tmp, 0o644)

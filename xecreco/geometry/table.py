@@ -54,7 +54,9 @@ def write_sensor_csv(path: str | Path, geometry: Geometry | None = None) -> Path
         row += [f"{table[c][i]:.8f}" for c in ("nx", "ny", "nz")]
         row += [f"{table[c][i]:.6f}" for c in ("u", "v", "w")]
         lines.append(",".join(row))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from xecreco.io.paths import temp_path  # .NAME.<pid>.<random>.tmp, cleaned up if stale
+
+    tmp = temp_path(path)
     try:
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, path)

@@ -11,15 +11,40 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import uuid
 from pathlib import Path
 
 from xecreco.errors import UserError
 
-__all__ = ["check_output_file", "same_file", "remove_stale_temps"]
+__all__ = ["check_output_file", "same_file", "remove_stale_temps", "temp_path", "make_temp_dir"]
 
-#: Temporary names of an output ``NAME`` while it is written: ``.NAME.<pid>.tmp`` or
-#: ``.NAME.<pid>.<random>.tmp`` (the writing process's id, so leftovers can be recognised).
+#: Temporary names (files or folders) of an output ``NAME`` while it is written, next to it:
+#: ``.NAME.<pid>.tmp`` or ``.NAME.<pid>.<random>.tmp`` (the writing process's id, so leftovers
+#: of a killed run can be recognised and removed by :func:`remove_stale_temps`).
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(\.[0-9A-Za-z]+)?\.tmp$")
+
+
+def temp_path(output) -> Path:
+    """A fresh temporary name for ``output``, next to it: ``.NAME.<pid>.<random>.tmp``.
+
+    Write there, then ``os.replace`` onto ``output``; a run killed part-way leaves only this
+    name, which the next run writing ``output`` removes once process ``<pid>`` is gone.
+    """
+    path = Path(output)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def make_temp_dir(output) -> Path:
+    """Create and return a temporary folder named like :func:`temp_path` (for outputs built
+    from several files: prediction parts, a validation report)."""
+    while True:
+        folder = temp_path(output)
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:  # the same 8 random hex digits twice: draw again
+            continue
 
 
 def same_file(a, b) -> bool:
@@ -82,10 +107,11 @@ def _running(pid: int) -> bool:
 
 
 def remove_stale_temps(output) -> list[Path]:
-    """Delete temporary files of ``output`` whose writing process no longer runs.
+    """Delete temporary files and folders of ``output`` whose writing process no longer runs.
 
     Only names of the form ``.NAME.<pid>[.<random>].tmp`` next to ``output`` are considered,
-    and only when no process ``<pid>`` exists; returns the files removed.
+    and only when no process ``<pid>`` exists (a folder is removed with its contents); returns
+    the paths removed.
     """
     path = Path(output)
     removed = []
@@ -101,7 +127,10 @@ def remove_stale_temps(output) -> list[Path]:
         if pid == os.getpid() or _running(pid):
             continue
         try:
-            candidate.unlink()
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
             removed.append(candidate)
         except OSError:
             pass
