@@ -6,12 +6,14 @@ import shlex
 
 import click
 
+from xecreco.cli.options import branch_names, input_options
+
 
 @click.command(name="calibrate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Calibration JSON to write (replaced only on success).")
-@click.option("--tree", default="tree", show_default=True, help="Input tree name.")
+@input_options
 @click.option("--max-events", default=None, type=click.IntRange(min=1),
               help="Use at most this many events (default: all).")
 @click.option("--step", "step_events", default=1000, show_default=True,
@@ -19,10 +21,12 @@ import click
 @click.option("--pileup", "pileup_files", multiple=True, type=click.Path(dir_okay=False),
               help="Simulated sample with pile-up truth for the pile-up probability (repeatable).")
 @click.option("--no-progress", is_flag=True, help="Do not show progress.")
-def command(inputs, output, tree, max_events, step_events, pileup_files, no_progress):
+def command(inputs, output, tree, branch_items, max_events, step_events, pileup_files,
+            no_progress):
     """Fit the classical calibration (depth corrections, energy scale vs depth, light speed,
     time walk and offset, pile-up score) on simulated INPUT files with truth (no pile-up), write
-    JSON. The pile-up score is fitted on --pileup files when given.
+    JSON. The pile-up score is fitted on --pileup files when given. --tree and --branch apply
+    to the INPUT and --pileup files alike.
 
     Use it with `xecreco predict -r classical` through XECRECO_CLASSICAL_CALIBRATION=calib.json,
     or from Python: ClassicalReconstructor(calibration="calib.json").
@@ -32,8 +36,13 @@ def command(inputs, output, tree, max_events, step_events, pileup_files, no_prog
     from xecreco.models.classical.fit import fit_calibration
 
     check_output_file(output, [*inputs, *pileup_files])
+    branches = branch_names(branch_items).to_dict() or None
 
     words = ["xecreco", "calibrate", *inputs]
+    if tree != "tree":
+        words += ["--tree", tree]
+    for item in branch_items:
+        words += ["--branch", item]
     for path in pileup_files:
         words += ["--pileup", path]
     if max_events is not None:
@@ -42,6 +51,7 @@ def command(inputs, output, tree, max_events, step_events, pileup_files, no_prog
     calibration = fit_calibration(
         list(inputs), tree=tree, max_events=max_events, step_events=step_events,
         progress=not no_progress, source=command_line, pileup_files=list(pileup_files),
+        branches=branches,
     )
     save_calibration(calibration, output)
     click.echo(f"wrote {output}", err=True)

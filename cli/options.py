@@ -13,15 +13,23 @@ import click
 from xecreco.io.schema import DEFAULT_TREE
 
 
-def input_options(command):
-    """Add ``--tree NAME`` and ``--branch CANONICAL=NAME`` (repeatable) to a click command."""
-    command = click.option(
-        "--branch", "branch_items", multiple=True, metavar="CANONICAL=NAME",
-        help="Input branch named differently in the file, e.g. --branch energyTruth=Egamma "
-             "(repeatable; canonical names as in docs/file-format.md).")(command)
-    command = click.option("--tree", default=DEFAULT_TREE, show_default=True,
-                           help="Input tree name.")(command)
-    return command
+def input_options(command=None, *, tree_flag: str = "--tree", tree_dest: str = "tree",
+                  tree_help: str = "Input tree name."):
+    """Add ``--tree NAME`` and ``--branch CANONICAL=NAME`` (repeatable) to a click command.
+
+    Used bare (``@input_options``) or with another spelling of the tree option for commands
+    whose ``--tree`` means something else (``@input_options(tree_flag="--data-tree",
+    tree_dest="data_tree")`` on ``validate``, where ``--tree`` is the prediction tree).
+    """
+    def decorate(cmd):
+        cmd = click.option(
+            "--branch", "branch_items", multiple=True, metavar="CANONICAL=NAME",
+            help="Input branch named differently in the file, e.g. --branch energyTruth=Egamma "
+                 "(repeatable; canonical names as in docs/file-format.md).")(cmd)
+        return click.option(tree_flag, tree_dest, default=DEFAULT_TREE, show_default=True,
+                            help=tree_help)(cmd)
+
+    return decorate if command is None else decorate(command)
 
 
 def branch_names(items):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import click
 
+from xecreco.cli.options import branch_names, input_options
 from xecreco.errors import UserError
 
 STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannels")
@@ -35,8 +36,8 @@ STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannel
               help="Simulated input file(s): predict with -r first, then validate.")
 @click.option("-r", "--reconstructor", "reconstructors", multiple=True,
               help="With --data: registered reconstructor name or checkpoint path (repeatable).")
-@click.option("--data-tree", default="tree", show_default=True,
-              help="Input tree of --data and --input files.")
+@input_options(tree_flag="--data-tree", tree_dest="data_tree",
+               tree_help="Input tree of --data and --input files (--branch maps their branches).")
 @click.option("--input", "input_files", multiple=True, type=click.Path(dir_okay=False),
               help="Simulated input file(s) of the prediction files, for --worst (events are "
                    "matched by run and event).")
@@ -50,13 +51,15 @@ STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannel
               help="Plot format (repeatable; default: png and pdf). The page shows the first.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(predictions, output, recos, studies, labels, tree, data_files, reconstructors,
-            data_tree, input_files, worst, bootstrap, formats, progress):
+            data_tree, branch_items, input_files, worst, bootstrap, formats, progress):
     """Physics validation report: resolutions, biases, containment, pile-up ROC, dead channels.
 
     PREDICTIONS are prediction files written by `xecreco predict` (tree `reco`, truth copied).
     """
     from xecreco.validation.api import validate, validate_data
 
+    branches = branch_names(branch_items).to_dict() or None
+    formats = tuple(formats) or ("png", "pdf")
     if data_files:
         if predictions:
             raise UserError("give either prediction files or --data input files, not both")
@@ -68,8 +71,13 @@ def command(predictions, output, recos, studies, labels, tree, data_files, recon
         if input_files:
             raise UserError("--input names the inputs of prediction files; with --data the "
                             "data files are the input (drop --input)")
+        if recos:
+            raise UserError("--reco selects reconstructions in prediction files; with --data "
+                            "choose them with -r/--reconstructor")
         summary = validate_data(list(data_files), list(reconstructors), output, tree=data_tree,
-                                studies=list(studies) or None, progress=progress, worst=worst)
+                                branches=branches, studies=list(studies) or None,
+                                progress=progress, worst=worst, formats=formats,
+                                bootstrap_replicas=bootstrap)
     else:
         if not predictions:
             raise UserError("no prediction files given; usage: xecreco validate PRED.root... "
@@ -77,12 +85,14 @@ def command(predictions, output, recos, studies, labels, tree, data_files, recon
         if reconstructors:
             raise UserError("-r/--reconstructor is used with --data only; to select "
                             "reconstructions in prediction files use --reco")
+        if branches and not input_files:
+            raise UserError("--branch maps branches of --data or --input files; prediction "
+                            "files always have xecreco's names (drop --branch)")
         summary = validate(list(predictions), output, recos=list(recos) or None,
                            studies=list(studies) or None, labels=list(labels) or None,
                            progress=progress, tree=tree, bootstrap_replicas=bootstrap,
-                           formats=tuple(formats) or ("png", "pdf"),
-                           input_files=list(input_files) or None, input_tree=data_tree,
-                           worst=worst)
+                           formats=formats, input_files=list(input_files) or None,
+                           input_tree=data_tree, input_branches=branches, worst=worst)
     for name, reason in summary["skipped"].items():
         click.echo(f"skipped {name}: {reason}", err=True)
     click.echo(f"report: {summary['outputs']['index_html']}")

@@ -303,6 +303,95 @@ def test_inspect_and_inpaint_with_renamed_branches(files, tmp_path, capsys):
     assert filled[:, [1, 2, 3]].all()
 
 
+def _studies(report: Path) -> dict:
+    import json
+
+    return json.loads((report / "summary.json").read_text())["studies"]
+
+
+def test_validate_data_with_renamed_branches_and_format(files, tmp_path, capsys):
+    """validate --data reads renamed branches with --data-tree/--branch (same numbers as the
+    canonical file) and writes its plots in the --format asked for."""
+    canonical, renamed = tmp_path / "c", tmp_path / "r"
+    common = ["-r", "classical", "--study", "energy", "--bootstrap", 2, "--no-progress"]
+    rc, err = run(["validate", "--data", files["sim"], "-o", canonical, *common], capsys)
+    assert rc == 0, err
+    rc, err = run(["validate", "--data", files["renamed"], "--data-tree", "T", *BRANCH_ARGS,
+                   "-o", renamed, "--format", "svg", *common], capsys)
+    assert rc == 0, err
+    assert _studies(renamed) == _studies(canonical)
+    assert {p.suffix for p in (renamed / "plots").iterdir()} == {".svg"}
+    assert {p.suffix for p in (canonical / "plots").iterdir()} == {".png", ".pdf"}
+    assert not leftovers(renamed) and not leftovers(canonical)
+
+
+def test_validate_input_with_renamed_branches(files, tmp_path, capsys):
+    """--input files of the worst-event gallery are read with --data-tree/--branch too."""
+    argv = ["validate", files["pred"], "--input", files["renamed"], "--data-tree", "T",
+            "--worst", 1, "--study", "energy", "--bootstrap", 2, "--format", "png",
+            "--no-progress"]
+    rc, err = run([*argv, "-o", tmp_path / "bare"], capsys)
+    assert_one_line_error(rc, err, "'npho'", "--branch npho=")
+    rc, err = run([*argv, *BRANCH_ARGS, "-o", tmp_path / "mapped"], capsys)
+    assert rc == 0, err
+    import json
+
+    summary = json.loads((tmp_path / "mapped" / "summary.json").read_text())
+    assert summary["worst_events"]["classical"]["energy"][0]["input_file"] == str(
+        files["renamed"])
+
+
+@pytest.mark.parametrize("argv", [["--data", "{sim}", "-r", "classical", "--reco", "classical"],
+                                  ["{pred}", "--branch", "npho=nphoton"]],
+                         ids=["reco-with-data", "branch-without-inputs"])
+def test_validate_options_that_would_be_ignored_are_refused(argv, files, tmp_path, capsys):
+    argv = [a.format(**files) if isinstance(a, str) else a for a in argv]
+    rc, err = run(["validate", *argv, "-o", tmp_path / "rep", "--no-progress"], capsys)
+    assert_one_line_error(rc, err)
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.fixture(scope="module")
+def calibration_inputs(files):
+    """400 simulated events (enough to calibrate), with xecreco's names and renamed in tree T."""
+    from xecreco.io.writer import RootWriter
+    from xecreco.sim import SimConfig, simulate_file
+
+    root = files["root"]
+    sim = root / "calib-sim.root"
+    simulate_file(sim, 400, config=SimConfig(), seed=7, progress=False)
+    keep = ["npho", "time", "run", "event", "energyTruth", "uvwTruth", "xyzTruth", "xyzVTX",
+            "timeTruth"]
+    with uproot.open(sim) as handle:
+        arrays = handle["tree"].arrays(keep, library="np")
+    arrays = {k: np.stack(v) if v.dtype == object else v for k, v in arrays.items()}
+    canonical, renamed = root / "calib.root", root / "calib-renamed.root"
+    with RootWriter(canonical, tree="tree") as writer:
+        writer.write(arrays)
+    with RootWriter(renamed, tree="T") as writer:
+        writer.write({RENAMES.get(k, k): v for k, v in arrays.items()})
+    return canonical, renamed
+
+
+def test_calibrate_with_renamed_branches_matches_canonical_input(calibration_inputs, tmp_path,
+                                                                 capsys):
+    import json
+
+    canonical, renamed = calibration_inputs
+    rc, err = run(["calibrate", renamed, "--tree", "T", "-o", tmp_path / "x.json",
+                   "--no-progress"], capsys)
+    assert_one_line_error(rc, err, "energyTruth", "--branch")
+    assert not leftovers(tmp_path) and not (tmp_path / "x.json").exists()
+    for name, argv in (("a.json", [canonical]), ("b.json", [renamed, "--tree", "T",
+                                                           *BRANCH_ARGS])):
+        rc, err = run(["calibrate", *argv, "-o", tmp_path / name, "--no-progress"], capsys)
+        assert rc == 0, err
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert "--branch energyTruth=Egamma" in b.pop("source")
+    a.pop("source")
+    assert a == b
+
+
 # ------------------------------------------------------------------------------- foreign files
 FOREIGN = ["sim", "text", "empty", "noise"]
 FOREIGN_CASES = [
@@ -349,26 +438,33 @@ def test_foreign_checkpoint_says_not_a_checkpoint(kind, files, tmp_path, capsys)
 
 
 # ------------------------------------------------------------------------------- interrupted runs
-def _kill_while_writing(argv, output: Path, timeout: float = 60.0) -> bool:
-    """Start ``xecreco ARGV`` and kill -9 it once its temporary output exists.
+def _kill_while_writing(argv, output: Path, ready: str | None = None,
+                        timeout: float = 60.0, settle: float = 0.2) -> bool:
+    """Start ``xecreco ARGV`` and kill -9 it, with every process it started, once its
+    temporary output exists (``ready``: a glob next to ``output``, default
+    ``.NAME.*.tmp``), ``settle`` seconds later.
 
     Returns True when it was killed part-way, False when it finished first.
     """
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "xecreco", *map(str, argv)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    pattern = ready or f".{output.name}.*.tmp"
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if list(output.parent.glob(f".{output.name}.*.tmp")):
-                time.sleep(0.2)  # let it write a little
-                os.kill(proc.pid, signal.SIGKILL)
+            if output.parent.is_dir() and list(output.parent.glob(pattern)):
+                time.sleep(settle)  # let it write a little
+                if proc.poll() is not None:
+                    return False
+                os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes
                 proc.wait()
                 return True
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return False
 
@@ -398,7 +494,15 @@ INTERRUPT_CASES = [
                  marks=pytest.mark.slow),
     pytest.param("simulate", lambda f, b, o: ["simulate", "-n", 3000, "-o", o, "--no-progress"],
                  id="simulate", marks=pytest.mark.slow),
+    pytest.param("predict-nproc-2", lambda f, b, o: ["predict", b, "-o", o, "-r", "classical",
+                                                     "--step", 50, "--nproc", 2,
+                                                     "--no-progress"],
+                 id="predict-nproc-2"),  # about 10 s
 ]
+
+#: what must exist before the kill: for --nproc 2, a worker's part file being written inside
+#: the parts folder .NAME.<pid>.<random>.tmp/
+READY = {"predict-nproc-2": ".out.root.*.tmp/.part-*.tmp"}
 
 
 @pytest.mark.parametrize("name, build", INTERRUPT_CASES)
@@ -406,7 +510,7 @@ def test_kill_9_leaves_no_final_file_and_rerun_cleans_up(name, build, files, big
                                                           tmp_path, capsys):
     out = tmp_path / "out.root"
     argv = build(files, big_input, out)
-    if not _kill_while_writing(argv, out):
+    if not _kill_while_writing(argv, out, READY.get(name)):
         pytest.skip(f"{name} finished before it could be killed")
     assert not out.exists()  # nothing half-written under the final name
     assert leftovers(tmp_path)  # the killed process could not clean up its temporary file
@@ -414,5 +518,66 @@ def test_kill_9_leaves_no_final_file_and_rerun_cleans_up(name, build, files, big
     assert rc == 0, err
     assert out.is_file() and not leftovers(tmp_path)
     with uproot.open(out) as handle:
-        entries = (handle["reco"] if name == "predict" else handle["tree"]).num_entries
+        entries = (handle["reco"] if name.startswith("predict") else handle["tree"]).num_entries
     assert entries == (3000 if name == "simulate" else 40 * N_EVENTS)
+
+
+def test_kill_9_during_validate_keeps_the_old_report_and_rerun_cleans_up(files, tmp_path,
+                                                                          capsys):
+    report = tmp_path / "rep"
+    argv = ["validate", files["pred"], "-o", report, "--bootstrap", 4, "--format", "png",
+            "--no-progress"]
+    rc, err = run([*argv, "--study", "energy"], capsys)
+    assert rc == 0, err
+    before = digest(report / "summary.json")
+    if not _kill_while_writing(argv, report / "index.html", settle=1.0):
+        pytest.skip("validate finished before it could be killed")
+    assert digest(report / "summary.json") == before  # the earlier report is untouched
+    assert leftovers(report)  # the killed run's .index.html.<pid>.<random>.tmp/ folder
+    rc, err = run(argv, capsys)
+    assert rc == 0, err
+    assert not leftovers(report)
+    assert digest(report / "summary.json") != before  # all studies now
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temporary_files_and_folders_are_removed_only_when_their_process_is_gone(
+        tmp_path):
+    from xecreco.io.paths import check_output_file
+
+    out = tmp_path / "x.root"
+    dead = _dead_pid()
+    stale_file = tmp_path / f".x.root.{dead}.tmp"
+    stale_file.write_bytes(b"half")
+    stale_dir = tmp_path / f".x.root.{dead}.0a1b2c3d.tmp"
+    (stale_dir / "sub").mkdir(parents=True)
+    (stale_dir / "sub" / "part-00000.root").write_bytes(b"part")
+    live_dir = tmp_path / f".x.root.{os.getppid()}.0a1b2c3d.tmp"  # a running process
+    live_dir.mkdir()
+    other = tmp_path / f".y.root.{dead}.tmp"  # another output's temporary file
+    other.write_bytes(b"")
+    check_output_file(out)
+    assert leftovers(tmp_path) == sorted([live_dir.name, other.name])
+
+
+def test_calibration_json_killed_before_rename_is_cleaned_up_on_rerun(tmp_path):
+    """save_calibration's temporary name carries the writer's pid: a run that dies between
+    writing and renaming leaves it, the next run writing the same file removes it."""
+    from xecreco.io.paths import check_output_file
+
+    out = tmp_path / "calib.json"
+    script = ("import os, sys\n"
+              "from xecreco.models.classical import calibration as c\n"
+              "os.replace = lambda src, dst: os._exit(9)  # die between write and rename\n"
+              "c.save_calibration(c.ClassicalCalibration(), sys.argv[1])\n")
+    child = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True)
+    assert child.returncode == 9, child.stderr
+    assert not out.exists() and len(leftovers(tmp_path)) == 1
+    check_output_file(out)
+    assert not leftovers(tmp_path)

@@ -3,27 +3,32 @@ runs).
 
 The report folder receives ``index.html``, ``summary.json``, ``histograms.root`` and
 ``plots/<name>.{png,pdf}``. Everything is first written to a hidden temporary folder inside the
-output folder and moved into place when all studies succeeded, so an interrupted run leaves the
-previous report untouched.
+output folder, ``.index.html.<pid>.<random>.tmp`` (the temporary-name convention of
+:mod:`xecreco.io.paths`), and moved into place when all studies succeeded, so an interrupted run
+leaves the previous report untouched; the next run removes such a folder once its process is
+gone.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from xecreco import __version__
 from xecreco.errors import UserError
+from xecreco.io.paths import make_temp_dir, remove_stale_temps
 from xecreco.validation.data import load_predictions
 from xecreco.validation.report import write_histograms, write_html, write_summary
 from xecreco.validation.studies import STUDIES
 from xecreco.validation.studies.base import Context
 
 __all__ = ["validate", "validate_data", "STUDY_NAMES"]
+
+#: The report's page; its temporary folder is named after it (``.index.html.<pid>...tmp``).
+INDEX_NAME = "index.html"
 
 #: study names in report order.
 STUDY_NAMES = tuple(STUDIES)
@@ -41,7 +46,7 @@ def _select_studies(studies) -> list[str]:
 def validate(prediction_files, output_dir, recos=None, studies=None, labels=None,
              progress: bool = True, *, tree: str = "reco", bootstrap_replicas: int = 40,
              formats=("png", "pdf"), input_files=None, input_tree: str = "tree",
-             worst: int = 0) -> dict:
+             input_branches: dict | None = None, worst: int = 0) -> dict:
     """Run the physics studies on prediction files and write the report folder.
 
     Args:
@@ -58,6 +63,8 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
             format such as png) and links the others.
         input_files: the simulated input files of the predictions (tree ``input_tree``), needed
             for ``worst``.
+        input_branches: ``{canonical: name in file}`` for input files with other branch names
+            (:class:`~xecreco.io.schema.BranchNames`).
         worst: when > 0, add the worst-event gallery (:mod:`~xecreco.validation.gallery`): the
             ``worst`` events with the largest |residual| per reconstruction and observable,
             drawn with the event display.
@@ -82,12 +89,13 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
     data = load_predictions(prediction_files, tree=tree, recos=recos, labels=labels)
     if len(data) == 0:
         raise UserError(f"{data.files[0]}: the prediction tree '{tree}' has no events")
+    formats = tuple(formats)
+    if not formats:
+        raise UserError("no plot format given; use e.g. png and pdf")
     output_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".xecreco-validate-", dir=output_dir))
+    remove_stale_temps(output_dir / INDEX_NAME)  # left by a run that was killed
+    work = make_temp_dir(output_dir / INDEX_NAME)
     try:
-        formats = tuple(formats)
-        if not formats:
-            raise UserError("no plot format given; use e.g. png and pdf")
         ctx = Context(plot_dir=work / "plots", bootstrap_replicas=bootstrap_replicas,
                       formats=formats)
         results = []
@@ -105,7 +113,8 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
             from xecreco.validation.gallery import build_gallery
 
             gallery, gallery_notes = build_gallery(data, input_files, worst, ctx.plot_dir,
-                                                   tree=input_tree, progress=progress)
+                                                   tree=input_tree, branches=input_branches,
+                                                   progress=progress)
         efficiency = {s.name: {"efficiency": s.efficiency(), "n_ok": int((s.status == 0).sum()),
                                "status_counts": _status_counts(s.status)} for s in data.series}
         summary = {
@@ -131,7 +140,7 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
         meta = {"files": data.files, "n_events": len(data), "xecreco_version": __version__,
                 "efficiency": efficiency, "notes": data.notes + gallery_notes,
                 "formats": formats}
-        write_html(work / "index.html", results, meta, gallery=gallery)
+        write_html(work / INDEX_NAME, results, meta, gallery=gallery)
         outputs = _publish(work, output_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -165,14 +174,15 @@ def _publish(work: Path, output_dir: Path) -> dict:
     plots.mkdir(exist_ok=True)
     new_plots = {p.name for p in (work / "plots").glob("*")} if (work / "plots").is_dir() else set()
     for old in plots.glob("*"):
-        if old.is_file() and old.name not in new_plots and old.suffix in (".png", ".pdf"):
+        if old.is_file() and old.name not in new_plots and old.suffix in (".png", ".pdf",
+                                                                            ".svg"):
             old.unlink()
     for name in sorted(new_plots):
         os.replace(work / "plots" / name, plots / name)
-    for name in ("summary.json", "histograms.root", "index.html"):
+    for name in ("summary.json", "histograms.root", INDEX_NAME):
         os.replace(work / name, output_dir / name)
     return {
-        "index_html": str(output_dir / "index.html"),
+        "index_html": str(output_dir / INDEX_NAME),
         "summary_json": str(output_dir / "summary.json"),
         "histograms_root": str(output_dir / "histograms.root"),
         "plots": sorted(str(plots / n) for n in new_plots),
@@ -180,18 +190,29 @@ def _publish(work: Path, output_dir: Path) -> dict:
 
 
 def validate_data(data_files, reconstructors, output_dir, *, tree: str = "tree",
-                  names=None, studies=None, progress: bool = True, step_events=None,
-                  nproc: int = 1, worst: int = 0) -> dict:
+                  branches: dict | None = None, names=None, studies=None, progress: bool = True,
+                  step_events=None, nproc: int = 1, worst: int = 0,
+                  formats=("png", "pdf"), bootstrap_replicas: int = 40) -> dict:
     """Predict ``reconstructors`` on simulated input files into ``output_dir/predictions.root``
     (with :func:`xecreco.models.predict.predict_files`), then :func:`validate` it (with the
-    worst-event gallery of the ``data_files`` when ``worst`` > 0)."""
+    worst-event gallery of the ``data_files`` when ``worst`` > 0).
+
+    ``tree`` and ``branches`` (``{canonical: name in file}``) describe the data files, for the
+    prediction and the gallery; ``formats`` and ``bootstrap_replicas`` are passed to
+    :func:`validate`."""
     from xecreco.models.predict import predict_files
 
+    if not tuple(formats):
+        raise UserError("no plot format given; use e.g. png and pdf")
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"{output_dir}: exists and is not a folder; give a folder for the report")
     output_dir.mkdir(parents=True, exist_ok=True)
     pred = output_dir / "predictions.root"
     predict_files(list(data_files), str(pred), list(reconstructors), tree=tree,
                   out_tree="reco", names=names, step_events=step_events, nproc=nproc,
-                  progress=progress)
+                  progress=progress, branches=branches or None)
     return validate([pred], output_dir, studies=studies, progress=progress,
-                    input_files=list(data_files), input_tree=tree, worst=worst)
+                    bootstrap_replicas=bootstrap_replicas, formats=formats,
+                    input_files=list(data_files), input_tree=tree,
+                    input_branches=branches or None, worst=worst)

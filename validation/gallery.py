@@ -96,11 +96,17 @@ def worst_indices(resid: np.ndarray, n: int, candidates: np.ndarray | None = Non
     return idx[order[:n]]
 
 
-def input_index(data, input_files, tree: str = "tree") -> tuple[list, np.ndarray]:
+def input_index(data, input_files, tree: str = "tree",
+                branches: dict | None = None) -> tuple[list, np.ndarray]:
     """Where each event of ``data`` lies in the input files, by (run, event): returns
     (files, (N, 2) int64 of [file number, entry in that file], -1 where absent). Files without
-    run/event branches number their events run 0, event = entry (as the reader does)."""
+    run/event branches number their events run 0, event = entry (as the reader does).
+    ``branches``: ``{canonical: name in file}`` (run and event may be renamed too)."""
     from xecreco.io.reader import open_root, open_tree
+    from xecreco.io.schema import BranchNames
+
+    names = BranchNames.from_dict(branches)
+    run_name, event_name = names.file_name("run"), names.file_name("event")
 
     files = [str(f) for f in input_files]
     if not files:
@@ -110,9 +116,9 @@ def input_index(data, input_files, tree: str = "tree") -> tuple[list, np.ndarray
         with open_root(path) as handle:
             ttree = open_tree(handle, tree, path)
             n = int(ttree.num_entries)
-            if {"run", "event"} <= set(ttree.keys()):
-                ids = ttree.arrays(["run", "event"], library="np")
-                run, event = ids["run"].astype(np.int64), ids["event"].astype(np.int64)
+            if {run_name, event_name} <= set(ttree.keys()):
+                ids = ttree.arrays([run_name, event_name], library="np")
+                run, event = ids[run_name].astype(np.int64), ids[event_name].astype(np.int64)
             else:
                 run, event = np.zeros(n, np.int64), np.arange(n, dtype=np.int64)
         for entry, key in enumerate(zip(run.tolist(), event.tolist())):
@@ -134,9 +140,11 @@ def _reco_points(data, index: int):
 
 
 def build_gallery(data, input_files, n: int, plot_dir, *, tree: str = "tree",
+                  branches: dict | None = None,
                   progress: bool = False) -> tuple[list[GalleryItem], list[str]]:
     """Draw the ``n`` worst events per (series, observable) into ``plot_dir``; returns the
-    items in report order (series, observable, rank) and notes for the report."""
+    items in report order (series, observable, rank) and notes for the report. ``tree`` and
+    ``branches`` (``{canonical: name in file}``) describe the input files."""
     import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
@@ -144,7 +152,7 @@ def build_gallery(data, input_files, n: int, plot_dir, *, tree: str = "tree",
 
     if n < 1:
         raise UserError(f"--worst must be at least 1, got {n}")
-    files, where = input_index(data, input_files, tree=tree)
+    files, where = input_index(data, input_files, tree=tree, branches=branches)
     present = where[:, 0] >= 0
     notes = []
     if not present.any():
@@ -174,7 +182,7 @@ def build_gallery(data, input_files, n: int, plot_dir, *, tree: str = "tree",
     for item in tqdm(plan, desc="worst events", unit="event", disable=not progress):
         key = (item.input_file, item.entry)
         if key not in views:
-            views[key] = read_event(item.input_file, item.entry, tree=tree)
+            views[key] = read_event(item.input_file, item.entry, tree=tree, branches=branches)
         note = (f"worst {item.observable} of {item.series} #{item.rank + 1}: residual "
                 f"{item.residual:+.2f} {OBSERVABLES[item.observable][2]} (true "
                 f"{item.truth:.2f}, reco {item.reco:.2f} {OBSERVABLES[item.observable][3]})")

@@ -29,7 +29,7 @@ from scipy.optimize import nnls
 from xecreco.errors import UserError
 from xecreco.geometry import design_geometry, uvw_to_xyz
 from xecreco.io.reader import count_entries, iterate_batches, list_branches
-from xecreco.io.schema import DEFAULT_TREE
+from xecreco.io.schema import DEFAULT_TREE, BranchNames
 from xecreco.models.base import Status
 from xecreco.models.classical.calibration import ClassicalCalibration
 from xecreco.models.classical.pileup import fit_logistic, pileup_features
@@ -190,17 +190,19 @@ def fit_timing(resid: np.ndarray, dist: np.ndarray, log_npho: np.ndarray, is_mpp
     }
 
 
-def _check_truth(files, tree: str) -> list[str]:
+def _check_truth(files, tree: str, branches: dict | None = None) -> list[str]:
+    names = BranchNames.from_dict(branches)
     pileup = []
     for path in files:
         present = set(list_branches(path, tree))
-        missing = [b for b in REQUIRED_TRUTH if b not in present]
+        missing = [names.file_name(b) for b in REQUIRED_TRUTH
+                   if names.file_name(b) not in present]
         if missing:
             raise UserError(
                 f"'{path}' has no truth branches {missing}; calibrate needs a simulated sample "
-                "with truth (xecreco simulate)"
+                "with truth (xecreco simulate), or map them with --branch CANONICAL=NAME"
             )
-        pileup.append({"nPileup", "pileupEnergy"} <= present)
+        pileup.append({names.file_name("nPileup"), names.file_name("pileupEnergy")} <= present)
     return ["nPileup", "pileupEnergy"] if all(pileup) else []
 
 
@@ -215,14 +217,16 @@ def fit_calibration(
     progress: bool = True,
     source: str = "",
     pileup_files=None,
+    branches: dict | None = None,
 ) -> ClassicalCalibration:
     """Fit every calibration constant on simulated ``files`` (see module docstring).
 
     ``pileup_files``: a separate sample with pile-up truth for the ``pileup_prob`` regression
-    (default: ``files`` themselves when they carry pile-up truth).
+    (default: ``files`` themselves when they carry pile-up truth). ``branches``: ``{canonical:
+    name in file}`` for files (and pile-up files) with other branch names.
     """
     files = [files] if isinstance(files, str) else list(files)
-    pileup_truth = _check_truth(files, tree)
+    pileup_truth = _check_truth(files, tree, branches)
     total = count_entries(files, tree)
     stop = total if max_events is None else min(total, int(max_events))
     if stop < MIN_PER_BIN:
@@ -238,8 +242,8 @@ def fit_calibration(
     collected = {k: [] for k in ("uvw_fit", "ok", "sums", "energy", "uvw_true", "vertex")}
     t_resid, t_dist, t_logn, t_mppc = [], [], [], []
     done = 0
-    for batch in iterate_batches(files, tree=tree, truth=truth_names, step_events=step_events,
-                                 entry_stop=stop):
+    for batch in iterate_batches(files, tree=tree, branches=branches, truth=truth_names,
+                                 step_events=step_events, entry_stop=stop):
         st = reco.stages(batch, correct=False)
         ok = st.status == Status.OK
         collected["uvw_fit"].append(st.uvw_fit)
@@ -288,8 +292,8 @@ def fit_calibration(
     # pass 2: the full reconstruction with the new constants
     reco2 = ClassicalReconstructor(calibration=calibration)
     dt = []
-    for batch in iterate_batches(files, tree=tree, truth=truth_names, step_events=step_events,
-                                 entry_stop=stop):
+    for batch in iterate_batches(files, tree=tree, branches=branches, truth=truth_names,
+                                 step_events=step_events, entry_stop=stop):
         out = reco2.reconstruct(batch)
         good = out["status"] == Status.OK
         dt.append((out["time"].astype(float) - np.asarray(batch.truth["timeTruth"], float))[good])
@@ -298,7 +302,7 @@ def fit_calibration(
     pileup_sources = list(pileup_files or []) or (files if pileup_truth else [])
     if pileup_sources:
         coef = fit_pileup(pileup_sources, calibration, tree=tree, step_events=step_events,
-                          max_events=max_events)
+                          max_events=max_events, branches=branches)
         if coef is not None:
             calibration = replace(calibration, pileup_coef=coef)
     return replace(calibration, source=source or f"xecreco calibrate on {', '.join(files)} "
@@ -306,21 +310,23 @@ def fit_calibration(
 
 
 def fit_pileup(files, calibration: ClassicalCalibration, *, tree: str = DEFAULT_TREE,
-               step_events: int = 1000, max_events: int | None = None) -> list | None:
+               step_events: int = 1000, max_events: int | None = None,
+               branches: dict | None = None) -> list | None:
     """Logistic-regression coefficients of ``pileup_prob`` from a sample with pile-up truth.
 
     Label: pile-up photons with at least :data:`PILEUP_LABEL_GEV` in total. None when either
     class has fewer than :data:`MIN_PER_BIN` events.
     """
+    energy_name = BranchNames.from_dict(branches).file_name("pileupEnergy")
     for path in files:
         present = set(list_branches(path, tree))
-        if "pileupEnergy" not in present:
-            raise UserError(f"'{path}' has no 'pileupEnergy' branch; the pile-up sample needs "
+        if energy_name not in present:
+            raise UserError(f"'{path}' has no '{energy_name}' branch; the pile-up sample needs "
                             "pile-up truth (xecreco simulate --pileup-rate ...)")
     reco = ClassicalReconstructor(calibration=calibration)
     features, labels = [], []
-    for batch in iterate_batches(files, tree=tree, truth=["pileupEnergy"], step_events=step_events,
-                                 entry_stop=max_events):
+    for batch in iterate_batches(files, tree=tree, branches=branches, truth=["pileupEnergy"],
+                                 step_events=step_events, entry_stop=max_events):
         out = reco.reconstruct(batch)
         good = out["status"] == Status.OK
         energy = np.asarray([float(np.sum(e)) for e in batch.truth["pileupEnergy"]])
