@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from xecreco.errors import UserError
+from xecreco.io.paths import make_temp_dir, remove_stale_temps
 
 __all__ = ["explain", "DEFAULT_EVENTS", "DEFAULT_GRADIENT_EVENTS", "MIN_EVENTS",
            "REQUIRED_TRUTH"]
@@ -137,7 +137,8 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
             "Gradient × input, saliency maps and fusion attention need a differentiable "
             "network (the bundled 'default' regressor or a regressor checkpoint).")
     output_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".xecreco-explain-", dir=output_dir))
+    remove_stale_temps(output_dir / "index.html")  # left by a run that was killed
+    work = make_temp_dir(output_dir / "index.html")
     try:
         plot_dir = work / "plots"
         images: dict = {}
