@@ -4,7 +4,8 @@ Writes ``benchmarks/results.json`` (all records plus the machine) and ``benchmar
 (a markdown table), and refreshes the table in ``docs/performance.md`` between its markers.
 Usage: ``python benchmarks/run_all.py [--quick] [--only NAME ...]``. With ``--only`` the other
 benchmarks' records already in ``results.json`` are kept (each record carries the date it was
-measured), so one benchmark can be refreshed without rerunning all.
+measured), so one benchmark can be refreshed without rerunning all; e.g. ``--only baseline``
+reruns the side-by-side comparison with the build of 2026-11-27 (``bench_baseline.py``).
 """
 
 from __future__ import annotations
