@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from xecreco.cli.options import branch_names, input_options
+
 
 @click.command("display")
 @click.argument("file", type=click.Path(dir_okay=False))
@@ -17,11 +19,11 @@ import click
                    "is marked with its name.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="OUT.pdf (one page per entry) or OUT.png (several entries: OUT_<entry>.png).")
-@click.option("--tree", default="tree", show_default=True, help="Input tree name.")
+@input_options
 @click.option("--pred-tree", default="reco", show_default=True, help="Prediction tree name.")
 @click.option("--asbuilt", type=click.Path(dir_okay=False), default=None,
               help="Draw the sensors at the positions of an as-built sensor_directions.txt.")
-def command(file, entries, predictions, output, tree, pred_tree, asbuilt):
+def command(file, entries, predictions, output, tree, branch_items, pred_tree, asbuilt):
     """Draw events of FILE on the unrolled detector: npho (log scale) and sensor times, dead and
     invalid sensors, the true first interaction, pile-up photons and each reconstruction."""
     from xecreco.geometry import load_asbuilt
@@ -29,5 +31,6 @@ def command(file, entries, predictions, output, tree, pred_tree, asbuilt):
 
     geometry = load_asbuilt(asbuilt) if asbuilt else None
     for path in display_event(file, list(entries), predictions=list(predictions), out=output,
-                              tree=tree, pred_tree=pred_tree, geometry=geometry):
+                              tree=tree, pred_tree=pred_tree, geometry=geometry,
+                              branches=branch_names(branch_items)):
         click.echo(f"wrote {path}")

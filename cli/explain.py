@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import click
 
+from xecreco.cli.options import branch_names, input_options
+
 
 @click.command("explain")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -23,9 +25,9 @@ import click
               help="Events for the occlusion study (the first of the input; at least 50).")
 @click.option("--gradient-events", default=150, show_default=True, type=click.IntRange(min=1),
               help="Events for the gradients and the attention (the first of those).")
-@click.option("--tree", default="tree", show_default=True, help="Input tree name.")
+@input_options
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def command(inputs, reconstructor, output, events, gradient_events, tree, progress):
+def command(inputs, reconstructor, output, events, gradient_events, tree, branch_items, progress):
     """What a reconstruction looks at: per-face occlusion, gradient x input, saliency maps and
     fusion attention (the last three for neural regressors).
 
@@ -34,5 +36,6 @@ def command(inputs, reconstructor, output, events, gradient_events, tree, progre
     from xecreco.validation.explain import explain
 
     summary = explain(list(inputs), reconstructor, output, events=events,
-                      gradient_events=gradient_events, tree=tree, progress=progress)
+                      gradient_events=gradient_events, tree=tree,
+                      branches=branch_names(branch_items), progress=progress)
     click.echo(summary["outputs"]["index_html"])

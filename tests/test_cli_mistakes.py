@@ -9,6 +9,7 @@ silent wrong answer, never a destroyed input, never a half-written final file.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -269,15 +270,39 @@ def test_predict_with_renamed_branches_matches_canonical_input(files, tmp_path, 
                                       np.stack(tb[key]) if tb[key].dtype == object else tb[key])
 
 
-@pytest.mark.parametrize("command", ["predict", "inpaint", "inspect"])
+@pytest.mark.parametrize("command", ["predict", "inpaint", "inspect", "display"])
 def test_renamed_branches_without_mapping_name_the_option(command, files, tmp_path, capsys):
     argv = {"predict": ["predict", files["renamed"], "--tree", "T", "-o", tmp_path / "x.root",
                         "-r", "classical", "--no-progress"],
             "inpaint": ["inpaint", files["renamed"], "--tree", "T", "-o", tmp_path / "x.root",
                         "-m", "neighbour-average", "--no-progress"],
-            "inspect": ["inspect", files["renamed"], "--tree", "T"]}[command]
+            "inspect": ["inspect", files["renamed"], "--tree", "T"],
+            "display": ["display", files["renamed"], "--tree", "T", "--entry", "1",
+                        "-o", tmp_path / "x.png"]}[command]
     rc, err = run(argv, capsys)
     assert_one_line_error(rc, err, "'npho'", "--branch npho=")
+
+
+def test_explain_renamed_truth_without_mapping_is_one_line(files, tmp_path, capsys):
+    rc, err = run(["explain", files["renamed"], "--tree", "T", "-r", "classical",
+                   "-o", tmp_path / "ex", "--no-progress"], capsys)
+    assert_one_line_error(rc, err, "energyTruth")
+
+
+def test_display_and_explain_with_renamed_branches(files, tmp_path, capsys):
+    """display and explain read renamed branches through --tree/--branch like the canonical file."""
+    out = tmp_path / "ev.png"
+    rc, err = run(["display", files["renamed"], "--tree", "T", *BRANCH_ARGS, "--entry", "1",
+                   "-p", files["pred"], "-o", out], capsys)
+    assert rc == 0 and out.is_file(), err
+    results = {}
+    for name, argv in {"renamed": [files["renamed"], "--tree", "T", *BRANCH_ARGS],
+                       "canonical": [files["sim"]]}.items():
+        rc, err = run(["explain", *argv, "-r", "classical", "-o", tmp_path / name,
+                       "--events", "50", "--no-progress"], capsys)
+        assert rc == 0, err
+        results[name] = json.loads((tmp_path / name / "explain.json").read_text())["occlusion"]
+    assert results["renamed"] == results["canonical"]
 
 
 @pytest.mark.parametrize("command", ["predict", "inpaint", "inspect"])

@@ -32,7 +32,7 @@ MIN_EVENTS = 50
 REQUIRED_TRUTH = ("energyTruth", "uvwTruth", "timeTruth")
 
 
-def _load_events(files, tree: str, events: int):
+def _load_events(files, tree: str, events: int, branches=None):
     """The first ``events`` events of ``files`` with the required truth (UserError otherwise)."""
     from xecreco.io.reader import count_entries, iterate_batches, list_branches
 
@@ -42,7 +42,9 @@ def _load_events(files, tree: str, events: int):
     for path in files:
         if not Path(path).is_file():
             raise UserError(f"{path}: no such input file")
-        missing = [b for b in REQUIRED_TRUTH if b not in list_branches(path, tree)]
+        present = set(list_branches(path, tree))
+        missing = [b for b in REQUIRED_TRUTH
+                   if (branches.file_name(b) if branches is not None else b) not in present]
         if missing:
             raise UserError(f"{path}: tree '{tree}' has no truth branch {', '.join(missing)}; "
                             "explain measures resolutions and needs simulated input with truth "
@@ -51,7 +53,8 @@ def _load_events(files, tree: str, events: int):
     if total < MIN_EVENTS:
         raise UserError(f"{files[0]}: only {total} events in tree '{tree}'; explain needs at "
                         f"least {MIN_EVENTS} to measure resolutions: simulate more events")
-    batches = list(iterate_batches(files, tree=tree, truth=list(REQUIRED_TRUTH),
+    batches = list(iterate_batches(files, tree=tree, branches=branches,
+                                   truth=list(REQUIRED_TRUTH),
                                    entry_stop=min(total, int(events)), prefetch=False))
     from xecreco.io.batch import EventBatch
 
@@ -82,7 +85,7 @@ def _is_neural(reconstructor) -> bool:
 
 def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVENTS,
             gradient_events: int = DEFAULT_GRADIENT_EVENTS, tree: str = "tree",
-            progress: bool = True) -> dict:
+            branches=None, progress: bool = True) -> dict:
     """Write the explain page of ``reconstructor`` on simulated ``input_files`` to ``output_dir``.
 
     Args:
@@ -94,6 +97,8 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
         events: events for the occlusion study (the first ones of the input; at least
             :data:`MIN_EVENTS`).
         gradient_events: events for gradients and attention (the first of those).
+        branches: :class:`~xecreco.io.schema.BranchNames` for files whose branches are named
+            differently (None: the canonical names).
         progress: print one line per step to stderr.
     Returns:
         The summary written to ``explain.json``: ``occlusion``, and for neural reconstructions
@@ -121,7 +126,7 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: exists and is not a folder; give a folder for the page")
     files = [input_files] if isinstance(input_files, (str, Path)) else list(input_files)
-    batch = _load_events(files, tree, events)
+    batch = _load_events(files, tree, events, branches)
     if len(batch) < MIN_EVENTS:
         raise UserError(f"{files[0]}: only {len(batch)} events could be read; explain needs at "
                         f"least {MIN_EVENTS}")
