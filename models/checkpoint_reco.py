@@ -329,9 +329,8 @@ class CheckpointReconstructor:
         for member in self.members:
             key = member.normalization  # frozen dataclass: members with equal specs share features
             if key not in features_cache:
-                features_cache[key] = (member.normalization.features(batch),
-                                       np.asarray(member.normalization.time_reference_ns(batch),
-                                                  dtype=np.float64))
+                features, time_ref = member.normalization.features_and_reference(batch)
+                features_cache[key] = (features, np.asarray(time_ref, dtype=np.float64))
             features, time_ref = features_cache[key]
             raw = self._forward(member, features, batch.vertex)
             per_member.append(self._physical(member, raw, time_ref, batch.vertex))
