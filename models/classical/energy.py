@@ -120,3 +120,19 @@ def energy_from_sums(sums: np.ndarray, w_cm: np.ndarray, calibration: ClassicalC
     weighted = sums @ np.asarray(calibration.group_weights, float)
     scale = interp_table(w_cm, calibration.energy_table_cm, calibration.energy_scale)
     return weighted * scale
+
+
+def exclude_pileup_light(
+    npho: np.ndarray, cluster_mask: np.ndarray, expected: np.ndarray
+) -> np.ndarray:
+    """(N, 4760) photons with the inner sensors of pile-up clusters set to the signal model.
+
+    ``cluster_mask`` (N, 4092) bool from
+    :func:`~xecreco.models.classical.pileup.pileup_cluster_mask`,
+    ``expected`` (N, 4092) the signal light model S Omega_i (photons) on the inner MPPCs; the
+    light of a separated pile-up cluster is so left out of the photon sums.
+    """
+    out = np.array(npho, dtype=np.float64, copy=True)
+    n_inner = cluster_mask.shape[1]
+    out[:, :n_inner] = np.where(cluster_mask, expected, out[:, :n_inner])
+    return out

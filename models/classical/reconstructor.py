@@ -4,7 +4,8 @@ Steps per batch (all vectorised over events):
 1. seed at the brightest 3 x 3 inner patch, photon-weighted mean (u, v);
 2. local solid-angle fit (LSAF) of (S, u, v, w) on the inner MPPCs around the seed
    (:mod:`.position`), then depth-dependent corrections to the first-interaction point;
-3. dead-channel recovery and the weighted photon sum -> energy (:mod:`.energy`);
+3. dead-channel recovery, separated inner-face pile-up clusters replaced by the signal light
+   model (:mod:`.pileup`), and the weighted photon sum -> energy (:mod:`.energy`);
 4. propagation- and walk-corrected sensor times combined with outlier rejection, minus the time
    of flight from the vertex (:mod:`.timing`);
 5. emission angles from the vertex (``xyzVTX`` when known, else the target centre) to the
@@ -33,8 +34,18 @@ from xecreco.models.classical.calibration import (
     default_calibration,
     load_calibration,
 )
-from xecreco.models.classical.energy import energy_from_sums, group_sums, recover_dead
-from xecreco.models.classical.pileup import pileup_probability, second_cluster_ratio
+from xecreco.models.classical.energy import (
+    energy_from_sums,
+    exclude_pileup_light,
+    group_sums,
+    recover_dead,
+)
+from xecreco.models.classical.pileup import (
+    pileup_cluster_mask,
+    pileup_probability,
+    second_cluster_ratio,
+    signal_light_model,
+)
 from xecreco.models.classical.position import (
     correct_position,
     find_seed,
@@ -48,8 +59,9 @@ from xecreco.models.classical.timing import combine_times
 
 OUTPUTS = ("energy", "u", "v", "w", "x", "y", "z", "time", "theta", "phi", "pileup_prob")
 #: Extra per-event values returned by ``reconstruct`` (not written by predict): the pile-up
-#: features (second-cluster ratio, timing chi2/ndf), used by the calibration fit.
-DIAGNOSTICS = ("diag_pileup_ratio", "diag_time_chi2_ndf")
+#: features (second-cluster ratio, timing chi2/ndf), used by the calibration fit, and the number
+#: of inner sensors left out of the energy as separated pile-up clusters.
+DIAGNOSTICS = ("diag_pileup_ratio", "diag_time_chi2_ndf", "diag_pileup_sensors")
 #: Environment variable naming a calibration JSON for ``classical`` (e.g. under ``xecreco predict``).
 CALIBRATION_ENV = "XECRECO_CLASSICAL_CALIBRATION"
 #: Light-centroid depth (cm) assumed when the position fit fails (weighted-mean u, v are kept).
@@ -66,8 +78,10 @@ class ClassicalStages:
     uvw_fit: np.ndarray  # (N, 3) LSAF point, cm
     uvw: np.ndarray  # (N, 3) corrected first-interaction point, cm
     fit_ok: np.ndarray  # (N,) bool
-    sums: np.ndarray  # (N, 7) photon sums per sensor group after dead-channel recovery
-    npho_recovered: np.ndarray  # (N, 4760) photons after recovery
+    sums: np.ndarray  # (N, 7) photon sums per sensor group after dead-channel recovery and
+    #                   pile-up cluster exclusion
+    npho_recovered: np.ndarray  # (N, 4760) photons after recovery (pile-up light kept)
+    pileup_sensors: np.ndarray  # (N,) inner sensors left out as separated pile-up clusters
 
 
 class ClassicalReconstructor:
@@ -114,6 +128,7 @@ class ClassicalReconstructor:
         status[little] = int(Status.TOO_LITTLE_LIGHT)
 
         uvw_fit = np.full((n_events, 3), FILL_VALUE)
+        scale = np.zeros(n_events)
         fit_ok = np.zeros(n_events, dtype=bool)
         todo = np.flatnonzero(status == Status.OK)
         if len(todo):
@@ -125,6 +140,7 @@ class ClassicalReconstructor:
             fitted = np.where(result.ok[:, None], result.uvw, fallback)
             uvw_fit[todo] = fitted
             fit_ok[todo] = result.ok
+            scale[todo] = result.scale
             status[todo[~result.ok]] = int(Status.FIT_FAILED)
         has_point = np.isin(np.arange(n_events), todo)
         uvw = uvw_fit.copy()
@@ -134,10 +150,19 @@ class ClassicalReconstructor:
         if has_point.any():
             light_xyz[has_point] = uvw_to_xyz(uvw_fit[has_point])
         recovered = recover_dead(npho, valid, light_xyz, has_point, cal)
-        sums = group_sums(recovered)
+        for_energy = recovered
+        pileup_sensors = np.zeros(n_events, dtype=np.int64)
+        fitted_rows = np.flatnonzero(fit_ok)
+        if len(fitted_rows):
+            expected = signal_light_model(uvw_fit[fitted_rows], scale[fitted_rows])
+            mask = pileup_cluster_mask(recovered[fitted_rows], expected, uvw_fit[fitted_rows, :2])
+            pileup_sensors[fitted_rows] = mask.sum(axis=1)
+            for_energy = recovered.copy()
+            for_energy[fitted_rows] = exclude_pileup_light(recovered[fitted_rows], mask, expected)
+        sums = group_sums(for_energy)
         return ClassicalStages(
             status=status, uvw_fit=uvw_fit, uvw=uvw, fit_ok=fit_ok, sums=sums,
-            npho_recovered=recovered,
+            npho_recovered=recovered, pileup_sensors=pileup_sensors,
         )
 
     def reconstruct(self, batch: EventBatch) -> dict[str, np.ndarray]:
@@ -166,6 +191,7 @@ class ClassicalReconstructor:
         w_for_energy = np.where(has_point, st.uvw[:, 2], 0.0)
         energy = energy_from_sums(st.sums, w_for_energy, cal)
         out["energy"] = np.where(no_light, FILL_VALUE, energy)
+        out["diag_pileup_sensors"] = st.pileup_sensors.astype(np.float64)
 
         if has_point.any():
             idx = np.flatnonzero(has_point)
