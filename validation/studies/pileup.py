@@ -19,6 +19,8 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
+from xecreco.sim.config import SimConfig
+from xecreco.sim.gate import in_time_fraction
 from xecreco.validation import plots
 from xecreco.validation.estimators import robust_widths, sigma68
 from xecreco.validation.studies.base import Context, StudyResult, Table, edges_from, fmt, pair
@@ -29,6 +31,12 @@ REQUIRES = ("nPileup",)
 TAIL_SIGMAS = 3.0
 N_BINS = 6
 MIN_BIN_ENTRIES = 30
+#: events whose in-gate pile-up energy reaches this (MeV) are the positives of the ROC.
+PILEUP_MIN_MEV = 5.0
+#: fake rate of the working point at which efficiencies are scanned.
+FAKE_RATE = 0.05
+#: one-sided high tail: E/E_true - 1 above this (%).
+HIGH_TAIL_PERCENT = 3.0
 
 
 def roc_curve(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -56,19 +64,75 @@ def _tail(r: np.ndarray, center: float, width: float) -> dict:
     return pair(f, np.sqrt(max(f * (1 - f), 1.0 / n) / n))
 
 
-def _per_event(data) -> tuple[np.ndarray, np.ndarray] | None:
-    """(summed pile-up energy MeV, time separation ns of the leading pile-up photon) or None."""
-    if data.missing("pileupEnergy", "pileupTime", "timeTruth"):
+def in_gate_energy_mev(data) -> np.ndarray | None:
+    """(N, k) jagged pile-up photon energies (MeV) as seen in the readout gate, or None.
+
+    ``pileupEnergy`` x ``pileupGateFraction`` / f(0) when the gate fraction is in the file (f(0)
+    of the default gate, docs/simulation.md), else ``pileupEnergy`` (the whole light counts)."""
+    if data.missing("pileupEnergy"):
         return None
-    pe = data.truth["pileupEnergy"]
-    pt = data.truth["pileupTime"]
-    pe = pe if isinstance(pe, ak.Array) else ak.Array(pe)
-    pt = pt if isinstance(pt, ak.Array) else ak.Array(pt)
-    total = ak.to_numpy(ak.fill_none(ak.sum(pe, axis=1), 0.0)).astype(np.float64) * 1000.0
+    pe = ak.Array(data.truth["pileupEnergy"]) * 1000.0
+    if "pileupGateFraction" in data.truth:
+        pe = pe * ak.Array(data.truth["pileupGateFraction"]) / in_time_fraction(SimConfig())
+    return pe
+
+
+def _per_event(data) -> dict | None:
+    """Per event: summed in-gate pile-up energy (MeV), and for its most energetic (in the gate)
+    pile-up photon the time separation (ns) and the (u, v) distance from the signal (cm; NaN
+    without ``pileupU/V`` and ``uvwTruth``). None without energies, times or ``timeTruth``."""
+    pe = in_gate_energy_mev(data)
+    if pe is None or data.missing("pileupTime", "timeTruth"):
+        return None
     lead = ak.argmax(pe, axis=1, keepdims=True)
-    tlead = ak.to_numpy(ak.fill_none(ak.firsts(pt[lead]), np.nan)).astype(np.float64)
-    sep = np.abs(tlead - np.asarray(data.truth["timeTruth"], dtype=np.float64))
-    return total, sep
+
+    def leading(name):
+        return ak.to_numpy(ak.fill_none(ak.firsts(ak.Array(data.truth[name])[lead]), np.nan)
+                           ).astype(np.float64)
+
+    total = ak.to_numpy(ak.fill_none(ak.sum(pe, axis=1), 0.0)).astype(np.float64)
+    sep = np.abs(leading("pileupTime") - np.asarray(data.truth["timeTruth"], dtype=np.float64))
+    dist = np.full(total.size, np.nan)
+    if not data.missing("pileupU", "pileupV", "uvwTruth"):
+        uvw = np.asarray(data.truth["uvwTruth"], dtype=np.float64)
+        dist = np.hypot(leading("pileupU") - uvw[:, 0], leading("pileupV") - uvw[:, 1])
+    return {"energy": total, "time": sep, "distance": dist}
+
+
+def efficiency_at_fake(score: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+                       fake: float = 0.05) -> tuple[float, float]:
+    """(threshold, efficiency): the score threshold that accepts at most ``fake`` of the
+    ``negative`` events (score > threshold) and the fraction of ``positive`` events above it."""
+    thr = float(np.quantile(score[negative], 1.0 - fake, method="higher"))
+    return thr, float(np.mean(score[positive] > thr))
+
+
+def _binned_efficiency(coord, passed, sel, edges) -> list:
+    idx = np.digitize(coord, edges) - 1
+    bins = []
+    for b in range(edges.size - 1):
+        p = passed[sel & (idx == b)]
+        n = p.size
+        eff = float(p.mean()) if n else None
+        err = float(np.sqrt(max(eff * (1 - eff), 1.0 / n) / n)) if n else None
+        bins.append({"center": float(0.5 * (edges[b] + edges[b + 1])), "low": float(edges[b]),
+                     "high": float(edges[b + 1]), "n": int(n),
+                     "status": "ok" if n else "empty", "efficiency": pair(eff, err)})
+    return bins
+
+
+def _high_tail(r: np.ndarray) -> dict:
+    """Fraction of relative residuals (%) above +HIGH_TAIL_PERCENT, binomial error."""
+    n = r.size
+    if n == 0:
+        return pair(None, None)
+    f = float(np.mean(r > HIGH_TAIL_PERCENT))
+    return pair(f, float(np.sqrt(max(f * (1 - f), 1.0 / n) / n)))
+
+
+def _s68(r, ctx) -> dict:
+    e = sigma68(r, min_entries=MIN_BIN_ENTRIES, replicas=ctx.bootstrap_replicas)
+    return pair(e.value, e.error)
 
 
 def run(data, ctx: Context) -> StudyResult:
@@ -94,7 +158,7 @@ def run(data, ctx: Context) -> StudyResult:
     if "energyTruth" not in data.truth:
         res.notes.append("energyTruth absent: no energy resolution vs pile-up")
     if energy_series and per_event is not None:
-        total, sep = per_event
+        total, sep = per_event["energy"], per_event["time"]
         e_true = np.asarray(data.truth["energyTruth"], dtype=np.float64) * 1000.0
         fig, axes = plots.figure(2, 2)
         scans = [("pileup_energy_MeV", total, edges_from(total[has], N_BINS),
@@ -116,6 +180,11 @@ def run(data, ctx: Context) -> StudyResult:
                                  "tail_fraction": ref_tail, "n": int((ok & ~has).sum())}
             summ["with_pileup"] = {"sigma68_percent": pair(s68_pu.value, s68_pu.error),
                                    "tail_fraction": all_tail, "n": int((ok & has).sum())}
+            big = ok & (total >= PILEUP_MIN_MEV)
+            summ[f"pileup_ge_{PILEUP_MIN_MEV:g}MeV"] = {
+                "sigma68_percent": _s68(r[big], ctx), "high_tail_fraction": _high_tail(r[big]),
+                "n": int(big.sum())}
+            summ["no_pileup"]["high_tail_fraction"] = _high_tail(r[ok & ~has])
             rows.append([s.name, fmt(width, ref["sigma68"].error), fmt(s68_pu.value, s68_pu.error),
                          fmt(ref_tail["value"], ref_tail["error"]),
                          fmt(all_tail["value"], all_tail["error"])])
@@ -132,7 +201,8 @@ def run(data, ctx: Context) -> StudyResult:
                                  "n": int(rb.size),
                                  "status": "ok" if s68.value is not None else "empty",
                                  "sigma68": pair(s68.value, s68.error),
-                                 "tail_fraction": _tail(rb, center, width)})
+                                 "tail_fraction": _tail(rb, center, width),
+                                 "high_tail_fraction": _high_tail(rb)})
                 summ[f"vs_{key}"] = bins
                 scan_bins[j].append((s.name, bins, width, i))
         for j, (key, coord, edges, label) in enumerate(scans):
@@ -152,36 +222,68 @@ def run(data, ctx: Context) -> StudyResult:
         ))
 
     curves, roc_rows = [], []
+    if per_event is not None:
+        positive = per_event["energy"] >= PILEUP_MIN_MEV
+        pos_text = f"in-gate pile-up energy ≥ {PILEUP_MIN_MEV:g} MeV"
+    else:
+        positive = has
+        pos_text = "nPileup > 0"
+    eff_groups: dict = {}
     for s in data.series:
         key = "pileup_prob" if s.has("pileup_prob") else ("npileup" if s.has("npileup") else None)
         if key is None:
             continue
         ok = s.ok(key)
-        if not (has[ok].any() and (~has[ok]).any()):
+        pos, neg = ok & positive, ok & ~has
+        if not (pos.any() and neg.any()):
             res.notes.append(f"{s.name}: both classes are needed for a ROC curve")
             continue
-        score = s.values[key][ok]
-        fake, eff, auc = roc_curve(score, has[ok])
+        score = s.values[key]
+        both = pos | neg
+        fake, eff, auc = roc_curve(score[both], positive[both])
         wp = score >= 0.5
-        eff_wp = float(np.mean(wp[has[ok]]))
-        fake_wp = float(np.mean(wp[~has[ok]]))
+        eff_wp = float(np.mean(wp[pos]))
+        fake_wp = float(np.mean(wp[neg]))
         at1 = float(np.interp(0.01, fake, eff))
-        at5 = float(np.interp(0.05, fake, eff))
-        res.summary.setdefault(s.name, {})["identification"] = {
-            "score": f"{s.reco}_{key}", "auc": auc, "efficiency_at_fake_1pct": at1,
-            "efficiency_at_fake_5pct": at5, "working_point": {"threshold": 0.5,
-                                                              "efficiency": eff_wp,
-                                                              "fake_rate": fake_wp},
+        thr, at5 = efficiency_at_fake(score, pos, neg, FAKE_RATE)
+        ident = {
+            "score": f"{s.reco}_{key}", "positives": pos_text, "n_positive": int(pos.sum()),
+            "n_negative": int(neg.sum()), "auc": auc, "efficiency_at_fake_1pct": at1,
+            "efficiency_at_fake_5pct": at5, "threshold_at_fake_5pct": thr,
+            "fake_rate_at_threshold": float(np.mean(score[neg] > thr)),
+            "working_point": {"threshold": 0.5, "efficiency": eff_wp, "fake_rate": fake_wp},
         }
+        if per_event is not None:
+            passed = score > thr
+            anyp = ok & has & (per_event["energy"] > 0)
+            scans = {"energy_MeV": (per_event["energy"], anyp,
+                                    edges_from(per_event["energy"][anyp], N_BINS, lo=0.0)),
+                     "time_separation_ns": (per_event["time"], pos,
+                                            edges_from(per_event["time"][pos], N_BINS, lo=0.0))}
+            if np.isfinite(per_event["distance"]).any():
+                d = per_event["distance"]
+                scans["distance_cm"] = (d, pos & np.isfinite(d),
+                                        edges_from(d[pos & np.isfinite(d)], N_BINS, lo=0.0))
+            for name, (coord, sel, edges) in scans.items():
+                bins = _binned_efficiency(coord, passed, sel, edges)
+                ident[f"efficiency_at_fake_5pct_vs_{name}"] = bins
+                eff_groups.setdefault(name, []).append((s.name, bins))
+        res.summary.setdefault(s.name, {})["identification"] = ident
         roc_rows.append([s.name, key, f"{auc:.4f}", f"{at1:.3f}", f"{at5:.3f}",
                          f"{eff_wp:.3f} / {fake_wp:.3f}"])
         step = max(1, fake.size // 2000)
         curves.append((s.name, fake[::step], eff[::step], auc))
+    if eff_groups:
+        fig, axes = plots.figure(1, len(eff_groups))
+        for j, (name, group) in enumerate(eff_groups.items()):
+            plots.binned_graph(axes[0, j], group, name.replace("_", " "), "efficiency @ 5% fake",
+                               key="efficiency")
+        res.figures.append(plots.save(fig, ctx, "pileup_efficiency"))
     if curves:
         fig, axes = plots.figure(1, 1)
         plots.roc_curves(axes[0, 0], curves)
         res.figures.append(plots.save(fig, ctx, "pileup_roc"))
-        res.tables.append(Table("Pile-up identification (events with nPileup > 0 as signal)",
+        res.tables.append(Table(f"Pile-up identification ({pos_text} vs no pile-up)",
                                 ["reconstruction", "score", "AUC", "eff. @ 1% fake",
                                  "eff. @ 5% fake", "eff. / fake at score ≥ 0.5"], roc_rows))
     else:
