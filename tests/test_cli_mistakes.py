@@ -198,7 +198,11 @@ def test_failed_train_leaves_no_run_folder(mistake, files, tmp_path, capsys):
     run_dir = tmp_path / "runs" / "r1"
     rc, err = run(["train", files["config"], *mistake, "-o", run_dir], capsys)
     assert_one_line_error(rc, err)
-    assert not run_dir.exists()
+    assert not (tmp_path / "runs").exists()  # nor the parent folder the run made for it
+    (tmp_path / "runs" / "other").mkdir(parents=True)
+    rc, err = run(["train", files["config"], *mistake, "-o", run_dir], capsys)
+    assert rc == 2 and not run_dir.exists()
+    assert (tmp_path / "runs" / "other").is_dir()  # a parent that existed before stays
     existing = tmp_path / "mine"
     existing.mkdir()
     (existing / "notes.txt").write_text("keep me")

@@ -52,12 +52,12 @@ def train(config, overrides=(), run_dir=None, resume: bool = False, nproc: int =
                             "(every rank must use the same one)")
         run_dir = _default_run_dir(cfg)
     run_dir = Path(run_dir)
-    created = not run_dir.exists()
+    created = _first_missing(run_dir)
     try:
         return _run(cfg, run_dir, resume, nproc, task, source, callbacks)
     except BaseException:
-        if created:
-            _remove_if_unused(run_dir)
+        if created is not None:
+            _remove_if_unused(run_dir, created)
         raise
 
 
@@ -65,8 +65,20 @@ def train(config, overrides=(), run_dir=None, resume: bool = False, nproc: int =
 _KEEP = ("last.pt", "best.pt")
 
 
-def _remove_if_unused(run_dir: Path) -> None:
-    """Delete a run folder that a failed run created and that holds no checkpoint.
+def _first_missing(run_dir: Path) -> Path | None:
+    """The outermost folder of ``run_dir`` (itself or a parent, e.g. ``runs/``) that does not
+    exist yet, i.e. the first one the run will create; None when ``run_dir`` exists."""
+    if run_dir.exists():
+        return None
+    top = run_dir
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    return top
+
+
+def _remove_if_unused(run_dir: Path, created: Path) -> None:
+    """Delete a run folder that a failed run created and that holds no checkpoint, then the
+    parents up to ``created`` (the outermost folder the run made) that are left empty.
 
     Only the main process (RANK 0) removes it; folders that existed before the run are never
     passed here, so a failed run never deletes anything it did not create.
@@ -76,6 +88,13 @@ def _remove_if_unused(run_dir: Path) -> None:
     if any((run_dir / name).exists() for name in _KEEP):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
+    parent = run_dir
+    while parent != created:
+        parent = parent.parent
+        try:
+            parent.rmdir()  # only when empty: never removes another run's folder
+        except OSError:
+            return
 
 
 def _run(cfg: TrainConfig, run_dir: Path, resume: bool, nproc: int, task, source,
