@@ -70,3 +70,31 @@ def test_worker_errors_reach_the_caller():
         with pytest.raises(Exception) as info:
             list(workers.run(0, [(0, 0)]))
     assert not isinstance(info.value, WorkerError)
+
+
+def test_wire_messages_round_trip_and_refuse_what_is_not_data():
+    """Worker messages carry JSON and raw arrays only: round trip of plain and jagged arrays;
+    object arrays are refused; truncated or foreign bytes are WireError, never executed."""
+    import io
+
+    import awkward as ak
+
+    from xecreco.sim.wire import WireError, read_message, write_message
+
+    stream = io.BytesIO()
+    plain = np.arange(12, dtype=np.float32).reshape(3, 4)
+    jagged = ak.Array([[1.5], [], [2.5, 3.5]])
+    write_message(stream, {"kind": "ok", "stats": {"events": np.int64(3)}},
+                  {"npho": plain, "pileupTime": jagged})
+    whole = stream.getvalue()
+    header, arrays = read_message(io.BytesIO(whole))
+    assert header == {"kind": "ok", "stats": {"events": 3}}
+    assert np.array_equal(arrays["npho"], plain) and arrays["npho"].dtype == np.float32
+    assert arrays["pileupTime"].tolist() == [[1.5], [], [2.5, 3.5]]
+    with pytest.raises(TypeError, match="object dtype"):
+        write_message(io.BytesIO(), {"kind": "ok"}, {"bad": np.array([object()])})
+    with pytest.raises(EOFError):
+        read_message(io.BytesIO(b""))
+    for broken in (whole[:5], whole[:40], whole[:-3], b"\x08" + b"\x00" * 7 + b"garbage!"):
+        with pytest.raises(WireError):
+            read_message(io.BytesIO(broken))

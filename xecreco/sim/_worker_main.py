@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 
 
@@ -13,27 +12,30 @@ def main() -> int:
     source = sys.stdin.buffer
     sink = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the pipe
+    from xecreco.errors import UserError
     from xecreco.sim.config import SimConfig
     from xecreco.sim.runner import _detector, simulate_chunk
+    from xecreco.sim.wire import read_message, write_message
 
     detector, config = None, None
     while True:
         try:
-            message = pickle.load(source)
+            header, arrays = read_message(source)
         except EOFError:
             return 0
-        if message is None:
+        if header["kind"] == "stop":
             return 0
         try:
-            if message[0] == "init":
-                config = SimConfig.from_dict(message[1])
-                detector = _detector(config, message[2])
+            if header["kind"] == "init":
+                config = SimConfig.from_dict(header["config"])
+                detector = _detector(config, arrays["dead"])
                 continue
-            _, size, seed, first = message
-            reply = ("ok", simulate_chunk(size, config, seed, first, detector=detector))
+            branches, stats = simulate_chunk(header["size"], config, header["seed"],
+                                             header["first"], detector=detector)
+            write_message(sink, {"kind": "ok", "stats": stats}, branches)
         except Exception as exc:  # sent to the parent, which raises it
-            reply = ("error", exc)
-        pickle.dump(reply, sink, protocol=pickle.HIGHEST_PROTOCOL)
+            write_message(sink, {"kind": "error", "user_error": isinstance(exc, UserError),
+                                 "error_type": type(exc).__name__, "message": str(exc)})
         sink.flush()
 
 

@@ -6,16 +6,17 @@ fails without an ``if __name__ == "__main__":`` guard and, from stdin, restarted
 forever), and it inherits no threads or locks from the caller (``fork`` after torch or OpenMP
 started can deadlock). A worker that fails stops the whole run once, with its error.
 
-Protocol (pickles on the worker's stdin / stdout): first ``("init", config_dict, dead)``, then
-``("chunk", size, seed, first_event)`` per chunk, answered by ``("ok", (branches, stats))`` or
-``("error", exception)``; ``None`` or end of input ends the worker. Chunk i goes to worker
+Protocol (:mod:`xecreco.sim.wire` messages on the worker's stdin / stdout, no pickle): first
+``init`` (the config as a dict, the dead mask as an array), then ``chunk`` (size, seed, first
+event) per chunk, answered by ``ok`` (stats in the header, the branches as arrays) or ``error``
+(the message; a UserError stays a UserError); ``stop`` or end of input ends the worker. Chunk i goes to worker
 i mod N and results are read in chunk order, so the output never depends on N.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import numpy as np
 
 from xecreco.errors import UserError
 from xecreco.sim.config import SimConfig
+from xecreco.sim.wire import WireError, read_message, write_message
 
 #: the directory holding the xecreco package, put first on the workers' PYTHONPATH
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -32,6 +34,18 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 class WorkerError(RuntimeError):
     """A worker process died or sent something unreadable."""
+
+
+def _worker_exception(header: dict) -> Exception:
+    """The exception a worker reported: a UserError or built-in exception type is raised as
+    itself (by name, from the builtins only); any other type as a RuntimeError naming it."""
+    message = header["message"]
+    if header["user_error"]:
+        return UserError(message)
+    kind = getattr(builtins, str(header["error_type"]), None)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        return kind(message)
+    return RuntimeError(f"{header['error_type']}: {message}")
 
 
 class _Worker:
@@ -48,21 +62,22 @@ class _Worker:
             [sys.executable, "-m", "xecreco.sim._worker_main"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.log, env=env)
 
-    def send(self, message) -> None:
+    def send(self, header: dict, arrays: dict | None = None) -> None:
         try:
-            pickle.dump(message, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            write_message(self.process.stdin, header, arrays)
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died() from None
 
-    def receive(self):
+    def receive(self) -> tuple[dict, dict]:
+        """The next chunk's ``(branches, stats)``; the worker's error is raised here."""
         try:
-            kind, payload = pickle.load(self.process.stdout)
-        except (EOFError, pickle.UnpicklingError, OSError, ValueError):
+            header, arrays = read_message(self.process.stdout)
+        except (EOFError, WireError, OSError):
             raise self._died() from None
-        if kind == "error":
-            raise payload
-        return payload
+        if header["kind"] == "error":
+            raise _worker_exception(header)
+        return arrays, header["stats"]
 
     def _died(self) -> WorkerError:
         code = self.process.wait()
@@ -79,7 +94,7 @@ class _Worker:
                 proc.kill()
             else:
                 try:
-                    pickle.dump(None, proc.stdin)
+                    write_message(proc.stdin, {"kind": "stop"})
                     proc.stdin.close()
                 except OSError:
                     proc.kill()
@@ -108,7 +123,8 @@ class ChunkWorkers:
             for index in range(jobs):
                 worker = _Worker(index)
                 self.workers.append(worker)
-                worker.send(("init", config.to_dict(), np.asarray(dead, dtype=bool)))
+                worker.send({"kind": "init", "config": config.to_dict()},
+                            {"dead": np.asarray(dead, dtype=bool)})
         except BaseException:
             self.close(kill=True)
             raise
@@ -118,13 +134,13 @@ class ChunkWorkers:
         n = len(self.workers)
         chunks = list(chunks)
         for i, (size, first) in enumerate(chunks[:n]):
-            self.workers[i].send(("chunk", size, seed, first))
+            self.workers[i].send({"kind": "chunk", "size": size, "seed": seed, "first": first})
         for i in range(len(chunks)):
             worker = self.workers[i % n]
             result = worker.receive()
             if i + n < len(chunks):
                 size, first = chunks[i + n]
-                worker.send(("chunk", size, seed, first))
+                worker.send({"kind": "chunk", "size": size, "seed": seed, "first": first})
             yield result
 
     def close(self, kill: bool = False) -> None:
