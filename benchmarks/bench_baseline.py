@@ -138,7 +138,7 @@ def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int =
     from xecreco.models.flops import flops_per_event
     from xecreco.models.regressor import build_model
 
-    from xecreco.models.blocks.acceleration import autocast, compile_module
+    from xecreco.train.acceleration import autocast, compile_module
 
     model = bundled.bundled_regressor().members[0].model
     x, v = torch.rand(batch_infer, 4760, 2), torch.zeros(batch_infer, 3)
@@ -212,7 +212,7 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
             shutil.rmtree(work, ignore_errors=True)
     import torch
 
-    from xecreco.models.blocks.acceleration import cpu_has_native_bf16
+    from xecreco.train.acceleration import cpu_has_native_bf16
 
     def best(runs, key="events_per_s"):
         return max(r[key] for r in runs)

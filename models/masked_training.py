@@ -92,8 +92,7 @@ class MaskedLoss(nn.Module):
         return loss, {"npho": float(npho.detach()), "time": float(time.detach())}
 
 
-def _eval_batch(model, batch, source) -> dict:
-    outputs = model(batch["features"])
+def _eval_batch(outputs, batch, source) -> dict:
     spec = source.spec
     pred = outputs["sensors"].float().cpu().numpy()
     target = outputs["target"].float().cpu().numpy()

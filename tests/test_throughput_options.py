@@ -10,8 +10,8 @@ from torch import nn
 
 from _reference_events import reference_batch
 from xecreco.models import bundled
-from xecreco.models.blocks import acceleration
-from xecreco.models.blocks.acceleration import autocast, compile_module, cpu_has_native_bf16
+from xecreco.train import acceleration
+from xecreco.train.acceleration import autocast, compile_module, cpu_has_native_bf16
 
 torch.set_num_threads(1)
 

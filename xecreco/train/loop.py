@@ -49,22 +49,6 @@ class _TrainModule(nn.Module):
         return self.loss(model_outputs(self.model, batch), batch)
 
 
-class _Replay:
-    """Stands in for the model in ``TaskSpec.eval_batch`` during validation: calling it returns
-    the outputs the loop already computed for this batch with :func:`model_outputs` (vertex
-    included for vertex-aware models), so each validation batch runs the network once; every
-    other attribute is the model's."""
-
-    def __init__(self, model: nn.Module, outputs: dict):
-        self._model, self._outputs = model, outputs
-
-    def __call__(self, *args, **kwargs) -> dict:
-        return self._outputs
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     want = cfg.run.device
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
@@ -278,7 +262,7 @@ class _Trainer:
         else:
             self.wrapped = self.module
         if cfg.run.compile:
-            from xecreco.models.blocks.acceleration import compile_module
+            from xecreco.train.acceleration import compile_module
 
             self.wrapped = compile_module(self.wrapped)
 
@@ -374,8 +358,7 @@ class _Trainer:
             n = len(batch["features"])
             loss_sum += float(loss) * n
             n_events += n
-            replay = _Replay(model, outputs)  # the task's metrics reuse this one forward pass
-            for key, value in self.task.eval_batch(replay, batch, self.source).items():
+            for key, value in self.task.eval_batch(outputs, batch, self.source).items():
                 collected.setdefault(key, []).append(value)
         self.model.train()
         parts = ddp.gather_objects(({k: np.concatenate(v) for k, v in collected.items()},

@@ -30,7 +30,9 @@ class TaskSpec:
         ``target_scaling``, ``steps_per_epoch(world)``, ``train_batches(epoch, rank, world)``,
         ``val_batches(rank, world)``, ``to_physical(name, values)``, ``affine(name)``).
     build_loss(cfg, source) -> nn.Module with ``(outputs, batch) -> (loss, {part: float})``.
-    eval_batch(model, batch, source) -> {key: numpy array} collected over validation.
+    eval_batch(outputs, batch, source) -> {key: numpy array} collected over validation;
+        ``outputs`` is the network's output dict for ``batch`` (the loop's one forward pass,
+        :func:`model_outputs`, vertex included for vertex-aware models).
     metrics(collected: {key: concatenated array}, cfg) -> {metric: float}.
     model_config(cfg) -> the complete model config dict stored in checkpoints (default: the
         config's ``{"preset": ..., **overrides}`` unchanged).
@@ -164,8 +166,7 @@ def regressor_loss(cfg, source):
                                      affine=affine, r_inner=R_INNER))
 
 
-def regressor_eval_batch(model, batch, source) -> dict:
-    outputs = model_outputs(model, batch)
+def regressor_eval_batch(outputs, batch, source) -> dict:
     out = {}
     for name, truth in batch["truth"].items():
         pred = outputs[name].float().cpu().numpy()
