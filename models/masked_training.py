@@ -24,6 +24,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import nn
 
+from xecreco.geometry.constants import N_SENSORS
 from xecreco.train.data import RootSource
 from xecreco.train.tasks import TaskSpec
 
@@ -33,11 +34,15 @@ __all__ = ["MaskedSource", "MaskedLoss", "masked_inputs", "make_task", "MIN_REL_
 MIN_REL_NPHO = 100.0
 
 
-def masked_inputs(spec, batch) -> np.ndarray:
-    """(N, 4760, 4) float32 network input: normalised [npho, time] and the validity flags."""
-    features = np.asarray(spec.features(batch), dtype=np.float32)
-    flags = np.stack([batch.valid_npho, batch.valid_time], axis=-1).astype(np.float32)
-    return np.concatenate([features, flags], axis=-1)
+def masked_inputs(spec, batch, out: np.ndarray | None = None) -> np.ndarray:
+    """(N, 4760, 4) float32 network input: normalised [npho, time] and the validity flags,
+    written into ``out`` when given (e.g. a slot of the training shuffle buffer)."""
+    if out is None:
+        out = np.empty((len(batch), N_SENSORS, 4), dtype=np.float32)
+    spec.features(batch, out=out[..., :2])
+    out[..., 2] = batch.valid_npho
+    out[..., 3] = batch.valid_time
+    return out
 
 
 class _MaskingEncoder:
@@ -49,11 +54,7 @@ class _MaskingEncoder:
     def encode(self, batch, keep_truth=False, energy_factor=None, features_out=None) -> dict:
         """``features_out`` (optional (N, 4760, 4) float32, a slot of the trainer's shuffle
         buffer) receives the inputs in place, as for the regressor's encoder."""
-        features = masked_inputs(self.spec, batch)
-        if features_out is not None:
-            features_out[...] = features
-            features = features_out
-        return {"features": features, "targets": {}}
+        return {"features": masked_inputs(self.spec, batch, out=features_out), "targets": {}}
 
 
 class MaskedSource(RootSource):
