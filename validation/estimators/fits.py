@@ -1,10 +1,9 @@
-"""Resolution estimators: Gaussian core fits, Gaussian with a low-side exponential tail, robust
-widths with bootstrap errors, and the calorimeter resolution fit.
+"""Fits of resolution distributions: a Gaussian core, a Gaussian with a low-side exponential
+tail (the MEG energy response), and the calorimeter resolution curve.
 
-Every estimator works in the units of its input (the studies pass MeV, mm, ps, mrad or percent)
-and returns a :class:`Estimate` (robust widths) or a :class:`FitResult` (fits). Both carry an
-explicit quality: a fit that cannot be trusted is reported with ``status == "failed"`` and no
-values, never as NaN.
+Every fit works in the units of its input (the studies pass MeV, mm, ps, mrad or percent) and
+returns a :class:`~xecreco.validation.estimators.results.FitResult` with an explicit quality: a
+fit that cannot be trusted is reported with ``status == "failed"`` and no values, never as NaN.
 
 Fits use iminuit (``Minuit(cost).migrad()``) with cost functions from :mod:`iminuit.cost`.
 Fit quality levels:
@@ -18,31 +17,30 @@ Fit quality levels:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 from iminuit import Minuit
 from iminuit.cost import ExtendedBinnedNLL, LeastSquares
 from scipy.special import ndtr, ndtri
 
+from xecreco.validation.estimators.results import FitResult, failed_fit
+from xecreco.validation.estimators.widths import (
+    ONE_SIGMA,
+    finite_values,
+    quantile_sorted,
+    sigma68_sorted,
+)
+
 __all__ = [
-    "Estimate",
-    "FitResult",
     "POOR_CHI2_NDOF",
     "FAILED_CHI2_NDOF",
     "MIN_FIT_ENTRIES",
-    "sigma68",
-    "sigma_eff",
-    "iqr",
-    "quantile",
-    "robust_widths",
     "gauss_core_fit",
     "gauss_exp_tail_fit",
     "gauss_exp_tail_pdf",
     "sample_gauss_exp_tail",
     "calorimeter_fit",
     "calorimeter_resolution",
-    "clean",
 ]
 
 #: chi2/ndof above which a converged fit is flagged ``poor``.
@@ -51,206 +49,6 @@ POOR_CHI2_NDOF = 3.0
 FAILED_CHI2_NDOF = 10.0
 #: fewer entries than this and a histogram fit is not attempted (``failed``).
 MIN_FIT_ENTRIES = 30
-#: fraction of a Gaussian within +-1 sigma.
-ONE_SIGMA = 0.6826894921370859
-#: bootstrap replicas of the robust widths.
-BOOTSTRAP_REPLICAS = 40
-#: above this many entries the bootstrap resamples a random subset and scales the error by
-#: sqrt(subset / n) (the widths are root-n consistent), so errors stay cheap for large samples.
-BOOTSTRAP_MAX_SAMPLE = 20000
-
-
-def clean(x) -> float | None:
-    """A float for JSON: NaN and inf become ``None``."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-@dataclass
-class Estimate:
-    """A value with its (bootstrap) error, in the units of the input; ``None`` when undefined."""
-
-    value: float | None
-    error: float | None
-    n: int
-
-    def to_dict(self) -> dict:
-        return {"value": clean(self.value), "error": clean(self.error), "n": int(self.n)}
-
-
-@dataclass
-class FitResult:
-    """Result of a histogram or graph fit.
-
-    Attributes:
-        model: name of the fitted model.
-        status: ``"ok"``, ``"poor"`` or ``"failed"`` (see module docstring).
-        values, errors: parameter name -> value / Hesse error (input units); empty when failed.
-        derived: name -> (value, error) for quantities computed from the parameters
-            (e.g. ``fwhm``); errors propagated with the covariance matrix.
-        chi2, ndof: goodness of fit (deviance for binned likelihood fits).
-        n: entries (or points) used.
-        message: why a fit failed or is poor; empty when ok.
-        curve: (x, y) of the fitted model in the histogram's units, for plotting (None if failed).
-    """
-
-    model: str
-    status: str
-    values: dict = field(default_factory=dict)
-    errors: dict = field(default_factory=dict)
-    derived: dict = field(default_factory=dict)
-    chi2: float | None = None
-    ndof: int | None = None
-    n: int = 0
-    message: str = ""
-    curve: tuple | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when values are available (status ``ok`` or ``poor``)."""
-        return self.status != "failed"
-
-    def get(self, name: str) -> tuple[float | None, float | None]:
-        """(value, error) of a parameter or derived quantity; (None, None) when failed."""
-        if not self.ok:
-            return None, None
-        if name in self.derived:
-            return self.derived[name]
-        return self.values.get(name), self.errors.get(name)
-
-    def to_dict(self) -> dict:
-        out = {
-            "model": self.model,
-            "status": self.status,
-            "n": int(self.n),
-            "chi2": clean(self.chi2),
-            "ndof": self.ndof,
-            "message": self.message,
-        }
-        if self.ok:
-            out["values"] = {k: clean(v) for k, v in self.values.items()}
-            out["errors"] = {k: clean(v) for k, v in self.errors.items()}
-            for k, (v, e) in self.derived.items():
-                out["values"][k] = clean(v)
-                out["errors"][k] = clean(e)
-        return out
-
-
-def _failed(model: str, n: int, message: str) -> FitResult:
-    return FitResult(model=model, status="failed", n=n, message=message)
-
-
-# --------------------------------------------------------------------------- robust widths
-
-
-def _finite(x) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).ravel()
-    return x[np.isfinite(x)]
-
-
-def _sigma68_sorted(s: np.ndarray) -> np.ndarray:
-    """Half the central 68.27% interval of each sorted row of ``s`` (..., n)."""
-    lo = (1.0 - ONE_SIGMA) / 2.0
-    return 0.5 * (_quantile_sorted(s, 1.0 - lo) - _quantile_sorted(s, lo))
-
-
-def _quantile_sorted(s: np.ndarray, q: float) -> np.ndarray:
-    """Linear-interpolated quantile ``q`` of each sorted row (numpy's default definition)."""
-    n = s.shape[-1]
-    pos = q * (n - 1)
-    i = int(math.floor(pos))
-    j = min(i + 1, n - 1)
-    f = pos - i
-    return s[..., i] * (1.0 - f) + s[..., j] * f
-
-
-def _sigma_eff_sorted(s: np.ndarray) -> np.ndarray:
-    """Half-width of the smallest interval holding 68.27% of each sorted row."""
-    n = s.shape[-1]
-    k = max(int(math.ceil(ONE_SIGMA * n)), 1)
-    widths = s[..., k - 1 :] - s[..., : n - k + 1]
-    return 0.5 * widths.min(axis=-1)
-
-
-def _iqr_sorted(s: np.ndarray) -> np.ndarray:
-    return _quantile_sorted(s, 0.75) - _quantile_sorted(s, 0.25)
-
-
-def _bootstrap(x: np.ndarray, stat, replicas: int, seed: int) -> float | None:
-    """Bootstrap standard error of ``stat`` (a function of sorted rows), vectorised."""
-    n = x.size
-    if n < 3 or replicas < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    m = min(n, BOOTSTRAP_MAX_SAMPLE)
-    base = x if m == n else rng.choice(x, size=m, replace=False)
-    idx = rng.integers(0, m, size=(replicas, m))
-    s = np.sort(base[idx], axis=1)
-    err = float(np.std(stat(s), ddof=1)) * math.sqrt(m / n)
-    return err
-
-
-def _estimate(x, stat, min_entries: int, replicas: int, seed: int) -> Estimate:
-    x = _finite(x)
-    if x.size < max(min_entries, 2):
-        return Estimate(None, None, int(x.size))
-    value = float(stat(np.sort(x)))
-    return Estimate(value, _bootstrap(x, stat, replicas, seed), int(x.size))
-
-
-def sigma68(x, *, min_entries: int = 10, replicas: int = BOOTSTRAP_REPLICAS,
-            seed: int = 0) -> Estimate:
-    """Half the width of the central 68.27% interval (16th to 84th percentile), bootstrap error."""
-    return _estimate(x, _sigma68_sorted, min_entries, replicas, seed)
-
-
-def sigma_eff(x, *, min_entries: int = 10, replicas: int = BOOTSTRAP_REPLICAS,
-              seed: int = 0) -> Estimate:
-    """Half the width of the smallest interval holding 68.27% of the entries, bootstrap error."""
-    return _estimate(x, _sigma_eff_sorted, min_entries, replicas, seed)
-
-
-def iqr(x, *, min_entries: int = 10, replicas: int = BOOTSTRAP_REPLICAS, seed: int = 0) -> Estimate:
-    """Interquartile range (75th minus 25th percentile); a Gaussian has IQR = 1.349 sigma."""
-    return _estimate(x, _iqr_sorted, min_entries, replicas, seed)
-
-
-def quantile(x, q: float, *, min_entries: int = 10, replicas: int = BOOTSTRAP_REPLICAS,
-             seed: int = 0) -> Estimate:
-    """The ``q`` quantile (e.g. 0.68 for a 68% containment radius), bootstrap error."""
-    return _estimate(x, lambda s: _quantile_sorted(s, q), min_entries, replicas, seed)
-
-
-def robust_widths(x, *, min_entries: int = 10, replicas: int = BOOTSTRAP_REPLICAS,
-                  seed: int = 0) -> dict[str, Estimate]:
-    """sigma68, sigma_eff, IQR and the median of ``x`` with bootstrap errors (one resampling)."""
-    x = _finite(x)
-    names = ("median", "sigma68", "sigma_eff", "iqr")
-    if x.size < max(min_entries, 2):
-        return {k: Estimate(None, None, int(x.size)) for k in names}
-    stats = {
-        "median": lambda s: _quantile_sorted(s, 0.5),
-        "sigma68": _sigma68_sorted,
-        "sigma_eff": _sigma_eff_sorted,
-        "iqr": _iqr_sorted,
-    }
-    s0 = np.sort(x)
-    out = {k: Estimate(float(f(s0)), None, int(x.size)) for k, f in stats.items()}
-    n = x.size
-    if n >= 3 and replicas >= 2:
-        rng = np.random.default_rng(seed)
-        m = min(n, BOOTSTRAP_MAX_SAMPLE)
-        base = x if m == n else rng.choice(x, size=m, replace=False)
-        s = np.sort(base[rng.integers(0, m, size=(replicas, m))], axis=1)
-        scale = math.sqrt(m / n)
-        for k, f in stats.items():
-            out[k].error = float(np.std(f(s), ddof=1)) * scale
-    return out
-
-
-# --------------------------------------------------------------------------- fit helpers
 
 
 def _quality(m: Minuit, chi2: float, ndof: int, limits: dict) -> tuple[str, str]:
@@ -316,20 +114,20 @@ def gauss_core_fit(x, *, nsigma: float = 2.0, iterations: int = 2,
     Parameters ``mu`` and ``sigma`` (units of x) and ``n`` (expected entries over the whole line).
     """
     model = "gauss_core"
-    x = _finite(x)
+    x = finite_values(x)
     if x.size < min_entries:
-        return _failed(model, int(x.size), f"{x.size} entries, fewer than {min_entries}")
+        return failed_fit(model, int(x.size), f"{x.size} entries, fewer than {min_entries}")
     s = np.sort(x)
-    mu = float(_quantile_sorted(s, 0.5))
-    sigma = float(_sigma68_sorted(s))
+    mu = float(quantile_sorted(s, 0.5))
+    sigma = float(sigma68_sorted(s))
     if not sigma > 0:
-        return _failed(model, int(x.size), "zero width: all entries are equal")
+        return failed_fit(model, int(x.size), "zero width: all entries are equal")
     m = None
     for _ in range(max(iterations, 1)):
         lo, hi = mu - nsigma * sigma, mu + nsigma * sigma
         inside = x[(x >= lo) & (x <= hi)]
         if inside.size < min_entries:
-            return _failed(model, int(inside.size), f"{inside.size} entries in the core window")
+            return failed_fit(model, int(inside.size), f"{inside.size} entries in the core window")
         counts, edges = _histogram(inside, lo, hi, inside.size)
         cost = ExtendedBinnedNLL(counts, edges, _gauss_cdf)
         m = Minuit(cost, n=float(x.size), mu=mu, sigma=sigma)
@@ -437,20 +235,20 @@ def gauss_exp_tail_fit(x, *, low: float = 6.0, high: float = 3.0,
     units), ``n``. Derived: ``fwhm`` (units of x) with propagated error.
     """
     model = "gauss_exp_tail"
-    x = _finite(x)
+    x = finite_values(x)
     if x.size < min_entries:
-        return _failed(model, int(x.size), f"{x.size} entries, fewer than {min_entries}")
+        return failed_fit(model, int(x.size), f"{x.size} entries, fewer than {min_entries}")
     s = np.sort(x)
-    med = float(_quantile_sorted(s, 0.5))
-    s68 = float(_sigma68_sorted(s))
+    med = float(quantile_sorted(s, 0.5))
+    s68 = float(sigma68_sorted(s))
     if not s68 > 0:
-        return _failed(model, int(x.size), "zero width: all entries are equal")
+        return failed_fit(model, int(x.size), "zero width: all entries are equal")
     # start from the upper half-width, which the tail does not inflate
-    upper = float(_quantile_sorted(s, 0.5 + ONE_SIGMA / 2.0)) - med
+    upper = float(quantile_sorted(s, 0.5 + ONE_SIGMA / 2.0)) - med
     lo, hi = med - low * s68, med + high * s68
     inside = x[(x >= lo) & (x <= hi)]
     if inside.size < min_entries:
-        return _failed(model, int(inside.size), f"{inside.size} entries in the fit window")
+        return failed_fit(model, int(inside.size), f"{inside.size} entries in the fit window")
     counts, edges = _histogram(inside, lo, hi, inside.size)
     cost = ExtendedBinnedNLL(counts, edges, _gauss_exp_tail_cdf)
     sig0 = max(upper, 0.2 * s68)
@@ -516,7 +314,7 @@ def calorimeter_fit(energy_gev, resolution, error) -> FitResult:
     good = np.isfinite(e) & np.isfinite(r) & np.isfinite(s) & (s > 0) & (e > 0)
     e, r, s = e[good], r[good], s[good]
     if e.size < 4:
-        return _failed(model, int(e.size),
+        return failed_fit(model, int(e.size),
                        f"resolution known at {e.size} energy point(s); at least 4 needed")
     cost = LeastSquares(e, r, s, calorimeter_resolution)
     r0 = float(np.median(r))
