@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from xecreco.errors import UserError
+from xecreco.sim.dead import GROUP_COLS, GROUP_ROWS
 
 #: named sources -> photon energies in MeV (one value is a line, several are drawn uniformly)
 SOURCE_LINES_MEV = {
@@ -213,8 +214,8 @@ class SimConfig:
     #: dead_group_cols (z) MPPCs (default 8 x 4 = 32 channels, one board's worth); this many
     #: distinct blocks are dead (xecreco.sim.dead)
     dead_groups: int = 0
-    dead_group_rows: int = 8
-    dead_group_cols: int = 4
+    dead_group_rows: int = GROUP_ROWS
+    dead_group_cols: int = GROUP_COLS
 
     # --- execution --------------------------------------------------------------------------
     #: events simulated per vectorised chunk (per-chunk seeds make output independent of jobs)

@@ -1,7 +1,9 @@
 """Training augmentations on raw event batches (file units), before normalisation.
 
-- dead channels: a random ``dead_fraction`` of each event's sensors become invalid exactly as the
-  reader marks them (``valid_npho`` and ``valid_time`` False, values set to 0);
+- dead channels: a random ``dead_fraction`` of each event's sensors, plus ``dead_groups`` whole
+  readout groups of 8 x 4 neighbouring inner MPPCs (the simulation's tiles,
+  :mod:`xecreco.sim.dead`; new tiles for every event), become invalid exactly as the reader
+  marks them (``valid_npho`` and ``valid_time`` False, values set to 0);
 - npho noise: npho *= 1 + npho_noise * N(0, 1) at valid sensors;
 - time jitter: time += time_jitter_ns * 1e-9 * N(0, 1) s at sensors with a valid time;
 - energy scale: per event factor f = 1 + energy_scale * N(0, 1) (clipped to [0.5, 1.5]) multiplying
@@ -13,19 +15,26 @@ from __future__ import annotations
 import numpy as np
 
 from xecreco.io.masks import store_where_valid
+from xecreco.sim.dead import draw_group_masks
 
 
 def augment_batch(batch, cfg, rng: np.random.Generator):
     """(augmented copy of ``batch``, per-event energy factor (N,) or None); ``batch`` unchanged."""
-    active = (cfg.dead_fraction > 0 or cfg.npho_noise > 0 or cfg.time_jitter_ns > 0
-              or cfg.energy_scale > 0)
+    dead_groups = cfg.dead_groups
+    active = (cfg.dead_fraction > 0 or dead_groups > 0 or cfg.npho_noise > 0
+              or cfg.time_jitter_ns > 0 or cfg.energy_scale > 0)
     if not active:
         return batch, None
     n, n_sensors = batch.npho.shape
     factor = None
-    if cfg.dead_fraction > 0:
+    if cfg.dead_fraction > 0 or dead_groups > 0:
         # masked stores (one pass each) instead of copies plus fancy-indexed assignment
-        alive = rng.random((n, n_sensors)) >= cfg.dead_fraction
+        if cfg.dead_fraction > 0:
+            alive = rng.random((n, n_sensors)) >= cfg.dead_fraction
+        else:
+            alive = np.ones((n, n_sensors), dtype=bool)
+        if dead_groups > 0:
+            alive &= ~draw_group_masks(n, dead_groups, rng)
         valid_npho = batch.valid_npho & alive
         valid_time = batch.valid_time & alive
         npho = store_where_valid(np.asarray(batch.npho, dtype=np.float32), alive,

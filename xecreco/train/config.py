@@ -171,12 +171,15 @@ class AugmentConfig:
     """Training-only augmentations, applied to the raw batch before normalisation.
 
     dead_fraction: fraction of sensors marked invalid per event (like dead channels: valid False,
-    values zeroed as the reader does). npho_noise: relative Gaussian noise on npho. time_jitter_ns:
+    values zeroed as the reader does). dead_groups: whole readout groups (8 x 4 inner MPPCs, the
+    simulation's tiles, xecreco.sim.dead) marked invalid per event, drawn anew for every event,
+    in addition to dead_fraction. npho_noise: relative Gaussian noise on npho. time_jitter_ns:
     Gaussian jitter added to every valid sensor time (ns). energy_scale: sigma of a per-event
     multiplicative factor applied to npho and to the energy target together.
     """
 
     dead_fraction: float = 0.0
+    dead_groups: int = 0
     npho_noise: float = 0.0
     time_jitter_ns: float = 0.0
     energy_scale: float = 0.0
@@ -396,6 +399,9 @@ def _check_values(cfg: TrainConfig) -> None:
         raise UserError(f"config section 'normalization' is invalid: {exc}") from None
     a = cfg.augment
     need(0 <= a.dead_fraction < 1, "augment.dead_fraction", "must be in [0, 1)")
+    from xecreco.sim.dead import GROUP_COLS, GROUP_ROWS, check_group_count
+
+    check_group_count(a.dead_groups, GROUP_ROWS, GROUP_COLS, "config key 'augment.dead_groups'")
     for key in ("npho_noise", "time_jitter_ns", "energy_scale"):
         need(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0")
     if cfg.task.name == "regressor":
