@@ -8,7 +8,8 @@ import pytest
 
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS
-from xecreco.io.reader import BatchReader, count_entries, iterate_batches
+from xecreco.io.reader import BatchReader, iterate_batches
+from xecreco.io.rootfile import count_entries
 from xecreco.io.writer import RootWriter, read_provenance
 
 

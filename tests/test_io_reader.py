@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 
 from xecreco.io.batch import N_SENSORS
-from xecreco.io.reader import (
-    BatchReader,
-    ReaderStats,
-    apply_validity,
-    count_entries,
-    iterate_batches,
-    list_branches,
-)
+from xecreco.io.reader import BatchReader, iterate_batches
+from xecreco.io.rootfile import count_entries, list_branches
+from xecreco.io.validity import ReaderStats, apply_validity
 from xecreco.io.schema import SENTINEL
 from xecreco.io.writer import RootWriter
 

@@ -402,7 +402,7 @@ def read_reco_points(path, view: EventView, *, tree: str = "reco") -> list[RecoP
     tree has no ``entry`` branch); its (run, event) must equal the input's. Raises UserError for
     a missing file or tree, no reconstruction branches, no such row, or a (run, event) mismatch.
     """
-    from xecreco.io.reader import open_root, open_tree
+    from xecreco.io.rootfile import open_root, open_tree
     from xecreco.validation.data import QUANTITIES, discover_reconstructions
 
     with open_root(path) as handle:

@@ -102,7 +102,7 @@ def input_index(data, input_files, tree: str = "tree",
     (files, (N, 2) int64 of [file number, entry in that file], -1 where absent). Files without
     run/event branches number their events run 0, event = entry (as the reader does).
     ``branches``: ``{canonical: name in file}`` (run and event may be renamed too)."""
-    from xecreco.io.reader import open_root, open_tree
+    from xecreco.io.rootfile import open_root, open_tree
     from xecreco.io.schema import BranchNames
 
     names = BranchNames.from_dict(branches)

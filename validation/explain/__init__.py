@@ -34,7 +34,8 @@ REQUIRED_TRUTH = ("energyTruth", "uvwTruth", "timeTruth")
 
 def _load_events(files, tree: str, events: int, branches=None):
     """The first ``events`` events of ``files`` with the required truth (UserError otherwise)."""
-    from xecreco.io.reader import count_entries, iterate_batches, list_branches
+    from xecreco.io.reader import iterate_batches
+    from xecreco.io.rootfile import count_entries, list_branches
 
     files = [str(f) for f in files]
     if not files:

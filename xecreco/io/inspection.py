@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from xecreco.errors import UserError
-from xecreco.io.reader import BatchReader, open_root, open_tree
+from xecreco.io.reader import BatchReader
+from xecreco.io.rootfile import open_root, open_tree
 from xecreco.io.schema import (
     DEFAULT_TREE,
     ID_BRANCHES,
@@ -35,7 +36,7 @@ def inspect_file(path, tree: str = DEFAULT_TREE, max_events: int = 1000,
 
     Returns a JSON-serialisable dict: ``file``, ``size_bytes``, ``tree``, ``entries``,
     ``groups`` ({group: {"found": {name: type}, "missing": [names]}}), ``other_branches``,
-    ``validity`` (:class:`~xecreco.io.reader.ReaderStats` counts over the events read) and
+    ``validity`` (:class:`~xecreco.io.validity.ReaderStats` counts over the events read) and
     ``provenance`` (stored xecreco provenance or None). UserError when the file cannot be read,
     has no such tree, lacks ``npho``/``time``, or the tree is empty.
     """

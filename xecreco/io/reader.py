@@ -1,31 +1,21 @@
 """Streaming ROOT reader: input files -> :class:`~xecreco.io.batch.EventBatch` chunks.
 
-One validity mask per quantity comes out of here and nothing downstream tests sentinels again:
+One validity mask per quantity comes out of here and nothing downstream tests sentinels again;
+the rule and its counts (:class:`~xecreco.io.validity.ReaderStats`) are in
+:mod:`xecreco.io.validity`, file and tree opening (one-line errors) in :mod:`xecreco.io.rootfile`.
 
-* ``valid_npho`` is False where ``npho`` is NaN, +-inf or beyond ``INVALID_THRESHOLD`` (9e9; MEG II
-  writes 1e10 for dead sensors). ``npho`` is set to 0 there.
-* ``valid_time`` is ``valid_npho`` and ``time`` finite and below 9e9 in absolute value (the
-  simulation writes 1e10 for sensors with too little light) and ``npho >= time_npho_threshold``
-  (default 50 photons, a guard for files that do not apply the sentinel themselves). ``time`` is
-  set to 0 where it is False.
-
-Every invalid value is counted by reason in :class:`ReaderStats`. Entry numbers are global over the
-list of files in order (``entry_start``/``entry_stop`` are global too), so workers and ranks can
-take disjoint entry ranges. Chunks are sized by memory: by default about 64 MB of sensor arrays.
-Fixed-size array branches (``float npho[4760]``) and std::vector / counted jagged branches both
-read; sensor-array branches must hold exactly 4760 values per entry. Jagged truth (pile-up) comes
-back as awkward arrays. A background thread reads the next chunk while the caller works on the
-current one (``prefetch``).
+Entry numbers are global over the list of files in order (``entry_start``/``entry_stop`` are
+global too), so workers and ranks can take disjoint entry ranges. Chunks are sized by memory: by
+default about 64 MB of sensor arrays. Fixed-size array branches (``float npho[4760]``) and
+std::vector / counted jagged branches both read; sensor-array branches must hold exactly 4760
+values per entry. Jagged truth (pile-up) comes back as awkward arrays. A background thread reads
+the next chunk while the caller works on the current one (``prefetch``).
 """
 
 from __future__ import annotations
 
-import os
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -35,232 +25,21 @@ import uproot
 
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
-from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
+from xecreco.io.rootfile import READ_ERRORS, as_file_list, first_line, open_root, open_tree
 from xecreco.io.schema import (
     DEFAULT_TREE,
-    INVALID_THRESHOLD,
     PILEUP_TRUTH_BRANCHES,
     SENSOR_ARRAY_BRANCHES,
     SIM_EXTRA_BRANCHES,
     TRUTH_BRANCHES,
     BranchNames,
 )
+from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD, ReaderStats, apply_validity
 
-__all__ = [
-    "BatchReader",
-    "ReaderStats",
-    "apply_validity",
-    "iterate_batches",
-    "count_entries",
-    "list_branches",
-    "open_root",
-    "open_tree",
-    "DEFAULT_TIME_NPHO_THRESHOLD",
-    "DEFAULT_CHUNK_BYTES",
-]
+__all__ = ["BatchReader", "iterate_batches", "DEFAULT_CHUNK_BYTES"]
 
-#: Minimum npho (photons) for a sensor's time to be valid.
-DEFAULT_TIME_NPHO_THRESHOLD = 50.0
 #: Target size of the sensor arrays of one chunk, bytes.
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
-
-# Errors uproot and the decompressors raise for unreadable bytes (a flipped byte in a streamer
-# gives NotImplementedError "memberwise serialization", KeyError, IndexError, struct.error or
-# RecursionError; a corrupt size field can ask for any amount of memory).
-_READ_ERRORS = (
-    OSError, ValueError, EOFError, zlib.error, uproot.deserialization.DeserializationError,
-    NotImplementedError, KeyError, IndexError, struct.error, RecursionError, MemoryError,
-)
-try:  # lz4 raises its own error class for corrupt blocks
-    import lz4.block as _lz4_block
-
-    _READ_ERRORS = _READ_ERRORS + (_lz4_block.LZ4BlockError,)
-except (ImportError, AttributeError):  # pragma: no cover - lz4 is a dependency
-    pass
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-@contextmanager
-def open_root(path):
-    """Open a ROOT file for reading, turning every failure into a one-line UserError.
-
-    Detects missing files, files that are not ROOT, and files shorter than their header says
-    (truncated copies).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"file not found: '{path}'")
-    if path.is_dir():
-        raise UserError(f"'{path}' is a directory, not a ROOT file")
-    try:
-        with open(path, "rb") as raw:
-            magic = raw.read(4)
-    except OSError as exc:
-        raise UserError(f"cannot read '{path}': {exc.strerror or exc}") from None
-    if magic != b"root":
-        what = "it is empty" if not magic else f"it starts with {magic!r}, not b'root'"
-        raise UserError(f"'{path}' is not a ROOT file ({what}); give a .root file")
-    try:
-        # plain reads: about 2x faster than uproot's default (fsspec) source for local files; a
-        # memory map is faster still but its pages count in the RSS and grow with the file
-        handle = uproot.open(path, handler=uproot.source.file.MultithreadedFileSource)
-    except _READ_ERRORS as exc:
-        message = _first_line(exc)
-        if "not a ROOT file" in message:
-            raise UserError(f"'{path}' is not a ROOT file ({message}); give a .root file") from None
-        raise UserError(
-            f"cannot open '{path}': {message}; the file may be truncated or corrupt"
-        ) from None
-    try:
-        expected = int(handle.file.fEND)
-        actual = path.stat().st_size
-        if actual < expected:
-            raise UserError(
-                f"'{path}' is truncated: {actual} bytes on disk, the ROOT header says {expected}; "
-                "copy or produce the file again"
-            )
-        yield handle
-    finally:
-        handle.close()
-
-
-def open_tree(handle, tree: str, path) -> "uproot.TTree":
-    """The TTree ``tree`` of an open file; UserError listing the trees when it is absent."""
-    try:
-        trees = sorted({k.split(";")[0] for k, c in handle.classnames().items() if c == "TTree"})
-        if tree not in trees:
-            reason = "an object of that name is not a TTree" if tree in handle else "not found"
-            raise UserError(
-                f"'{path}' has no tree '{tree}' ({reason}); trees in the file: "
-                f"{', '.join(trees) or 'none'}; choose one with --tree"
-            )
-        return handle[tree]
-    except _READ_ERRORS as exc:
-        raise UserError(f"cannot read the tree '{tree}' of '{path}': {_first_line(exc)[:160]}; "
-                        "the file may be corrupt") from None
-
-
-def list_branches(file, tree: str = DEFAULT_TREE) -> list[str]:
-    """Names of the branches of ``tree`` in ``file`` (top level and sub-branches)."""
-    with open_root(file) as handle:
-        return list(open_tree(handle, tree, file).keys())
-
-
-def count_entries(files, tree: str = DEFAULT_TREE) -> int:
-    """Total number of entries of ``tree`` over ``files``."""
-    total = 0
-    for path in _as_list(files):
-        with open_root(path) as handle:
-            total += int(open_tree(handle, tree, path).num_entries)
-    return total
-
-
-def _as_list(files) -> list[Path]:
-    if isinstance(files, (str, os.PathLike)):
-        files = [files]
-    files = [Path(f) for f in files]
-    if not files:
-        raise UserError("no input files given")
-    return files
-
-
-@dataclass
-class ReaderStats:
-    """Running counts of what the reader has read (sensor counts are sensor-values).
-
-    ``invalid_npho`` = ``npho_nan + npho_inf + npho_sentinel``; ``invalid_time`` counts every
-    sensor whose time is not valid, including those with invalid npho
-    (= ``invalid_npho + time_nan + time_inf + time_sentinel + time_low_light``).
-    """
-
-    events: int = 0
-    sensors: int = 0
-    invalid_npho: int = 0
-    npho_nan: int = 0
-    npho_inf: int = 0
-    npho_sentinel: int = 0
-    invalid_time: int = 0
-    time_nan: int = 0
-    time_inf: int = 0
-    time_sentinel: int = 0
-    time_low_light: int = 0
-    events_without_valid_sensor: int = 0
-
-    @property
-    def fraction_invalid_npho(self) -> float:
-        """Fraction of sensor values with invalid npho (0 when nothing was read)."""
-        return self.invalid_npho / self.sensors if self.sensors else 0.0
-
-    @property
-    def fraction_invalid_time(self) -> float:
-        """Fraction of sensor values with invalid time (0 when nothing was read)."""
-        return self.invalid_time / self.sensors if self.sensors else 0.0
-
-    def add(self, other: "ReaderStats") -> None:
-        """Add another set of counts to this one."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def to_dict(self) -> dict:
-        """Counts plus the two invalid fractions (JSON-serialisable)."""
-        record = asdict(self)
-        record["fraction_invalid_npho"] = self.fraction_invalid_npho
-        record["fraction_invalid_time"] = self.fraction_invalid_time
-        return record
-
-
-def apply_validity(npho: np.ndarray, time: np.ndarray, time_npho_threshold: float,
-                   stats: ReaderStats) -> tuple[np.ndarray, np.ndarray]:
-    """Masks from raw (N, 4760) float32 npho and time, in place; returns (valid_npho, valid_time).
-
-    Invalid npho becomes 0, invalid time becomes 0. Counts go into ``stats``. Works in blocks of
-    events that fit the CPU cache (the passes are memory-bound).
-    """
-    valid_npho = np.empty(npho.shape, dtype=bool)
-    valid_time = np.empty(npho.shape, dtype=bool)
-    for start in range(0, npho.shape[0], CACHE_BLOCK_EVENTS):
-        rows = slice(start, start + CACHE_BLOCK_EVENTS)
-        _validity_block(npho[rows], time[rows], np.float32(time_npho_threshold), stats,
-                        valid_npho[rows], valid_time[rows])
-    stats.events += npho.shape[0]
-    stats.sensors += npho.size
-    return valid_npho, valid_time
-
-
-def _validity_block(npho, time, threshold, stats, valid_npho, valid_time) -> None:
-    n_values = npho.size
-    np.less(np.abs(npho), INVALID_THRESHOLD, out=valid_npho)  # NaN compares False
-    n_valid_npho = int(np.count_nonzero(valid_npho))
-    if n_valid_npho != n_values:
-        bad = npho[~valid_npho]
-        n_nan = int(np.count_nonzero(np.isnan(bad)))
-        n_inf = int(np.count_nonzero(np.isinf(bad)))
-        stats.npho_nan += n_nan
-        stats.npho_inf += n_inf
-        stats.npho_sentinel += bad.size - n_nan - n_inf
-        stats.invalid_npho += bad.size
-        store_where_valid(npho, valid_npho)
-        stats.events_without_valid_sensor += int(np.count_nonzero(~valid_npho.any(axis=1)))
-    np.less(np.abs(time), INVALID_THRESHOLD, out=valid_time)
-    valid_time &= valid_npho
-    n_time_ok = int(np.count_nonzero(valid_time))
-    if n_time_ok != n_valid_npho:
-        bad_time = valid_npho & ~valid_time
-        n_nan = int(np.count_nonzero(np.isnan(time) & bad_time))
-        n_inf = int(np.count_nonzero(np.isinf(time) & bad_time))
-        stats.time_nan += n_nan
-        stats.time_inf += n_inf
-        stats.time_sentinel += n_valid_npho - n_time_ok - n_nan - n_inf
-    valid_time &= npho >= threshold
-    n_valid_time = int(np.count_nonzero(valid_time))
-    stats.time_low_light += n_time_ok - n_valid_time
-    stats.invalid_time += n_values - n_valid_time
-    if n_valid_time != n_values:
-        store_where_valid(time, valid_time)
 
 
 @dataclass
@@ -312,7 +91,7 @@ class BatchReader:
         vertex: bool = True,
         prefetch: bool = True,
     ):
-        self.files = _as_list(files)
+        self.files = as_file_list(files)
         self.tree = tree
         self.names = (branches if isinstance(branches, BranchNames)
                       else BranchNames.from_dict(branches))
@@ -467,10 +246,10 @@ class BatchReader:
                     arrays = next(iterator)
                 except StopIteration:
                     return
-                except _READ_ERRORS as exc:
+                except READ_ERRORS as exc:
                     raise UserError(
                         f"cannot read '{plan.path}' tree '{self.tree}' from entry {position}: "
-                        f"{_first_line(exc)}; the file may be truncated or corrupt"
+                        f"{first_line(exc)}; the file may be truncated or corrupt"
                     ) from None
                 columns = {to_canonical[k]: v for k, v in arrays.items()}
                 n = len(columns["npho"])

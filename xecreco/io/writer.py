@@ -264,7 +264,7 @@ class RootWriter:
 
 def read_provenance(path) -> dict:
     """The provenance dict stored by :class:`RootWriter` in ``path`` ({} when there is none)."""
-    from xecreco.io.reader import open_root
+    from xecreco.io.rootfile import open_root
 
     with open_root(path) as handle:
         if PROVENANCE_KEY not in handle:

@@ -249,7 +249,7 @@ class RootSource:
 
     def __init__(self, data: DataConfig, augment: AugmentConfig, targets, normalization: dict,
                  seed: int = 0, need_vertex: bool = False, target_scaling: dict | None = None):
-        from xecreco.io.reader import count_entries
+        from xecreco.io.rootfile import count_entries
         from xecreco.normalization import NormalizationSpec
 
         self.data, self.augment, self.seed = data, augment, seed
@@ -381,7 +381,7 @@ class RootSource:
 
 def _require_vertex(files: list[str], tree: str, names) -> None:
     """UserError (one line, before any training) unless every file has the vertex branch."""
-    from xecreco.io.reader import list_branches
+    from xecreco.io.rootfile import list_branches
 
     branch = names.xyzVTX if names is not None else "xyzVTX"
     for path in files:
