@@ -2,9 +2,10 @@
 
 Headline (MEG convention): upper-side sigma and FWHM of a Gaussian with a low-side exponential
 tail, for all events and by depth class (w < 2 cm, w >= 2 cm), plus sigma68; resolution and bias
-vs true energy (MeV) with the calorimeter fit sigma/E = a/sqrt(E) (+) b (+) c/E, vs u, v, w and
-vs emission angle. Needs ``energyTruth``; the depth split and the u, v, w scans need
-``uvwTruth``, the angle scans ``emiAng``.
+vs true energy (MeV) with the calorimeter fit sigma/E = a/sqrt(E) (+) b (+) c/E (one bin per
+line on an energy-scan sample, see :mod:`~xecreco.validation.studies.scan`, else equal-width
+bins), vs u, v, w and vs emission angle. Needs ``energyTruth``; the depth split and the u, v, w
+scans need ``uvwTruth``, the angle scans ``emiAng``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from xecreco.validation.studies.base import (
     resolution_scans,
     safe_name,
 )
+from xecreco.validation.studies.scan import line_edges, scan_lines
 
 NAME = "energy"
 TITLE = "Energy"
@@ -117,13 +119,17 @@ def run(data, ctx: Context) -> StudyResult:
                                title=f"depth: {cname}")
     res.figures.append(plots.save(fig, ctx, "energy_residual"))
 
-    # resolution and bias vs true energy, calorimeter fit
-    edges = edges_from(e_true, N_ENERGY_BINS)
+    # resolution and bias vs true energy, calorimeter fit: one bin per line on a scan sample
+    lines = scan_lines(e_true[clean])
+    edges = edges_from(e_true, N_ENERGY_BINS) if lines is None else line_edges(lines)
     vs_e, cal_rows, cal_fits = [], [], []
     for s in series:
         ok = masks[s.name]
         r = residuals[s.name]
         bins = binned_resolution(e_true[ok], r, edges, replicas=ctx.bootstrap_replicas)
+        if lines is not None:  # a line's point sits at its energy, not at its bin's centre
+            for b, line in zip(bins, lines):
+                b["center"] = float(line)
         vs_e.append((s.name, bins))
         centers = np.array([b["center"] for b in bins]) / 1000.0  # GeV
         sig = [None if b["sigma"]["value"] is None else b["sigma"]["value"] / 100.0 for b in bins]
