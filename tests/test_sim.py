@@ -39,12 +39,17 @@ def test_yaml_overrides_and_unknown_key_suggestion(tmp_path):
     assert config.mppc_pde == SimConfig().mppc_pde
     bad = tmp_path / "bad.yaml"
     bad.write_text("moliere_radius: 4.5\n")
-    with pytest.raises(UserError, match="unknown key 'moliere_radius'.*moliere_radius_cm"):
+    with pytest.raises(UserError, match="unknown config key 'moliere_radius'; did you mean 'moliere_radius_cm'"):
         SimConfig.from_yaml(bad)
     with pytest.raises(UserError, match="source 'muon' unknown"):
         SimConfig(source="muon")
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="missing.yaml does not exist"):
         SimConfig.from_yaml(tmp_path / "missing.yaml")
+    typed = tmp_path / "typed.yaml"
+    typed.write_text("n_deposits: many\n")
+    with pytest.raises(UserError, match=r"typed\.yaml: config key 'n_deposits': expected int, "
+                                        r"got 'many'"):
+        SimConfig.from_yaml(typed)
 
 
 def test_calibration_is_a_fixed_detector_property():

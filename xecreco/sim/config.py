@@ -2,18 +2,17 @@
 
 Values and their sources are in ``docs/simulation.md`` (physics.md sections 2-6). Units are in
 the field names: ``_cm``, ``_mev``, ``_ns``, ``_hz``, ``_deg``; fractions are plain numbers.
-YAML files hold a flat mapping of these field names (``configs/sim-default.yaml``); unknown keys
-are a :class:`~xecreco.errors.UserError` naming the closest valid key.
+YAML files hold a flat mapping of these field names (``configs/sim-default.yaml``), read by the
+one typed-YAML loader (:mod:`xecreco.config`): unknown keys are a
+:class:`~xecreco.errors.UserError` naming the closest valid key, values of the wrong type name the
+key and the expected type.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
-import yaml
-
+from xecreco.config import build_dataclass, read_yaml_mapping
 from xecreco.errors import UserError
 from xecreco.sim.dead import GROUP_COLS, GROUP_ROWS
 
@@ -31,32 +30,6 @@ RUN_FROM_SEED_OFFSET = 1000
 MAX_RUN_NUMBER = 2**31 - 1
 
 
-def _coerce(origin: str, key: str, value, default):
-    """``value`` converted to the type of the field's default (YAML may give '1.0e6' as text)."""
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if isinstance(default, int):
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError
-            return int(float(value))
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if isinstance(default, list):
-            items = value if isinstance(value, (list, tuple)) else [value]
-            return [float(item) for item in items]
-        if isinstance(default, str):
-            return "" if value is None else str(value)
-    except (TypeError, ValueError):
-        kind = type(default).__name__ if not isinstance(default, list) else "list of numbers"
-        raise UserError(f"{origin}: key {key!r} needs a {kind}, got {value!r}") from None
-    return value
-
-
 @dataclass
 class SimConfig:
     """Fast-simulation parameters (see docs/simulation.md for values and sources)."""
@@ -66,7 +39,7 @@ class SimConfig:
     #: shares), "li" (17.6 MeV), "ni" (9.0 MeV) or "list" (uniform choice among ``energies_mev``)
     source: str = "signal"
     #: energies for source "list", MeV
-    energies_mev: list = field(default_factory=list)
+    energies_mev: list[float] = field(default_factory=list)
     #: flat spectrum range, MeV
     energy_min_mev: float = 15.0
     energy_max_mev: float = 60.0
@@ -102,8 +75,8 @@ class SimConfig:
     rayleigh_length_cm: float = 40.0
     #: gamma attenuation length table: energies (MeV) and lengths (cm), interpolated in log(E);
     #: above the last energy it approaches ``attenuation_high_energy_cm`` (9/7 X0)
-    attenuation_energies_mev: list = field(default_factory=lambda: [9.0, 17.6, 52.8, 54.9, 82.9])
-    attenuation_lengths_cm: list = field(default_factory=lambda: [8.9, 7.25, 5.4, 5.25, 4.85])
+    attenuation_energies_mev: list[float] = field(default_factory=lambda: [9.0, 17.6, 52.8, 54.9, 82.9])
+    attenuation_lengths_cm: list[float] = field(default_factory=lambda: [8.9, 7.25, 5.4, 5.25, 4.85])
     attenuation_high_energy_cm: float = 3.69
 
     # --- shower -----------------------------------------------------------------------------
@@ -133,7 +106,7 @@ class SimConfig:
     #: (finer at the start, where the light of shallow showers on the nearest MPPCs is most
     #: sensitive to the depth); each bin has a core centroid plus ``n_tail_sectors`` azimuthal tail
     #: centroids, so centroids = (len(edges) - 1) * (1 + sectors)
-    centroid_depth_quantiles: list = field(
+    centroid_depth_quantiles: list[float] = field(
         default_factory=lambda: [0.0, 0.03, 0.08, 0.16, 0.3, 0.55, 1.0])
     n_tail_sectors: int = 3
     #: lateral radius separating core and tail centroids, Moliere radii
@@ -159,8 +132,8 @@ class SimConfig:
     #: seed of the detector calibration (efficiencies), independent of the event seed
     calibration_seed: int = 7
     #: MPPC Fresnel transmission T(theta) at the angles below (relative to normal incidence)
-    fresnel_angles_deg: list = field(default_factory=lambda: [0.0, 40.0, 60.0, 70.0, 80.0, 90.0])
-    fresnel_transmission: list = field(default_factory=lambda: [0.49, 0.47, 0.40, 0.32, 0.19, 0.0])
+    fresnel_angles_deg: list[float] = field(default_factory=lambda: [0.0, 40.0, 60.0, 70.0, 80.0, 90.0])
+    fresnel_transmission: list[float] = field(default_factory=lambda: [0.49, 0.47, 0.40, 0.32, 0.19, 0.0])
     #: MPPC pixels (saturation), and whether npho undoes the saturation (applied from 0.1% of
     #: the pixels on, where the loss exceeds 0.03 pe)
     mppc_pixels: int = 55692
@@ -329,20 +302,13 @@ class SimConfig:
 
     @classmethod
     def from_dict(cls, values: dict, origin: str = "sim config") -> "SimConfig":
-        """Build from a mapping; unknown keys raise UserError with the closest valid name."""
+        """Build from a flat mapping (:func:`xecreco.config.build_dataclass`); unknown keys raise
+        UserError with the closest valid name, values of the wrong type name the key."""
         if not isinstance(values, dict):
             raise UserError(f"{origin}: expected a mapping of parameter names to values")
-        known = [f.name for f in fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = (f"; did you mean {close[0]!r}?" if close
-                        else "; see configs/sim-default.yaml")
-                raise UserError(f"{origin}: unknown key {key!r}{hint}")
-        defaults = cls().to_dict() if values else {}
-        coerced = {key: _coerce(origin, key, value, defaults[key]) for key, value in values.items()}
         try:
-            return cls(**coerced)
+            return build_dataclass(cls, values, origin=origin,
+                                   key_help="every key: configs/sim-default.yaml")
         except UserError as exc:  # name the file the values came from
             message = str(exc)
             if origin != "sim config" and message.startswith("sim config:"):
@@ -351,25 +317,9 @@ class SimConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "SimConfig":
-        """Load a flat YAML mapping (safe_load); missing keys keep their defaults."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"sim config {path}: cannot read ({exc.strerror})") from None
-        except UnicodeDecodeError as exc:
-            raise UserError(f"sim config {path}: not UTF-8 text (byte {exc.start}); pass a YAML "
-                            "file") from None
-        try:
-            values = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
-            raise UserError(f"sim config {path}: not valid YAML ({first})") from None
-        except RecursionError:
-            raise UserError(f"sim config {path}: nested too deeply to be a simulation config "
-                            "(expected a flat mapping of parameter names to values)") from None
-        except RecursionError:
-            raise UserError(f"sim config {path}: nested too deeply to be a config") from None
+        """Load a flat YAML mapping (:func:`xecreco.config.read_yaml_mapping`); missing keys keep
+        their defaults."""
+        values = read_yaml_mapping(path, "sim config")
         return cls.from_dict(values, origin=f"sim config {path}")
 
     def replace(self, **changes) -> "SimConfig":
