@@ -17,7 +17,6 @@ truth.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,13 @@ import numpy as np
 import uproot
 
 from xecreco.errors import UserError
-from xecreco.models.base import OUTPUT_UNITS
+from xecreco.io.schema import (
+    FILL_THRESHOLD,
+    OUTPUT_UNITS,
+    reco_branch,
+    reconstruction_names,
+    status_branch,
+)
 
 __all__ = [
     "QUANTITIES",
@@ -72,10 +77,6 @@ LIGHT_BRANCHES = {
 #: boolean array that is summed).
 DEAD_BRANCHES = ("nDead", "ndead", "dead")
 
-#: Outputs at or beyond this magnitude are fill values (never physical).
-FILL_THRESHOLD = 1.0e9
-
-_STATUS_RE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)_status$")
 
 
 @dataclass
@@ -176,13 +177,9 @@ def _open_tree(path: str, tree: str):
 
 
 def discover_reconstructions(branches) -> list[str]:
-    """Reconstruction names R of a prediction tree, from its ``R_status`` branches (sorted)."""
-    names = []
-    for b in branches:
-        m = _STATUS_RE.match(b)
-        if m:
-            names.append(m.group("name"))
-    return sorted(names)
+    """Reconstruction names R of a prediction tree, from its ``R_status`` branches (sorted;
+    :func:`xecreco.io.schema.reconstruction_names`)."""
+    return reconstruction_names(branches)
 
 
 def _to_numpy(arr):
@@ -223,10 +220,10 @@ def _load_group(files: list, tree: str, recos: list | None) -> tuple:
     wanted += [t for t in LIGHT_BRANCHES if t in common and t not in wanted]
     wanted += [t for t in DEAD_BRANCHES if t in common and t not in wanted]
     for r in use:
-        wanted.append(f"{r}_status")
+        wanted.append(status_branch(r))
         for q in QUANTITIES:
             for suffix in ("", "_err"):
-                b = f"{r}_{q}{suffix}"
+                b = reco_branch(r, q + suffix)
                 if b in common:
                     wanted.append(b)
     for needed in ("run", "event"):
@@ -310,10 +307,12 @@ def _build_series(columns: dict, recos: list, label: str | None, index=None) -> 
             a = np.asarray(a, dtype=np.float64)
             return a if index is None else a[index]
 
-        status = np.asarray(columns[f"{r}_status"]).astype(np.int32)
+        status = np.asarray(columns[status_branch(r)]).astype(np.int32)
         status = status if index is None else status[index]
-        values = {q: take(columns[f"{r}_{q}"]) for q in QUANTITIES if f"{r}_{q}" in columns}
-        errors = {q: take(columns[f"{r}_{q}_err"]) for q in QUANTITIES if f"{r}_{q}_err" in columns}
+        values = {q: take(columns[reco_branch(r, q)]) for q in QUANTITIES
+                  if reco_branch(r, q) in columns}
+        errors = {q: take(columns[reco_branch(r, q + "_err")]) for q in QUANTITIES
+                  if reco_branch(r, q + "_err") in columns}
         name = r if label is None else f"{r} ({label})"
         out.append(Series(name=name, reco=r, label=label, values=values, errors=errors,
                           status=status))

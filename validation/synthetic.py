@@ -15,6 +15,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from xecreco.io.schema import FILL_VALUE, Status, reco_branch, status_branch
 from xecreco.validation.estimators import sample_gauss_exp_tail
 
 __all__ = ["SyntheticReco", "synthetic_predictions", "write_prediction_file"]
@@ -120,13 +121,13 @@ def _reconstruct(name: str, spec: SyntheticReco, truth: dict, rng: np.random.Gen
         out["energy_err"] = sig * truth["energyTruth"]
     status = np.zeros(n, dtype=np.int32)
     failed = rng.random(n) < spec.failure_fraction
-    status[failed] = 3
+    status[failed] = Status.FIT_FAILED
     arrays = {}
     for q, a in out.items():
         a = np.asarray(a, dtype=np.float32)
-        a[failed] = -1.0e10
-        arrays[f"{name}_{q}"] = a
-    arrays[f"{name}_status"] = status
+        a[failed] = FILL_VALUE
+        arrays[reco_branch(name, q)] = a
+    arrays[status_branch(name)] = status
     return arrays
 
 

@@ -22,6 +22,7 @@ from xecreco.geometry import Geometry, xyz_to_uvw
 from xecreco.geometry import constants as C
 from xecreco.geometry.uvw import uvw_to_xyz
 from xecreco.io.paths import temp_path
+from xecreco.io.schema import FILL_THRESHOLD, reco_branch, status_branch
 from xecreco.validation.display.unrolled import INNER_HALF_U, INNER_HALF_V, Marker, draw_unrolled
 
 __all__ = [
@@ -137,8 +138,8 @@ def read_reco_points(path, view: EventView, *, tree: str = "reco") -> list[RecoP
                                 f"entry {view.entry}; predict the same input file ({view.path})")
         wanted = [b for b in ("run", "event") if b in keys]
         for r in names:
-            wanted.append(f"{r}_status")
-            wanted += [f"{r}_{q}" for q in QUANTITIES if f"{r}_{q}" in keys]
+            wanted.append(status_branch(r))
+            wanted += [reco_branch(r, q) for q in QUANTITIES if reco_branch(r, q) in keys]
         arrays = ttree.arrays(wanted, entry_start=row, entry_stop=row + 1, library="np")
     ids = tuple(int(arrays[b][0]) for b in ("run", "event") if b in arrays)
     if len(ids) == 2 and ids != (view.run, view.event):
@@ -148,13 +149,14 @@ def read_reco_points(path, view: EventView, *, tree: str = "reco") -> list[RecoP
         )
     points = []
     for r in names:
-        values = {q: float(arrays[f"{r}_{q}"][0]) for q in QUANTITIES if f"{r}_{q}" in arrays}
-        points.append(RecoPoint(r, values, int(arrays[f"{r}_status"][0])))
+        values = {q: float(arrays[reco_branch(r, q)][0]) for q in QUANTITIES
+                  if reco_branch(r, q) in arrays}
+        points.append(RecoPoint(r, values, int(arrays[status_branch(r)][0])))
     return points
 
 
 def _usable(value) -> bool:
-    return value is not None and math.isfinite(value) and abs(value) < 1e9
+    return value is not None and math.isfinite(value) and abs(value) < FILL_THRESHOLD
 
 
 def inner_face_entry(point_xyz: np.ndarray, vertex_xyz: np.ndarray) -> np.ndarray | None:

@@ -1,64 +1,61 @@
 """XEC sensor geometry: the single source of sensor positions, normals, faces, sensor types,
 (u, v, w) transforms, face images, hex graphs and solid angles (lengths cm, angles deg).
 
-Modules: ``constants`` (design numbers), ``faces`` (Face enum, id ranges), ``sensors``
-(:class:`Geometry`, design and as-built), ``uvw`` (coordinate transforms), ``images`` (face
-images), ``hexgraph`` (top/bottom graphs), ``solid_angle`` (Omega / 4 pi, incidence cosines),
-``table`` (the sensor table written by ``xecreco geometry``).
+Modules: ``constants`` (design numbers, the sensor count, light speeds), ``faces`` (Face enum, id
+ranges), ``sensors`` (:class:`Geometry`, design and as-built), ``uvw`` (coordinate transforms),
+``images`` (face images), ``hexgraph`` (top/bottom graphs), ``solid_angle`` (Omega / 4 pi,
+incidence cosines), ``table`` (the sensor table written by ``xecreco geometry``).
+
+The common names are importable from here. They are loaded on first use, so importing
+``xecreco.geometry.constants`` (as the I/O schema does for the sensor count) does not load scipy.
 """
 
-from xecreco.geometry.constants import N_SENSORS, R_INNER, R_OUTER
-from xecreco.geometry.faces import FACE_COUNTS, MEG_FACE_CODES, Face, as_face, face_ids
-from xecreco.geometry.hexgraph import HexGraph, hex_graph, opposite_direction
-from xecreco.geometry.images import (
-    FACE_IMAGE_SHAPES,
-    face_image_index,
-    from_face_image,
-    to_face_image,
-)
-from xecreco.geometry.sensors import Geometry, design_geometry, load_asbuilt
-from xecreco.geometry.solid_angle import (
-    disc_solid_angle,
-    incidence_cosine,
-    mppc_solid_angle,
-    solid_angle_fraction,
-)
-from xecreco.geometry.table import SENSOR_TABLE_COLUMNS, sensor_table, write_sensor_csv
-from xecreco.geometry.uvw import (
-    angles_to_direction,
-    direction_to_angles,
-    uvw_to_xyz,
-    xyz_to_uvw,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FACE_COUNTS",
-    "FACE_IMAGE_SHAPES",
-    "Face",
-    "Geometry",
-    "HexGraph",
-    "MEG_FACE_CODES",
-    "N_SENSORS",
-    "R_INNER",
-    "R_OUTER",
-    "SENSOR_TABLE_COLUMNS",
-    "angles_to_direction",
-    "as_face",
-    "design_geometry",
-    "direction_to_angles",
-    "disc_solid_angle",
-    "face_ids",
-    "face_image_index",
-    "from_face_image",
-    "hex_graph",
-    "incidence_cosine",
-    "load_asbuilt",
-    "mppc_solid_angle",
-    "opposite_direction",
-    "sensor_table",
-    "solid_angle_fraction",
-    "to_face_image",
-    "uvw_to_xyz",
-    "write_sensor_csv",
-    "xyz_to_uvw",
-]
+import importlib
+
+_LAZY = {
+    "N_SENSORS": "constants",
+    "R_INNER": "constants",
+    "R_OUTER": "constants",
+    "FACE_COUNTS": "faces",
+    "MEG_FACE_CODES": "faces",
+    "Face": "faces",
+    "as_face": "faces",
+    "face_ids": "faces",
+    "HexGraph": "hexgraph",
+    "hex_graph": "hexgraph",
+    "opposite_direction": "hexgraph",
+    "FACE_IMAGE_SHAPES": "images",
+    "face_image_index": "images",
+    "from_face_image": "images",
+    "to_face_image": "images",
+    "Geometry": "sensors",
+    "design_geometry": "sensors",
+    "load_asbuilt": "sensors",
+    "disc_solid_angle": "solid_angle",
+    "incidence_cosine": "solid_angle",
+    "mppc_solid_angle": "solid_angle",
+    "solid_angle_fraction": "solid_angle",
+    "SENSOR_TABLE_COLUMNS": "table",
+    "sensor_table": "table",
+    "write_sensor_csv": "table",
+    "angles_to_direction": "uvw",
+    "direction_to_angles": "uvw",
+    "uvw_to_xyz": "uvw",
+    "xyz_to_uvw": "uvw",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"xecreco.geometry.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xecreco.geometry' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

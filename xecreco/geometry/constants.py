@@ -100,3 +100,7 @@ FIDUCIAL_W = (0.0, 42.0)
 TARGET_CENTRE_CM = (0.0, 0.0, 0.0)
 #: Speed of light in vacuum, cm/ns (photon time of flight from the vertex).
 SPEED_OF_LIGHT_CM_PER_NS = 29.9792458
+#: Effective (group) speed of scintillation light in liquid xenon for propagation delays, cm/ns
+#: (physics.md section 2: 8.5, tunable 7-12): the default of the simulation's light propagation, the
+#: classical timing calibration and the inpainting baselines' time model.
+LXE_LIGHT_SPEED_CM_PER_NS = 8.5

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-N_SENSORS = 4760
+from xecreco.geometry.constants import N_SENSORS
+
+__all__ = ["EventBatch", "N_SENSORS"]
 
 
 @dataclass

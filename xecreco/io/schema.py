@@ -1,8 +1,16 @@
-"""The xecreco file schema: tree and branch names, shapes, units and sentinels.
+"""The xecreco file schema: tree and branch names, shapes, units, sentinels and status codes.
 
 This is the single home of the names and magic numbers of the input and prediction files; the
 reader turns every sentinel into an explicit validity mask so nothing downstream tests them again.
 ``docs/file-format.md`` describes the same schema for users.
+
+Input tree: :data:`INPUT_BRANCHES` (names, shapes, units), :class:`BranchNames` for files that name
+them differently, :data:`INVALID_THRESHOLD` and :data:`SENTINEL`. Prediction tree
+(:data:`DEFAULT_RECO_TREE`): :data:`RECO_ID_BRANCHES`, the input summaries
+:data:`RECO_SUMMARY_BRANCHES`, and for each reconstruction R the branches ``R_<quantity>``
+(:data:`OUTPUT_UNITS`), ``R_<quantity>_err`` and ``R_status`` (:class:`Status`), with
+:data:`FILL_VALUE` where a value cannot be computed (:func:`reco_branch`, :func:`status_branch`,
+:func:`reconstruction_names`). Inpainted input files add :data:`INPAINTED_BRANCH`.
 
 Units in files follow the MEG II conventions: lengths cm, energies GeV, angles deg, per-sensor
 times s, event times ns.
@@ -11,7 +19,9 @@ times s, event times ns.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, fields
+from enum import IntEnum
 
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS
@@ -32,8 +42,18 @@ __all__ = [
     "PILEUP_TRUTH_BRANCHES",
     "SENSOR_ARRAY_BRANCHES",
     "RECO_ID_BRANCHES",
+    "RECO_SUMMARY_BRANCHES",
+    "OUTPUT_UNITS",
+    "Status",
+    "FILL_VALUE",
+    "FILL_THRESHOLD",
+    "RECO_NAME_PATTERN",
+    "INPAINTED_BRANCH",
     "BranchNames",
     "branch_spec",
+    "reco_branch",
+    "status_branch",
+    "reconstruction_names",
 ]
 
 #: Default name of the input tree.
@@ -118,8 +138,85 @@ PILEUP_TRUTH_BRANCHES: tuple[str, ...] = _group("pileup")
 SENSOR_ARRAY_BRANCHES: tuple[str, ...] = tuple(
     spec.name for spec in INPUT_BRANCHES if spec.shape == (N_SENSORS,)
 )
+
+# --------------------------------------------------------------------------- prediction tree
+
 #: Identifier branches of the prediction tree (``entry`` is the global index in the input).
 RECO_ID_BRANCHES: tuple[str, ...] = ("run", "event", "entry")
+#: Per-event summaries of the input written beside the reconstructions: name -> (numpy dtype,
+#: units, meaning). The validation scans use them (dead channels, collected light).
+RECO_SUMMARY_BRANCHES: dict[str, tuple[str, str, str]] = {
+    "nDead": ("int32", "", "sensors without a valid npho"),
+    "nphoSum": ("float32", "photons", "sum of npho over the valid sensors"),
+}
+
+#: Physical outputs a reconstructor may produce (the ``R_<quantity>`` branches), with their file
+#: units. ``R_<quantity>_err`` (same units) holds a predicted uncertainty where a model gives one.
+OUTPUT_UNITS: dict[str, str] = {
+    "energy": "GeV",
+    "u": "cm",
+    "v": "cm",
+    "w": "cm",
+    "x": "cm",
+    "y": "cm",
+    "z": "cm",
+    "time": "ns",
+    "theta": "deg",
+    "phi": "deg",
+    "npileup": "photons",
+    "pileup_prob": "probability",
+}
+
+
+class Status(IntEnum):
+    """``R_status`` codes (int32) written for every event and reconstruction.
+
+    OK: reconstructed normally.
+    NO_VALID_SENSORS: no valid sensor in the event; outputs are the documented fill values.
+    TOO_LITTLE_LIGHT: too little light on the inner face for a position fit; fallback values.
+    FIT_FAILED: the position fit did not converge; the seed/weighted-mean position is used.
+    NO_VALID_TIME: no sensor with a valid time; time output is the fill value.
+    """
+
+    OK = 0
+    NO_VALID_SENSORS = 1
+    TOO_LITTLE_LIGHT = 2
+    FIT_FAILED = 3
+    NO_VALID_TIME = 4
+
+
+#: Value written to float outputs that cannot be computed (status != OK). Never NaN.
+FILL_VALUE = -1.0e10
+#: Outputs at or beyond this magnitude are fill values (never physical).
+FILL_THRESHOLD = 1.0e9
+#: A reconstruction name R: an identifier, so ``R_energy`` works in ``TTree::Draw``/RDataFrame.
+RECO_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Branch of an inpainted input file: (4760,) bool, True where a sensor value was filled.
+INPAINTED_BRANCH = "inpainted"
+
+_STATUS_SUFFIX = "_status"
+
+
+def reco_branch(name: str, quantity: str) -> str:
+    """The branch of reconstruction ``name``'s output ``quantity`` (``quantity`` may end in
+    ``_err``): ``f"{name}_{quantity}"``."""
+    return f"{name}_{quantity}"
+
+
+def status_branch(name: str) -> str:
+    """The status branch of reconstruction ``name``: ``f"{name}_status"``."""
+    return name + _STATUS_SUFFIX
+
+
+def reconstruction_names(branches) -> list[str]:
+    """Reconstruction names R of a prediction tree, from its ``R_status`` branches (sorted)."""
+    names = []
+    for branch in branches:
+        if branch.endswith(_STATUS_SUFFIX):
+            name = branch[: -len(_STATUS_SUFFIX)]
+            if RECO_NAME_PATTERN.match(name):
+                names.append(name)
+    return sorted(names)
 
 _SPECS = {spec.name: spec for spec in INPUT_BRANCHES}
 

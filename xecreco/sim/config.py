@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from xecreco.config import build_dataclass, read_yaml_mapping
 from xecreco.errors import UserError
+from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS, SPEED_OF_LIGHT_CM_PER_NS
 from xecreco.sim.dead import GROUP_COLS, GROUP_ROWS
 
 #: named sources -> photon energies in MeV (one value is a line, several are drawn uniformly)
@@ -66,9 +67,9 @@ class SimConfig:
     #: scintillation decay constant of gamma showers, ns
     decay_time_ns: float = 45.0
     #: effective light (group) speed for propagation delays, cm/ns
-    light_speed_cm_per_ns: float = 8.5
+    light_speed_cm_per_ns: float = LXE_LIGHT_SPEED_CM_PER_NS
     #: speed of the photon and the shower front, cm/ns
-    c_cm_per_ns: float = 29.9792458
+    c_cm_per_ns: float = SPEED_OF_LIGHT_CM_PER_NS
     #: absorption length, cm (0 = no absorption; physics.md: > 100 cm, "300 cm or none")
     absorption_length_cm: float = 0.0
     #: Rayleigh scattering length, cm (0 = no scattering)
