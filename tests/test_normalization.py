@@ -174,3 +174,62 @@ def test_target_scaling_torch_and_errors():
     with pytest.raises(UserError, match="must be positive"):
         TargetScaling(mean={"u": 0.0}, scale={"u": 0.0})
     assert TargetScaling.fit({"c": np.ones(5)}).scale["c"] == 1.0
+
+
+def _raw_values(n=24, seed=5):
+    """Raw (npho, time) float32 with every kind of invalid value and low-light sensors."""
+    rng = np.random.default_rng(seed)
+    npho = (rng.exponential(300.0, (n, N_SENSORS)) - 5.0).astype(np.float32)
+    time = rng.normal(1.0e-7, 3.0e-9, (n, N_SENSORS)).astype(np.float32)
+    for values in (npho, time):
+        for bad in (np.nan, np.inf, -np.inf, 1.0e10, 9.5e9, -9.5e9):
+            values[rng.random(values.shape) < 0.004] = bad
+    time[npho < 50] = 1.0e10
+    time[3] = 1.0e10  # an event without a valid time: reference 0
+    return npho, time
+
+
+def test_validity_masks_rule_numpy_and_torch():
+    """One validity rule: |x| < 9e9 (NaN, inf, sentinels out), time also needs npho >= 50;
+    numpy and torch give the same masks, and ``dead`` removes sensors."""
+    torch = pytest.importorskip("torch")
+    from xecreco.normalization import validity_masks
+
+    npho, time = _raw_values()
+    valid_npho, valid_time = validity_masks(npho, time, 50.0)
+    want_npho = np.isfinite(npho) & (np.abs(npho.astype(np.float64)) < 9.0e9)
+    want_time = want_npho & np.isfinite(time) & (np.abs(time.astype(np.float64)) < 9.0e9)
+    want_time &= npho >= 50.0
+    np.testing.assert_array_equal(valid_npho, want_npho)
+    np.testing.assert_array_equal(valid_time, want_time)
+    assert not valid_npho.all() and not (valid_npho == valid_time).all()
+    dead = np.zeros(npho.shape, bool)
+    dead[:, 7] = True
+    t_npho, t_time = validity_masks(torch.from_numpy(npho), torch.from_numpy(time), 50.0,
+                                    dead=torch.from_numpy(dead))
+    np.testing.assert_array_equal(t_npho.numpy(), want_npho & ~dead)
+    np.testing.assert_array_equal(t_time.numpy(), want_time & ~dead)
+
+
+@pytest.mark.parametrize("scheme", NPHO_SCHEMES)
+def test_raw_features_torch_matches_numpy(scheme):
+    """The torch path (what the ONNX graphs run) gives the numpy features and time reference
+    within float32 rounding, sentinels included, for every npho scheme."""
+    torch = pytest.importorskip("torch")
+    from xecreco.normalization import validity_masks
+
+    spec = NormalizationSpec(npho_scheme=scheme, npho_sentinel=-1.0, time_sentinel=7.0,
+                             time_shift_ns=2.0)
+    npho, time = _raw_values()
+    valid_npho, valid_time = validity_masks(npho, time, 50.0)
+    batch = _batch(np.where(valid_npho, npho, 0.0), np.where(valid_time, time, 0.0),
+                   valid_npho, valid_time)
+    want, want_ref = spec.features_and_reference(batch)
+    got, got_ref = spec.raw_features(torch.from_numpy(npho), torch.from_numpy(time),
+                                     torch.from_numpy(valid_npho), torch.from_numpy(valid_time))
+    assert got.shape == want.shape and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), want, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(got_ref.numpy(), want_ref, rtol=1e-6)
+    assert want_ref[3] == 0.0 and float(got_ref[3]) == 0.0
+    np.testing.assert_array_equal(got.numpy()[..., 0][~valid_npho], -1.0)
+    np.testing.assert_array_equal(got.numpy()[..., 1][~valid_time], 7.0)

@@ -6,6 +6,14 @@ relative to a per-event reference, scaled. Invalid sensors (``valid_npho`` / ``v
 get the sentinel feature values (0 by default). The same spec is used by training, prediction and
 ONNX export and is stored in every checkpoint (``to_dict``/``from_dict``, JSON-safe).
 
+Validity (:func:`validity_masks`, the one definition): a sensor's npho is valid when
+``|npho| < INVALID_THRESHOLD`` (9e9; NaN, +-inf and the MEG sentinel 1e10 are not); its time when
+its npho is valid, ``|time| < 9e9`` and ``npho >= time_npho_threshold`` (photons). The reader
+(:mod:`xecreco.io.validity`, which also counts the reasons), training, the checkpoint
+reconstructor and the ONNX graphs all use it. :func:`validity_masks`,
+:meth:`NormalizationSpec.raw_features` and :func:`scaled_npho` take numpy arrays and torch
+tensors alike, so the exported graphs run this same code.
+
 npho transform, with ``x = max(npho, npho_min) / npho_scale`` (npho in photons):
 
 =========  ===============================  =======================================
@@ -46,6 +54,7 @@ import numpy as np
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
 from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
+from xecreco.io.schema import INVALID_THRESHOLD
 
 __all__ = [
     "NORMALIZATION_VERSION",
@@ -53,12 +62,40 @@ __all__ = [
     "NormalizationSpec",
     "TargetScaling",
     "scaled_npho",
+    "valid_values",
+    "validity_masks",
 ]
 
 NORMALIZATION_VERSION = 1
 NPHO_SCHEMES = ("log1p", "sqrt", "anscombe", "linear")
 _ANSCOMBE_C = 3.0 / 8.0
 _SQRT_C = math.sqrt(_ANSCOMBE_C)
+
+
+def _is_tensor(values) -> bool:
+    """True for torch tensors (checked without importing torch)."""
+    return type(values).__module__.split(".")[0] == "torch"
+
+
+def valid_values(values):
+    """True where a raw file value is usable: ``|value| < INVALID_THRESHOLD`` (False for NaN,
+    +-inf and the MEG sentinel 1e10). numpy arrays and torch tensors alike."""
+    return abs(values) < INVALID_THRESHOLD
+
+
+def validity_masks(npho, time, time_npho_threshold: float, dead=None):
+    """``(valid_npho, valid_time)`` from raw npho (photons) and sensor times (s): the one
+    validity definition (module docstring). ``dead`` (same shape, bool, optional) marks further
+    sensors invalid. numpy arrays (float32 comparisons) and torch tensors alike; the inputs are
+    not modified."""
+    if isinstance(npho, np.ndarray):
+        time_npho_threshold = npho.dtype.type(time_npho_threshold)
+    valid_npho = valid_values(npho)
+    if dead is not None:
+        valid_npho = valid_npho & ~dead
+    valid_time = valid_npho & valid_values(time)
+    valid_time &= npho >= time_npho_threshold
+    return valid_npho, valid_time
 
 
 def _float_dtype(values) -> np.dtype:
@@ -166,21 +203,24 @@ class NormalizationSpec:
         x *= dtype.type(1.0 / self.npho_scale)
         return self._npho_transform_inplace(x)
 
-    def _npho_transform_inplace(self, x: np.ndarray) -> np.ndarray:
+    def _npho_transform_inplace(self, x):
+        """y(x) of the scheme, in place, on a numpy array or a torch tensor (returned)."""
         scheme = self.npho_scheme
+        tensor = _is_tensor(x)
+        const = float if tensor else x.dtype.type
         if scheme == "log1p":
-            if x.dtype == np.float32:
-                x += np.float32(1.0)
-                np.log(x, out=x)
+            if tensor or x.dtype == np.float32:
+                x += const(1.0)
+                x.log_() if tensor else np.log(x, out=x)
             else:
                 np.log1p(x, out=x)
         elif scheme == "sqrt":
-            np.sqrt(x, out=x)
+            x.sqrt_() if tensor else np.sqrt(x, out=x)
         elif scheme == "anscombe":
-            x += x.dtype.type(_ANSCOMBE_C)
-            np.sqrt(x, out=x)
-            x -= x.dtype.type(_SQRT_C)
-            x *= x.dtype.type(2.0)
+            x += const(_ANSCOMBE_C)
+            x.sqrt_() if tensor else np.sqrt(x, out=x)
+            x -= const(_SQRT_C)
+            x *= const(2.0)
         return x
 
     def npho_inverse(self, features):
@@ -210,7 +250,14 @@ class NormalizationSpec:
         """(N,) float64 per-event time reference, ns (see the module docstring)."""
         return self._reference_ns(batch.npho, batch.time, batch.valid_time)
 
-    def _reference_ns(self, npho, time, valid_time) -> np.ndarray:
+    def _reference_ns(self, npho, time, valid_time):
+        """(N,) time reference (ns) from npho (photons), sensor times (s) and ``valid_time``;
+        float64 for numpy, the input's dtype for torch tensors."""
+        if _is_tensor(npho):
+            lit = (npho >= float(self.reference_npho_threshold)) & valid_time
+            reference, found = _mean_earliest(time, lit, self.reference_k)
+            fallback, _ = _mean_earliest(time, valid_time, self.reference_k)
+            return (reference.where(found, fallback)) * 1e9
         lit = npho >= np.float32(self.reference_npho_threshold)
         lit &= valid_time
         reference, found = _mean_earliest(time, lit, self.reference_k)
@@ -249,17 +296,50 @@ class NormalizationSpec:
         reference = self.time_reference_ns(batch)
         return self.features(batch, reference_ns=reference), reference
 
-    def _features_block(self, npho_raw, time_raw, valid_npho, valid_time, offset, out) -> None:
+    def raw_features(self, npho, time, valid_npho, valid_time):
+        """``(features (N, 4760, 2), time_reference_ns (N,))`` from raw npho (photons), sensor
+        times (s) and their masks (:func:`validity_masks`): numpy arrays or torch tensors (the
+        ONNX graphs call this). Same values as :meth:`features` (float32 rounding aside)."""
+        if not _is_tensor(npho):
+            batch = EventBatch(npho=npho, time=time, valid_npho=valid_npho,
+                               valid_time=valid_time, run=None, event=None, entry=None)
+            return self.features_and_reference(batch)
+        import torch
+
+        reference = self._reference_ns(npho, time, valid_time)
+        offset = (reference + self.time_shift_ns) * (1.0 / self.time_scale_ns)
+        npho_f = self._npho_channel(npho, valid_npho)
+        time_f = self._time_channel(time, valid_time, offset)
+        return torch.stack([npho_f, time_f], dim=2), reference
+
+    def _npho_channel(self, npho, valid_npho, out=None):
+        """npho feature (float32) with the sentinel at invalid sensors; numpy (written into
+        ``out`` when given) or torch."""
         # maximum (faster than fmax) lets NaN through, but NaN is possible only at invalid
-        # sensors, whose bits store_where_valid replaces by the sentinel's
-        npho = np.maximum(npho_raw, np.float32(self.npho_min), dtype=np.float32)
-        npho *= np.float32(1.0 / self.npho_scale)
+        # sensors, whose values the masked store replaces by the sentinel
+        if _is_tensor(npho):
+            x = npho.clamp(min=float(self.npho_min)) * (1.0 / self.npho_scale)
+            x = self._npho_transform_inplace(x)
+            return x.where(valid_npho, x.new_full((), float(self.npho_sentinel)))
+        x = np.maximum(npho, np.float32(self.npho_min), dtype=np.float32)
+        x *= np.float32(1.0 / self.npho_scale)
         with np.errstate(invalid="ignore"):
-            self._npho_transform_inplace(npho)
-        store_where_valid(npho, valid_npho, self.npho_sentinel, out=out[:, :, 0])
-        time = np.multiply(time_raw, np.float32(1e9 / self.time_scale_ns), dtype=np.float32)
-        time -= offset[:, None]
-        store_where_valid(time, valid_time, self.time_sentinel, out=out[:, :, 1])
+            self._npho_transform_inplace(x)
+        return store_where_valid(x, valid_npho, self.npho_sentinel, out=out)
+
+    def _time_channel(self, time, valid_time, offset, out=None):
+        """time feature ``time_s * 1e9 / time_scale_ns - offset`` (``offset`` (N,) =
+        (reference + time_shift_ns) / time_scale_ns) with the sentinel at invalid sensors."""
+        if _is_tensor(time):
+            t = time * (1e9 / self.time_scale_ns) - offset[:, None]
+            return t.where(valid_time, t.new_full((), float(self.time_sentinel)))
+        t = np.multiply(time, np.float32(1e9 / self.time_scale_ns), dtype=np.float32)
+        t -= offset[:, None]
+        return store_where_valid(t, valid_time, self.time_sentinel, out=out)
+
+    def _features_block(self, npho_raw, time_raw, valid_npho, valid_time, offset, out) -> None:
+        self._npho_channel(npho_raw, valid_npho, out=out[:, :, 0])
+        self._time_channel(time_raw, valid_time, offset, out=out[:, :, 1])
 
 
 def scaled_npho(features, scheme: str):
@@ -288,12 +368,22 @@ _USABLE_LIMIT = 1e38  # earliest "times" above this are the +inf of unusable sen
 def _mean_earliest(time_s: np.ndarray, usable: np.ndarray, k: int):
     """Mean (s, float64) of the k earliest usable times per row, and whether any was usable.
 
-    Unusable sensors read +inf; the k smallest values of every row come from ``torch.topk``
+    numpy: unusable sensors read +inf; the k smallest values of every row come from ``torch.topk``
     when torch is loaded already (a selection, about twice as fast as ``np.partition`` and
     parallel over rows on the intra-op threads), else from ``np.partition`` (numpy-only callers
     do not pay for importing torch). Both select the same values; they are summed in float64.
-    NaN at a usable sensor ranks last and is never counted.
+    NaN at a usable sensor ranks last and is never counted. For torch tensors (export graphs)
+    the same selection is summed in the tensor's dtype.
     """
+    if _is_tensor(time_s):  # torch (the ONNX graphs): the same selection, summed in float32
+        import torch
+
+        masked = time_s.where(usable, time_s.new_full((), math.inf))
+        earliest = torch.topk(masked, min(k, masked.shape[1]), dim=1, largest=False).values
+        finite = earliest < _USABLE_LIMIT
+        count = finite.to(time_s.dtype).sum(dim=1)
+        total = earliest.where(finite, earliest.new_zeros(())).sum(dim=1)
+        return total / count.clamp(min=1.0), count > 0
     masked = np.where(usable, time_s, np.float32(np.inf)).astype(np.float32, copy=False)
     k = min(k, masked.shape[1])
     if masked.shape[0] == 0:
@@ -371,7 +461,7 @@ class TargetScaling:
                 f"target scaling has no target '{name}'; it has {', '.join(self.names) or 'none'}"
             )
         mean, scale = self.mean[name], self.scale[name]
-        if type(values).__module__.split(".")[0] == "torch":
+        if _is_tensor(values):
             import torch
 
             def convert(v):

@@ -1,5 +1,9 @@
 """The reader's validity policy: raw sensor values -> explicit validity masks, with counts.
 
+The rule itself is :func:`xecreco.normalization.validity_masks` (numpy and torch, also used by
+the ONNX graphs); this module applies it to the reader's chunks in cache-sized blocks, zeroes the
+invalid values and counts why each value is invalid:
+
 * ``valid_npho`` is False where ``npho`` is NaN, +-inf or beyond
   :data:`~xecreco.io.schema.INVALID_THRESHOLD` (9e9; MEG II writes 1e10 for dead sensors).
   ``npho`` is set to 0 there.
@@ -18,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
-from xecreco.io.schema import INVALID_THRESHOLD
+from xecreco.normalization import valid_values, validity_masks
 
 __all__ = ["DEFAULT_TIME_NPHO_THRESHOLD", "ReaderStats", "apply_validity"]
 
@@ -90,9 +94,11 @@ def apply_validity(npho: np.ndarray, time: np.ndarray, time_npho_threshold: floa
 
 
 def _validity_block(npho, time, threshold, stats, valid_npho, valid_time) -> None:
+    masks = validity_masks(npho, time, threshold)
+    valid_npho[...], valid_time[...] = masks
     n_values = npho.size
-    np.less(np.abs(npho), INVALID_THRESHOLD, out=valid_npho)  # NaN compares False
     n_valid_npho = int(np.count_nonzero(valid_npho))
+    n_valid_time = int(np.count_nonzero(valid_time))
     if n_valid_npho != n_values:
         bad = npho[~valid_npho]
         n_nan = int(np.count_nonzero(np.isnan(bad)))
@@ -103,19 +109,15 @@ def _validity_block(npho, time, threshold, stats, valid_npho, valid_time) -> Non
         stats.invalid_npho += bad.size
         store_where_valid(npho, valid_npho)
         stats.events_without_valid_sensor += int(np.count_nonzero(~valid_npho.any(axis=1)))
-    np.less(np.abs(time), INVALID_THRESHOLD, out=valid_time)
-    valid_time &= valid_npho
-    n_time_ok = int(np.count_nonzero(valid_time))
-    if n_time_ok != n_valid_npho:
-        bad_time = valid_npho & ~valid_time
+    if n_valid_time != n_valid_npho:  # why the others have no time: bad value or too little light
+        bad_time = valid_npho & ~valid_values(time)
+        n_bad = int(np.count_nonzero(bad_time))
         n_nan = int(np.count_nonzero(np.isnan(time) & bad_time))
         n_inf = int(np.count_nonzero(np.isinf(time) & bad_time))
         stats.time_nan += n_nan
         stats.time_inf += n_inf
-        stats.time_sentinel += n_valid_npho - n_time_ok - n_nan - n_inf
-    valid_time &= npho >= threshold
-    n_valid_time = int(np.count_nonzero(valid_time))
-    stats.time_low_light += n_time_ok - n_valid_time
+        stats.time_sentinel += n_bad - n_nan - n_inf
+        stats.time_low_light += n_valid_npho - n_bad - n_valid_time
     stats.invalid_time += n_values - n_valid_time
     if n_valid_time != n_values:
         store_where_valid(time, valid_time)
