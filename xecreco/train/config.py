@@ -196,7 +196,9 @@ class RunConfig:
     when no C++ compiler is found; off by default, see docs/performance.md). threads: torch
     intra-op threads per process (None = leave torch's default).
     log_every: steps between metric lines. tensorboard: also log to TensorBoard when installed.
-    device: auto | cpu | cuda.
+    device: auto | cpu | cuda. parallel: how several processes share the work, ``ddp``
+    (replicated weights, all-reduced gradients) or ``fsdp`` (weights, gradients and optimizer
+    state sharded over the ranks, :mod:`xecreco.train.fsdp`); ignored with one process.
     """
 
     epochs: int = 1
@@ -210,6 +212,7 @@ class RunConfig:
     tensorboard: bool = False
     progress: bool = True
     device: str = "auto"
+    parallel: str = "ddp"
 
 
 @dataclass
@@ -383,6 +386,7 @@ def _check_values(cfg: TrainConfig) -> None:
     need(r.precision in ("fp32", "bf16"), "run.precision", "one of fp32, bf16")
     need(r.device in ("auto", "cpu", "cuda"), "run.device", "one of auto, cpu, cuda")
     need(r.threads is None or r.threads >= 1, "run.threads", "must be >= 1 or null")
+    need(r.parallel in ("ddp", "fsdp"), "run.parallel", "one of ddp, fsdp")
     need(r.log_every >= 1, "run.log_every", "must be >= 1")
     need(lo.direction in DIRECTION_LOSSES, "loss.direction",
          f"one of {', '.join(DIRECTION_LOSSES)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -96,10 +96,22 @@ def all_reduce_mean(values: dict, info: DistInfo) -> dict:
 
 
 def maybe_no_sync(model, sync: bool):
-    """``model.no_sync()`` for accumulation micro-steps of a DDP model, else a null context."""
+    """For accumulation micro-steps (``sync`` False): ``model.no_sync()`` of a DDP model, or no
+    gradient reduce-scatter for an FSDP (``fully_shard``) model; else a null context."""
     if not sync and hasattr(model, "no_sync"):
         return model.no_sync()
+    if not sync and hasattr(model, "set_requires_gradient_sync"):
+        return _fsdp_no_sync(model)
     return nullcontext()
+
+
+@contextmanager
+def _fsdp_no_sync(model):
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
 
 
 def free_port() -> int:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from xecreco.errors import UserError
-from xecreco.train import ddp
+from xecreco.train import ddp, fsdp
 from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 from xecreco.train.config import TrainConfig, write_config
 from xecreco.train.ema import ModelEma
@@ -227,10 +227,18 @@ class _Trainer:
             task.prepare_model(self.model, self.source)
         self.loss = task.build_loss(cfg, self.source).to(device)
         self.module = _TrainModule(self.model, self.loss)
+        # run.parallel fsdp: validation runs on an unsharded copy (rank-local batches)
+        self.sharded = info.distributed and cfg.run.parallel == "fsdp"
+        if self.sharded:
+            self.eval_model = copy.deepcopy(self.model)
+            self.eval_loss = copy.deepcopy(self.loss)
+            fsdp.shard(self.module, self.model, device)
         self.optimizer = torch.optim.AdamW(_param_groups(self.module, cfg.optim.weight_decay),
                                            lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
         self.ema = ModelEma(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
-        self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model
+        if not self.sharded:
+            self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model
+            self.eval_loss = self.loss
 
         micro = self.source.steps_per_epoch(info.world)
         self.steps_per_epoch = micro // cfg.optim.accumulation
@@ -253,7 +261,7 @@ class _Trainer:
             self.train_log.truncate_after(self.step)
             self.val_log.truncate_after(self.step)
         self.tb = _tensorboard(run_dir, cfg.run.tensorboard and main)
-        if info.distributed:
+        if info.distributed and not self.sharded:
             kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
             # Size-1 kernel dims give harmless stride mismatches between grads and DDP buckets.
             warnings.filterwarnings("ignore",
@@ -267,6 +275,14 @@ class _Trainer:
             self.wrapped = compile_module(self.wrapped)
 
     # -- state ----------------------------------------------------------------------------
+    def _cpu_state(self, state: dict, clone: bool = False) -> dict:
+        """A state dict on the CPU; FSDP shards gathered into full tensors (collective)."""
+        if self.sharded:
+            return fsdp.full_state(state)
+        if clone:
+            return {k: v.detach().cpu().clone() for k, v in state.items()}
+        return {k: v.detach().cpu() for k, v in state.items()}
+
     def _payload(self, for_best: bool, metrics: dict) -> dict:
         cfg = self.cfg
         payload = {
@@ -279,13 +295,13 @@ class _Trainer:
         }
         if for_best:
             weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
-            payload.update(state_dict={k: v.detach().cpu().clone() for k, v in weights.items()},
+            payload.update(state_dict=self._cpu_state(weights, clone=True),
                            ema_state_dict=None,
                            train_state={"step": self.step, "epoch": self.epoch})
         else:
             payload.update(
-                state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                ema_state_dict=({k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
+                state_dict=self._cpu_state(self.model.state_dict()),
+                ema_state_dict=(self._cpu_state(self.ema.state_dict())
                                 if self.ema is not None else None),
                 train_state=self._train_state(),
             )
@@ -298,8 +314,9 @@ class _Trainer:
         return {
             "step": self.step, "epoch": self.epoch, "consumed": self.consumed,
             "total_steps": self.total_steps, "world": self.info.world,
-            "optimizer": self.optimizer.state_dict(),
-            "loss": {k: v.detach().cpu() for k, v in self.loss.state_dict().items()},
+            "optimizer": (fsdp.optimizer_state(self.module, self.optimizer) if self.sharded
+                          else self.optimizer.state_dict()),
+            "loss": self._cpu_state(self.loss.state_dict()),
             "ema": self.ema.train_state() if self.ema is not None else None,
             "torch_rng": rng, "cuda_rng": cuda_rng,
             "best": self.best, "best_metrics": self.best_metrics,
@@ -311,7 +328,8 @@ class _Trainer:
         d = self.cfg.data
         return {"data.batch_size": d.batch_size, "data.workers": d.workers,
                 "data.step_events": d.step_events, "data.shuffle_buffer": d.shuffle_buffer,
-                "optim.accumulation": self.cfg.optim.accumulation, "run.seed": self.cfg.run.seed}
+                "optim.accumulation": self.cfg.optim.accumulation, "run.seed": self.cfg.run.seed,
+                "run.parallel": self.cfg.run.parallel if self.info.distributed else "ddp"}
 
     def _restore(self, ckpt: dict) -> None:
         state = ckpt["train_state"]
@@ -322,13 +340,21 @@ class _Trainer:
         if changed:
             raise UserError(f"cannot resume exactly: {', '.join(changed)} differ from the run in "
                             "last.pt; resume with the run's config.yaml")
-        self.model.load_state_dict(ckpt["state_dict"])
-        self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            fsdp.load_full_state(self.model, ckpt["state_dict"])
+            fsdp.load_full_state(self.loss, state["loss"])
+            fsdp.load_optimizer_state(self.module, self.optimizer, state["optimizer"])
+        else:
+            self.model.load_state_dict(ckpt["state_dict"])
+            self.loss.load_state_dict(state["loss"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None:
             if ckpt.get("ema_state_dict") is None:
                 raise UserError("cannot resume: last.pt has no EMA weights but ema.enabled is true")
-            self.ema.load(ckpt["ema_state_dict"], state["ema"])
+            shadow = ckpt["ema_state_dict"]
+            if self.sharded:
+                shadow = fsdp.shard_like(shadow, self.ema.state_dict())
+            self.ema.load(shadow, state["ema"])
         self.step, self.epoch, self.consumed = state["step"], state["epoch"], state["consumed"]
         self.total_steps = self.cfg.run.max_steps or state["total_steps"]
         self.best, self.best_metrics = float(state["best"]), dict(state["best_metrics"])
@@ -345,7 +371,11 @@ class _Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         model = self.eval_model
-        if self.ema is not None:
+        if self.sharded:  # the current (or EMA) weights into the unsharded copy; collective
+            weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
+            model.load_state_dict(fsdp.full_state(weights))
+            self.eval_loss.load_state_dict(fsdp.full_state(self.loss.state_dict()))
+        elif self.ema is not None:
             model.load_state_dict(self.ema.state_dict())
         model.eval()
         collected: dict[str, list] = {}
@@ -354,7 +384,7 @@ class _Trainer:
             batch = _to_device(batch, self.device)
             with self._autocast():
                 outputs = model_outputs(model, batch)
-                loss, _ = self.loss(outputs, batch)
+                loss, _ = self.eval_loss(outputs, batch)
             n = len(batch["features"])
             loss_sum += float(loss) * n
             n_events += n
@@ -394,8 +424,10 @@ class _Trainer:
                     self.tb.add_scalar(f"val/{k}", v, self.step)
         if value < self.best:
             self.best, self.best_metrics = value, dict(metrics)
-            if self.info.is_main:
-                save_checkpoint(self.run_dir / "best.pt", self._payload(True, metrics))
+            if self.info.is_main or self.sharded:  # gathering FSDP shards takes every rank
+                payload = self._payload(True, metrics)
+                if self.info.is_main:
+                    save_checkpoint(self.run_dir / "best.pt", payload)
         return metrics
 
     # -- training ---------------------------------------------------------------------------
@@ -493,9 +525,12 @@ class _Trainer:
                     self.consumed = 0
         if bar is not None:
             bar.close()
-        if self.step >= self.total_steps and math.isinf(self.best) and info.is_main:
+        if self.step >= self.total_steps and math.isinf(self.best) and (
+                info.is_main or self.sharded):
             # No validation events: best.pt holds the final weights, so `predict -r best.pt` works.
-            save_checkpoint(self.run_dir / "best.pt", self._payload(True, {}))
+            payload = self._payload(True, {})
+            if info.is_main:
+                save_checkpoint(self.run_dir / "best.pt", payload)
         if self.tb is not None:
             self.tb.close()
         result = {
