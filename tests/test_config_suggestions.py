@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from xecreco.errors import UserError
-from xecreco.train.config import closest_key, load_config
+from xecreco.config import closest_key
+from xecreco.train.config import load_config
 
 
 def test_misspelt_learning_rate_suggests_optim_lr(tmp_path):
@@ -24,3 +25,27 @@ def test_misspelt_learning_rate_suggests_optim_lr(tmp_path):
 ])
 def test_closest_key_by_edit_distance(key, names, want):
     assert closest_key(key, names) == want
+
+
+def test_training_and_simulation_configs_share_one_loader(tmp_path):
+    """Both configs go through xecreco.config: one line naming the file and the key, for an
+    unknown key, a wrong type and a failed value check alike."""
+    from xecreco.sim import SimConfig
+
+    train = tmp_path / "train.yaml"
+    train.write_text("run:\n  max_steps: many\n")
+    with pytest.raises(UserError, match=r"^config file .*train\.yaml: config key 'run\.max_steps': "
+                                        r"expected int or null, got 'many'$"):
+        load_config(train)
+    train.write_text("optim:\n  lr: -1\n")
+    with pytest.raises(UserError, match=r"^config file .*train\.yaml: config key 'optim\.lr'"):
+        load_config(train)
+    sim = tmp_path / "sim.yaml"
+    sim.write_text("decay_tme_ns: 40\n")
+    with pytest.raises(UserError, match=r"^sim config .*sim\.yaml: unknown config key "
+                                        r"'decay_tme_ns'; did you mean 'decay_time_ns'\?"):
+        SimConfig.from_yaml(sim)
+    sim.write_text("n_deposits: [1, 2]\n")
+    with pytest.raises(UserError, match=r"^sim config .*sim\.yaml: config key 'n_deposits': "
+                                        r"expected int"):
+        SimConfig.from_yaml(sim)

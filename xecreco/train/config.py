@@ -1,8 +1,9 @@
 """The training configuration: a typed schema of dataclasses, YAML loading and ``--set`` overrides.
 
-A config file is YAML (read with ``yaml.safe_load``) whose top-level sections map onto the
-dataclasses below. Unknown keys are errors naming the key and suggesting the closest valid one;
-values of the wrong type are errors naming the key and the expected type. The user's file is never
+A config file is YAML whose top-level sections map onto the dataclasses below, read by the one
+typed-YAML loader (:mod:`xecreco.config`, shared with the simulation config). Unknown keys are
+errors naming the file and the key and suggesting the closest valid one; values of the wrong type
+are errors naming the key and the expected type. The user's file is never
 rewritten: the resolved config (defaults filled in, overrides applied) is written to the run
 directory as ``config.yaml``.
 
@@ -14,15 +15,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import glob
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import yaml
 
+from xecreco.config import apply_overrides, build_dataclass, read_yaml_mapping, with_origin
 from xecreco.errors import UserError
+from xecreco.io.paths import temp_path
 
 #: Regression targets known to the regressor task, with their units.
 TARGET_UNITS = {
@@ -240,121 +241,14 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Typed construction from plain dicts
-
-
-def _type_name(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        return f"list of {_type_name(item)}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value, tp, key: str):
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _coerce(value, arg, key)
-            except UserError:
-                continue
-        raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
-    if tp is type(None):
-        if value is None:
-            return None
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif origin is list or tp is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, str) and item is str:
-            value = [value]
-        if isinstance(value, (list, tuple)):
-            return [v if item is Any else _coerce(v, item, f"{key}[{i}]")
-                    for i, v in enumerate(value)]
-    elif tp is dict:
-        if value is None:
-            return {}
-        if isinstance(value, dict):
-            return dict(value)
-    elif dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
-    raise UserError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+# Typed construction from plain dicts: xecreco.config (the one typed-YAML loader)
 
 
 #: Spellings users reach for, per config key (matched like the key itself by
-#: :func:`closest_key`): ``optim.lerning_rate`` is one edit from ``learning_rate``, i.e. ``lr``.
+#: :func:`xecreco.config.closest_key`): ``optim.lerning_rate`` is one edit from ``learning_rate``, i.e. ``lr``.
 KEY_ALIASES = {"lr": ("learning_rate", "lrate", "learn_rate"), "betas": ("beta",), "weight_decay": ("wd",),
                "warmup_steps": ("warmup",), "clip_grad_norm": ("grad_clip", "clip_grad"),
                "batch_size": ("batch",), "max_steps": ("steps",)}
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions) between two strings."""
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
-
-
-def closest_key(key: str, names) -> str | None:
-    """The valid key of ``names`` closest to the unknown (last key part) ``key`` by edit
-    distance to the name or one of its :data:`KEY_ALIASES` (case-insensitive); None when even
-    the closest needs more edits than half its length."""
-    best, best_distance = None, None
-    for name in names:
-        for spelling in (name, *KEY_ALIASES.get(name, ())):
-            distance = edit_distance(key.lower(), spelling.lower())
-            if distance <= max(1, len(spelling) // 2) and (
-                    best_distance is None or distance < best_distance):
-                best, best_distance = name, distance
-    return best
-
-
-def _build(cls, values, prefix: str):
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        where = f"section '{prefix}'" if prefix else "the config"
-        raise UserError(f"{where} must be a mapping of keys to values, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            close = closest_key(str(key), names)
-            dotted = f"{prefix}." if prefix else ""
-            hint = f"; did you mean '{dotted}{close}'?" if close else ""
-            where = f" in {prefix}" if prefix else ""
-            raise UserError(f"unknown config key '{full}'{hint} (valid keys{where}: "
-                            f"{', '.join(names)})")
-        kwargs[key] = _coerce(value, hints[key], full)
-    return cls(**kwargs)
 
 
 def _check_values(cfg: TrainConfig) -> None:
@@ -432,75 +326,15 @@ def _check_values(cfg: TrainConfig) -> None:
                          "a number >= 0")
 
 
-def config_from_dict(values: dict) -> TrainConfig:
-    """Validated :class:`TrainConfig` from a nested dict (raises UserError on any bad key/value)."""
-    cfg = _build(TrainConfig, values, "")
-    _check_values(cfg)
+def config_from_dict(values: dict, origin: str | None = None) -> TrainConfig:
+    """Validated :class:`TrainConfig` from a nested dict (raises UserError on any bad key/value;
+    the message starts with ``origin``, e.g. ``config file c.yaml``, when given)."""
+    cfg = build_dataclass(TrainConfig, values, origin=origin, aliases=KEY_ALIASES)
+    try:
+        _check_values(cfg)
+    except UserError as exc:
+        raise UserError(with_origin(origin, str(exc))) from None
     return cfg
-
-
-def apply_overrides(values: dict, overrides) -> dict:
-    """Apply ``key.sub=value`` strings to a nested dict (values parsed as YAML); returns a copy."""
-    out = _deep_copy(values)
-    for item in overrides or ():
-        if "=" not in item:
-            raise UserError(f"override '{item}' must look like key.sub=value (e.g. optim.lr=3e-4)")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise UserError(f"override '{item}': value is not valid YAML ({exc.problem})") from None
-        parts = key.split(".")
-        if not all(parts):
-            raise UserError(f"override '{item}': empty key component")
-        node = out
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise UserError(f"override '{item}': '{part}' is not a section")
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-def _deep_copy(values):
-    if isinstance(values, dict):
-        return {k: _deep_copy(v) for k, v in values.items()}
-    if isinstance(values, list):
-        return [_deep_copy(v) for v in values]
-    return values
-
-
-def read_yaml(path) -> dict:
-    """A YAML mapping from ``path`` (safe_load); UserError when missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"config file {path} is not UTF-8 text (byte {exc.start}); pass a YAML "
-                        "config file") from None
-    except OSError as exc:
-        raise UserError(f"config file {path}: cannot read ({exc.strerror})") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
-        raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
-    except RecursionError:
-        raise UserError(f"config file {path} is nested too deeply to be a config") from None
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise UserError(f"config file {path} must hold a mapping of sections, "
-                        f"got {type(values).__name__}")
-    return values
 
 
 def load_config(config, overrides=()) -> TrainConfig:
@@ -509,15 +343,16 @@ def load_config(config, overrides=()) -> TrainConfig:
     Relative file paths in ``data.train_files`` / ``data.val_files`` of a YAML file are taken
     relative to the file's folder.
     """
-    base_dir = None
+    base_dir, origin = None, None
     if isinstance(config, TrainConfig):
         values = config.to_dict()
     elif isinstance(config, dict):
         values = config
     else:
-        values = read_yaml(config)
+        values = read_yaml_mapping(config, "config file")
         base_dir = Path(config).resolve().parent
-    cfg = config_from_dict(apply_overrides(values, overrides))
+        origin = f"config file {config}"
+    cfg = config_from_dict(apply_overrides(values, overrides), origin)
     if base_dir is not None:
         cfg.data.train_files = [_relative_to(p, base_dir) for p in cfg.data.train_files]
         cfg.data.val_files = [_relative_to(p, base_dir) for p in cfg.data.val_files]
@@ -543,9 +378,13 @@ def expand_files(patterns: list[str], key: str) -> list[str]:
 
 
 def write_config(cfg: TrainConfig, path) -> None:
-    """Write the resolved config as YAML (temporary name, then rename)."""
+    """Write the resolved config as YAML (temporary name of :func:`xecreco.io.paths.temp_path`,
+    then rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
-    tmp.replace(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "w") as handle:
+            yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
