@@ -3,6 +3,7 @@ StudyResult``; :data:`STUDIES` lists them in report order."""
 
 from xecreco.validation.studies import (
     angle,
+    calibration,
     deadchannels,
     energy,
     pileup,
@@ -13,6 +14,6 @@ from xecreco.validation.studies import (
 
 #: study name -> module, in report order.
 STUDIES = {m.NAME: m for m in (energy, position, angle, timing, pileup, deadchannels,
-                                  scan)}
+                                  scan, calibration)}
 
 __all__ = ["STUDIES"]
