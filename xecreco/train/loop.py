@@ -9,16 +9,16 @@ its ``state_dict`` holds the evaluated weights, i.e. the EMA weights when EMA is
 Resume restores model, optimizer, learned loss weights, EMA, step, epoch, the position inside the
 epoch (micro-batches consumed; the deterministic stream is replayed up to it) and every rank's
 torch RNG state, so a resumed run reaches the same weights as an uninterrupted one.
+
+The pieces around the loop: :mod:`xecreco.train.runtime` (device, threads, parameter groups, the
+model-plus-loss module) and :mod:`xecreco.train.runlog` (CSV logs, TensorBoard, the stop flag).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
-import os
-import signal
 import time
 import warnings
 from itertools import islice
@@ -33,143 +33,16 @@ from xecreco.train import ddp, fsdp
 from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 from xecreco.train.config import TrainConfig, write_config
 from xecreco.train.ema import ModelEma
+from xecreco.train.runlog import CsvLog, StopFlag, tensorboard_writer
+from xecreco.train.runtime import (
+    TrainModule,
+    choose_device,
+    intra_op_threads,
+    param_groups,
+    to_device,
+)
 from xecreco.train.schedule import lr_factor, set_lr
 from xecreco.train.tasks import TaskSpec, get_task, model_outputs
-
-
-class _TrainModule(nn.Module):
-    """Model + loss in one module, so DDP reduces the gradients of learned loss weights too."""
-
-    def __init__(self, model: nn.Module, loss: nn.Module):
-        super().__init__()
-        self.model = model
-        self.loss = loss
-
-    def forward(self, batch):
-        return self.loss(model_outputs(self.model, batch), batch)
-
-
-def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    want = cfg.run.device
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UserError("config key 'run.device' is cuda but no CUDA device is available; "
-                            "use auto or cpu")
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-def _threads(cfg: TrainConfig, info: ddp.DistInfo) -> int:
-    """Intra-op threads: ``run.threads``, else this node's cores shared by its ranks minus the
-    DataLoader workers (at least 1), so ranks and workers do not oversubscribe the CPU."""
-    if cfg.run.threads:
-        return cfg.run.threads
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, local_world) - cfg.data.workers)
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    if device.type == "cpu":
-        return batch
-    out = dict(batch)
-    out["features"] = batch["features"].to(device, non_blocking=True)
-    out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
-    if "vertex" in batch:
-        out["vertex"] = batch["vertex"].to(device, non_blocking=True)
-    return out
-
-
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on matrices/kernels only (not biases, norms, loss weights)."""
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        if not param.requires_grad:
-            continue
-        (decay if param.ndim >= 2 and not name.startswith("loss.") else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-class _CsvLog:
-    """Append-only CSV, header fixed by the first row; rows after a step dropped on resume."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled, self.fields = path, enabled, None
-        if enabled and path.exists():
-            with open(path, newline="") as handle:
-                reader = csv.DictReader(handle)
-                self.fields = reader.fieldnames
-
-    def truncate_after(self, step: int) -> None:
-        if not (self.enabled and self.path.exists()):
-            return
-        with open(self.path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames
-            rows = [row for row in reader if int(row["step"]) <= step]
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(self.path)
-
-    def write(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        new = self.fields is None
-        if new:
-            self.fields = list(row)
-        with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-
-class _StopFlag:
-    """Set by SIGTERM / SIGINT: the loop saves ``last.pt`` at the next step boundary and returns."""
-
-    def __init__(self):
-        self.raised = False
-        self._old = {}
-
-    def __enter__(self):
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.raised and signum == signal.SIGINT:  # second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        self.raised = True
-        print("xecreco train: stopping at the next step boundary (last.pt will be written); "
-              "press Ctrl-C again to abort now", flush=True)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
-def _tensorboard(run_dir: Path, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print("xecreco train: run.tensorboard is set but tensorboard is not installed; "
-              "logging to CSV only")
-        return None
-    return SummaryWriter(str(run_dir / "tb"))
 
 
 def run_training(cfg: TrainConfig, run_dir, resume: bool = False, task: TaskSpec | None = None,
@@ -184,8 +57,8 @@ def run_training(cfg: TrainConfig, run_dir, resume: bool = False, task: TaskSpec
     task = task or get_task(cfg.task.name)
     run_dir = Path(run_dir)
     info = ddp.env_info()
-    torch.set_num_threads(_threads(cfg, info))
-    device = _device(cfg, info.local_rank)
+    torch.set_num_threads(intra_op_threads(cfg, info))
+    device = choose_device(cfg, info.local_rank)
     info = ddp.init_distributed(device)
     try:
         return _Trainer(cfg, run_dir, resume, task, source, callbacks, info, device).run()
@@ -226,14 +99,14 @@ class _Trainer:
         if task.prepare_model is not None and not ckpt:
             task.prepare_model(self.model, self.source)
         self.loss = task.build_loss(cfg, self.source).to(device)
-        self.module = _TrainModule(self.model, self.loss)
+        self.module = TrainModule(self.model, self.loss)
         # run.parallel fsdp: validation runs on an unsharded copy (rank-local batches)
         self.sharded = info.distributed and cfg.run.parallel == "fsdp"
         if self.sharded:
             self.eval_model = copy.deepcopy(self.model)
             self.eval_loss = copy.deepcopy(self.loss)
             fsdp.shard(self.module, self.model, device)
-        self.optimizer = torch.optim.AdamW(_param_groups(self.module, cfg.optim.weight_decay),
+        self.optimizer = torch.optim.AdamW(param_groups(self.module, cfg.optim.weight_decay),
                                            lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
         self.ema = ModelEma(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
         if not self.sharded:
@@ -255,12 +128,12 @@ class _Trainer:
             self._restore(ckpt)
         if main:  # after a successful restore: a refused resume leaves the run untouched
             write_config(cfg, run_dir / "config.yaml")
-        self.train_log = _CsvLog(run_dir / "train.csv", main)
-        self.val_log = _CsvLog(run_dir / "val.csv", main)
+        self.train_log = CsvLog(run_dir / "train.csv", main)
+        self.val_log = CsvLog(run_dir / "val.csv", main)
         if ckpt:
             self.train_log.truncate_after(self.step)
             self.val_log.truncate_after(self.step)
-        self.tb = _tensorboard(run_dir, cfg.run.tensorboard and main)
+        self.tb = tensorboard_writer(run_dir, cfg.run.tensorboard and main)
         if info.distributed and not self.sharded:
             kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
             # Size-1 kernel dims give harmless stride mismatches between grads and DDP buckets.
@@ -381,7 +254,7 @@ class _Trainer:
         collected: dict[str, list] = {}
         loss_sum, n_events = 0.0, 0
         for batch in self.source.val_batches(self.info.rank, self.info.world):
-            batch = _to_device(batch, self.device)
+            batch = to_device(batch, self.device)
             with self._autocast():
                 outputs = model_outputs(model, batch)
                 loss, _ = self.eval_loss(outputs, batch)
@@ -431,7 +304,7 @@ class _Trainer:
         return metrics
 
     # -- training ---------------------------------------------------------------------------
-    def _should_stop_now(self, flag: _StopFlag) -> bool:
+    def _should_stop_now(self, flag: StopFlag) -> bool:
         stop = flag.raised
         if self.info.distributed:
             t = torch.tensor([1.0 if stop else 0.0])
@@ -455,7 +328,7 @@ class _Trainer:
         running: dict[str, float] = {}
         steps_since_log = 0
         self.module.train()
-        with _StopFlag() as flag:
+        with StopFlag() as flag:
             while self.step < stop_at and not interrupted:
                 micro_in_epoch = self.steps_per_epoch * accum
                 loader = self.source.train_batches(self.epoch, info.rank, info.world)
@@ -463,7 +336,7 @@ class _Trainer:
                 micro = 0
                 step_start = time.perf_counter()
                 for batch in stream:
-                    batch = _to_device(batch, self.device)
+                    batch = to_device(batch, self.device)
                     sync = (micro + 1) % accum == 0
                     with ddp.maybe_no_sync(self.wrapped, sync):
                         with self._autocast():
