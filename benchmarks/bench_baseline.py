@@ -15,7 +15,7 @@ Runs alternate (baseline, now, baseline, now, ...) and the best of ``--repeats``
 load from other users of the machine hits both builds alike. The same run measures the machine's
 fp32 GEMM peak (best of several ``torch.mm`` of 2048 x 2048 matrices on all cores) and reports
 the fraction of it that inference (model forward alone, and the whole predict command) and a
-training step (3 x the forward FLOPs of :func:`xecreco.models.flops.flops_per_event` per event)
+training step (3 x the forward FLOPs of :func:`xecreco.models.nn.flops.flops_per_event` per event)
 reach. Outputs and both environments live under /tmp, never in the repository.
 
 The same run times the levers on the model alone (interleaved, best of 4): bf16 autocast of
@@ -135,8 +135,8 @@ def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int =
     import torch
 
     from xecreco.models import bundled
-    from xecreco.models.flops import flops_per_event
-    from xecreco.models.regressor import build_model
+    from xecreco.models.nn.flops import flops_per_event
+    from xecreco.models.regressor.network import build_model
 
     from xecreco.train.acceleration import autocast, compile_module
 

@@ -22,8 +22,8 @@ SAMPLES = {"signal": 0.0, "pileup": 2.5e6}  # pile-up photon rate, Hz
 
 
 def run(quick: bool = False) -> list[dict]:
-    from xecreco.models.inpaint_metrics import score_file
-    from xecreco.models.inpaint_pipeline import inpaint_file
+    from xecreco.validation.inpainting import score_file
+    from xecreco.models.pipelines.inpaint import inpaint_file
     from xecreco.models.registry import available_inpainters
     from xecreco.sim import SimConfig, simulate_file
 

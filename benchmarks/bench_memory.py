@@ -19,7 +19,7 @@ from _common import emit  # noqa: E402
 
 CHILD = """
 import json, sys, time, resource
-from xecreco.models.predict import predict_files
+from xecreco.models.pipelines.predict import predict_files
 inputs, output, reco = json.loads(sys.argv[1])
 start = time.perf_counter()
 summary = predict_files(inputs, output, [reco], progress=False)

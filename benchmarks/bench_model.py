@@ -41,8 +41,8 @@ def measure(preset: str, batch: int, repeats: int, train_repeats: int,
     if threads is not None:
         torch.set_num_threads(threads)
 
-    from xecreco.models.flops import count_parameters, flops_per_event
-    from xecreco.models.regressor import build_model
+    from xecreco.models.nn.flops import count_parameters, flops_per_event
+    from xecreco.models.regressor.network import build_model
 
     torch.manual_seed(0)
     model = build_model(preset)
@@ -87,14 +87,21 @@ def measure_onnx(preset: str, batch: int, repeats: int) -> dict:
 
     import onnxruntime as ort
 
-    from xecreco.models.export import (
+    from xecreco.models.export.regressor import (
+
         VERTEX_INPUT,
+
         export_onnx,
+
         input_names,
-        sim_like_inputs,
+
         sim_like_vertices,
+
     )
-    from xecreco.models.regressor import build_model, resolve_model_config
+
+    from xecreco.models.export.onnx import sim_like_inputs
+    from xecreco.models.regressor.network import build_model
+    from xecreco.models.regressor.presets import resolve_model_config
     from xecreco.normalization import NormalizationSpec, TargetScaling
     from xecreco.train.checkpoint import save_checkpoint
 

@@ -18,7 +18,7 @@ from _common import emit, peak_rss_mb  # noqa: E402
 
 def run(quick: bool = False) -> list[dict]:
     from xecreco.models import available_reconstructors
-    from xecreco.models.predict import predict_files
+    from xecreco.models.pipelines.predict import predict_files
     from xecreco.sim import simulate_file
     from xecreco.validation.api import validate
     from xecreco.validation.headlines import HEADLINE_STUDIES, headline_numbers

@@ -21,7 +21,7 @@ from _common import emit, machine_info, peak_rss_mb  # noqa: E402
 from xecreco.io.reader import iterate_batches  # noqa: E402
 from xecreco.models import available_reconstructors, create_reconstructor  # noqa: E402
 from xecreco.models.classical import ClassicalReconstructor  # noqa: E402
-from xecreco.models.predict import predict_files  # noqa: E402
+from xecreco.models.pipelines.predict import predict_files  # noqa: E402
 from xecreco.sim import simulate_file  # noqa: E402
 
 

@@ -30,8 +30,8 @@ def run_demo(output_dir: Path, n_events: int = DEMO_EVENTS, seed: int = 1,
              pileup_rate_hz: float = DEMO_PILEUP_RATE_HZ, progress: bool = True) -> dict:
     """Run the demo chain into ``output_dir``; returns paths and the validation summary."""
     from xecreco.models import available_reconstructors
-    from xecreco.models.inpaint_pipeline import inpaint_file, resolve_inpainter
-    from xecreco.models.predict import predict_files
+    from xecreco.models.pipelines.inpaint import inpaint_file, resolve_inpainter
+    from xecreco.models.pipelines.predict import predict_files
     from xecreco.sim import SimConfig, simulate_file
     from xecreco.validation.api import validate
 

@@ -34,23 +34,13 @@ def command(checkpoint, output, opset, check_events, seed):
     and every output is compared with what `xecreco predict -r CHECKPOINT` (or `xecreco inpaint
     --model CHECKPOINT`) gives on the same events, within the float32 tolerance.
     """
-    from xecreco.errors import UserError
-    from xecreco.io.paths import check_output_file
-    from xecreco.train.checkpoint import load_checkpoint
+    from xecreco.models.export import export_checkpoint
 
-    check_output_file(output, [checkpoint])
-    task = load_checkpoint(checkpoint).get("task")
-    if task == "regressor":
-        from xecreco.models.export import export_onnx as export
-    elif task in ("inpainter", "mae"):
-        from xecreco.models.export_inpainter import export_inpainter_onnx as export
-    else:
-        raise UserError(f"checkpoint {checkpoint} is a '{task}' checkpoint; xecreco export takes "
-                        "a 'regressor' or an 'inpainter' (or 'mae') checkpoint")
-    result = export(checkpoint, output, opset=opset, check_events=check_events, seed=seed)
+    result = export_checkpoint(checkpoint, output, opset=opset, check_events=check_events,
+                               seed=seed)
     click.echo(
         f"wrote {result['output']}: outputs {', '.join(result['outputs'])}; onnxruntime agrees "
-        f"with {'predict' if task == 'regressor' else 'inpaint'} on {result['events']} events "
+        f"with {result['compared_with']} on {result['events']} events "
         f"within the float32 tolerance (largest difference {result['tolerance_ratio']:.2g} x "
         "the tolerance)"
     )

@@ -2,7 +2,7 @@
 
 The default model is the bundled neural inpainter (registry name ``default``) when this install
 has one, otherwise the ``local-fit`` baseline (the best baseline on the inner face). The library function is
-:func:`xecreco.models.inpaint_pipeline.inpaint_file`.
+:func:`xecreco.models.pipelines.inpaint.inpaint_file`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def command(inputs, output, model, dead_file, dead_branch, tree, branch_items, o
     Invalid sensors (sentinels, NaN, inf, plus --dead / --dead-branch) get npho and time
     estimates; all other branches are copied unchanged.
     """
-    from xecreco.models.inpaint_pipeline import inpaint_file
+    from xecreco.models.pipelines.inpaint import inpaint_file
 
     if dead_file is not None and dead_branch is not None:
         raise UserError("--dead and --dead-branch are exclusive: give one of them")
@@ -53,7 +53,7 @@ def command(inputs, output, model, dead_file, dead_branch, tree, branch_items, o
                f"'{stats['inpainter']}' -> {output} ({stats['seconds']:.1f} s); "
                f"{stats['still_invalid']} left invalid", err=True)
     if score:
-        from xecreco.models.inpaint_metrics import format_scores, score_file
+        from xecreco.validation.inpainting import format_scores, score_file
 
         scores = score_file(output, tree=out_tree or tree, step_events=step_events)
         click.echo(format_scores(scores))

@@ -5,7 +5,7 @@
     xecreco validate PRED.root... -o DIR --input SIM.root --worst N
 
 The second form first predicts the reconstructions on the simulated files into
-DIR/predictions.root (``xecreco.models.predict.predict_files``), then validates that file.
+DIR/predictions.root (``xecreco.models.pipelines.predict.predict_files``), then validates that file.
 ``--worst N`` adds the gallery of the N worst events per reconstruction and observable, drawn
 from the simulated input (``--input``; with ``--data`` the data files themselves).
 """

@@ -26,9 +26,9 @@ _INPAINTERS: dict[str, Callable] = {}
 _BUILTIN_RECONSTRUCTORS = {"classical": "xecreco.models.classical"}
 #: Built-in inpainter name -> module whose import registers it.
 _BUILTIN_INPAINTERS = {
-    "neighbour-average": "xecreco.models.baselines",
-    "solid-angle": "xecreco.models.baselines",
-    "local-fit": "xecreco.models.baselines",
+    "neighbour-average": "xecreco.models.inpaint.baselines",
+    "solid-angle": "xecreco.models.inpaint.baselines",
+    "local-fit": "xecreco.models.inpaint.baselines",
 }
 _entry_points_loaded = False
 
@@ -99,7 +99,7 @@ def create_reconstructor(spec: str, **kwargs):
     if factory is not None:
         return factory(**kwargs)
     if _is_checkpoint_path(spec):
-        from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
+        from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
 
         return reconstructor_from_checkpoint(spec, **kwargs)
     raise UserError(
@@ -114,7 +114,7 @@ def create_inpainter(spec: str, **kwargs):
     if factory is not None:
         return factory(**kwargs)
     if _is_checkpoint_path(spec):
-        from xecreco.models.inpainter import inpainter_from_checkpoint
+        from xecreco.models.inpaint.neural import inpainter_from_checkpoint
 
         return inpainter_from_checkpoint(spec, **kwargs)
     raise UserError(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from xecreco.io.batch import EventBatch
-from xecreco.models.export import batch_from_raw, sim_like_inputs
-from xecreco.models.regressor import build_model, resolve_model_config
+from xecreco.models.export.onnx import batch_from_raw, sim_like_inputs
+from xecreco.models.regressor.network import build_model
+from xecreco.models.regressor.presets import resolve_model_config
 from xecreco.normalization import NormalizationSpec, TargetScaling
 from xecreco.train.checkpoint import save_checkpoint
 

@@ -7,7 +7,7 @@ import pytest
 import uproot
 
 from xecreco.models import available_reconstructors, bundled
-from xecreco.models.predict import predict_files
+from xecreco.models.pipelines.predict import predict_files
 from xecreco.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not bundled.BUNDLED_REGRESSOR.is_file(),
@@ -95,7 +95,7 @@ needs_inpainter = pytest.mark.skipif(not bundled.BUNDLED_INPAINTER.is_file(),
 @needs_inpainter
 def test_bundled_inpainter_is_small_plain_and_the_inpaint_default():
     from xecreco.models import available_inpainters
-    from xecreco.models.inpaint_pipeline import resolve_inpainter
+    from xecreco.models.pipelines.inpaint import resolve_inpainter
 
     assert bundled.BUNDLED_INPAINTER.stat().st_size < 20 * 2**20
     payload = load_checkpoint(bundled.BUNDLED_INPAINTER)  # weights_only=True
@@ -121,8 +121,8 @@ DOCUMENTED_INPAINT_RATIOS: dict[tuple[str, str], float] = {
 def test_bundled_inpainter_reproduces_documented_scores(tmp_path):
     """On a fresh sample the bundled inpainter's MAE and rel68 relative to the best baseline's
     are the documented ratios (within 10 %), and it beats the baseline where the docs say so."""
-    from xecreco.models.inpaint_metrics import score_file
-    from xecreco.models.inpaint_pipeline import inpaint_file
+    from xecreco.validation.inpainting import score_file
+    from xecreco.models.pipelines.inpaint import inpaint_file
     from xecreco.sim import SimConfig, simulate_file
 
     source = tmp_path / "dead.root"

@@ -10,9 +10,9 @@ from _nn_helpers import SCALING, TINY, make_checkpoint, sim_batch, tiny_config
 from xecreco.errors import UserError
 from xecreco.geometry import direction_to_angles, uvw_to_xyz
 from xecreco.models.base import FILL_VALUE, Reconstructor, Status
-from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
+from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
 from xecreco.models.registry import create_reconstructor
-from xecreco.models.regressor import build_model
+from xecreco.models.regressor.network import build_model
 from xecreco.normalization import NormalizationSpec
 
 torch.set_num_threads(1)

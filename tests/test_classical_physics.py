@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from xecreco.io.batch import EventBatch
-from xecreco.io.reader import ReaderStats, apply_validity
+from xecreco.io.validity import ReaderStats, apply_validity
 from xecreco.models.base import Status
 from xecreco.models.classical import ClassicalReconstructor
 from xecreco.sim import SimConfig, simulate_events

@@ -37,7 +37,7 @@ def files(tmp_path_factory) -> dict:
     list and the foreign files (ROOT, text, empty, random bytes)."""
     from _nn_helpers import make_checkpoint
     from xecreco.io.writer import RootWriter
-    from xecreco.models.predict import predict_files
+    from xecreco.models.pipelines.predict import predict_files
     from xecreco.sim import SimConfig, simulate_file
 
     root = tmp_path_factory.mktemp("mistakes")

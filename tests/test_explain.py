@@ -12,8 +12,8 @@ import torch
 from xecreco.cli.main import main
 from xecreco.geometry import Face, face_ids
 from xecreco.io.reader import iterate_batches
-from xecreco.models.checkpoint_reco import CheckpointReconstructor, Member
-from xecreco.models.regressor import build_model
+from xecreco.models.regressor.reconstructor import CheckpointReconstructor, Member
+from xecreco.models.regressor.network import build_model
 from xecreco.normalization import NormalizationSpec
 from xecreco.validation.explain import REQUIRED_TRUTH, explain
 from xecreco.validation.explain.attention import capture_attention, fusion_attention, token_labels

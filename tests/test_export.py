@@ -9,14 +9,9 @@ import torch
 from _nn_helpers import TINY, make_checkpoint, tiny_config
 from xecreco.cli.main import main
 from xecreco.models.base import Status
-from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
-from xecreco.models.export import (
-    batch_from_raw,
-    export_onnx,
-    read_metadata,
-    sim_like_inputs,
-    sim_like_vertices,
-)
+from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
+from xecreco.models.export.regressor import export_onnx, sim_like_vertices
+from xecreco.models.export.onnx import batch_from_raw, read_metadata, sim_like_inputs
 
 torch.set_num_threads(1)
 ort = pytest.importorskip("onnxruntime")

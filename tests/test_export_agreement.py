@@ -12,18 +12,14 @@ import uproot
 
 from xecreco.cli.main import main
 from xecreco.errors import UserError
-from xecreco.models.export import (
-    PhysicalModel,
-    disagreement,
-    export_onnx,
-    sim_like_inputs,
-    sim_like_vertices,
-)
+from xecreco.models import bundled
+from xecreco.models.export.onnx import disagreement, sim_like_inputs
+from xecreco.models.export.regressor import PhysicalModel, export_onnx, sim_like_vertices
 
 torch.set_num_threads(1)
 ort = pytest.importorskip("onnxruntime")
 
-BUNDLED = Path(__file__).resolve().parents[1] / "models" / "data" / "default_regressor.pt"
+BUNDLED = bundled.BUNDLED_REGRESSOR
 EVENTS = 120
 
 
@@ -149,7 +145,7 @@ def test_tolerance_follows_float32_and_the_output_scale():
 def test_mae_export_passes_its_check_on_freshly_trained_models(sim_file_small, tmp_path,
                                                                train_seed):
     """Issue 18 item 9: a freshly trained MAE failed its own export check (1.6e-4 > 1e-4)."""
-    from xecreco.models.export_inpainter import export_inpainter_onnx
+    from xecreco.models.export.inpainter import export_inpainter_onnx
     from xecreco.train.api import train
 
     config = Path(__file__).resolve().parents[1] / "configs" / "train-mae.yaml"

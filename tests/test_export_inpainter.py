@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,24 +9,24 @@ from _nn_helpers import make_checkpoint, randomise
 
 from xecreco.cli.main import main
 from xecreco.io.schema import SENTINEL, BranchNames
-from xecreco.models.export import batch_from_raw, read_metadata, sim_like_inputs
-from xecreco.models.export_inpainter import (
+from xecreco.models import bundled
+from xecreco.models.export.onnx import batch_from_raw, read_metadata, sim_like_inputs
+from xecreco.models.export.inpainter import (
     INPAINTER_INPUTS,
     INPAINTER_OUTPUTS,
     export_inpainter_onnx,
     sim_like_dead,
 )
-from xecreco.models.inpaint_pipeline import apply_dead_mask, output_arrays
-from xecreco.models.inpainter import inpainter_from_checkpoint
-from xecreco.models.mae import build_masked_model, resolve_masked_config
-from xecreco.models.masked_training import masked_inputs
+from xecreco.models.inpaint.neural import inpainter_from_checkpoint
+from xecreco.models.pipelines.inpaint import apply_dead_mask, output_arrays
+from xecreco.models.masked.network import build_masked_model, masked_inputs, resolve_masked_config
 from xecreco.normalization import NormalizationSpec
 from xecreco.train.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 ort = pytest.importorskip("onnxruntime")
 
-BUNDLED = Path(__file__).resolve().parents[1] / "models" / "data" / "default_inpainter.pt"
+BUNDLED = bundled.BUNDLED_INPAINTER
 SMALL = {"preset": "local", "local": {"hidden": 16, "context_dim": 8, "k_inner": 12, "k_pmt": 6}}
 
 
@@ -182,7 +180,7 @@ def test_cpu_preset_exports_and_sensors_average_their_cells(tmp_path):
     """Encoder presets: the outer PMTs covering several cells are averaged correctly, in torch
     (checked against face_image_index) and in ONNX (checked against torch)."""
     from xecreco.geometry import Face, face_image_index
-    from xecreco.models.encoder import FACE_NAMES, HEX_FACES, RECT_FACES
+    from xecreco.models.nn.encoder import FACE_NAMES, HEX_FACES, RECT_FACES
 
     ckpt, out = tmp_path / "cpu.pt", tmp_path / "cpu.onnx"
     _inpainter_checkpoint(ckpt, {"preset": "cpu"}, seed=1)

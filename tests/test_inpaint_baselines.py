@@ -7,14 +7,14 @@ import pytest
 
 from xecreco.geometry import Face, design_geometry, face_ids, solid_angle_fraction, uvw_to_xyz
 from xecreco.models.base import EventBatch, Inpainter
-from xecreco.models.baselines import (
+from xecreco.models.inpaint.baselines import (
     V_EFF_CM_PER_NS,
     LocalFitInpainter,
     NeighbourAverageInpainter,
     SolidAngleInpainter,
 )
-from xecreco.models.inpaint_fit import estimate_position
-from xecreco.models.inpaint_neighbours import immediate_neighbours, radius_neighbours
+from xecreco.models.inpaint.localfit import estimate_position
+from xecreco.models.inpaint.neighbours import immediate_neighbours, radius_neighbours
 from xecreco.models.registry import available_inpainters, create_inpainter
 
 GEO = design_geometry()

@@ -9,9 +9,9 @@ import torch
 from _nn_helpers import fit_losses
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS, Face, face_ids
-from xecreco.models.inpaint_local import LOCAL_DEFAULTS, neighbourhood_table
-from xecreco.models.mae import build_masked_model, resolve_masked_config
-from xecreco.models.masked_training import MaskedLoss
+from xecreco.models.masked.local import LOCAL_DEFAULTS, neighbourhood_table
+from xecreco.models.masked.network import build_masked_model, resolve_masked_config
+from xecreco.models.masked.training import MaskedLoss
 
 SMALL = {"preset": "local", "local": {"hidden": 16, "context_dim": 8, "k_inner": 24, "k_pmt": 8}}
 
@@ -162,9 +162,9 @@ def test_local_checkpoint_round_trip_and_inpaints(local_run, sim_file_pileup_dea
     import uproot
 
     from xecreco.io.reader import iterate_batches
-    from xecreco.models.inpaint_pipeline import inpaint_file
-    from xecreco.models.inpainter import inpainter_from_checkpoint
-    from xecreco.models.mae import encoder_state_from_checkpoint
+    from xecreco.models.pipelines.inpaint import inpaint_file
+    from xecreco.models.inpaint.neural import inpainter_from_checkpoint
+    from xecreco.models.masked.network import encoder_state_from_checkpoint
     from xecreco.train.checkpoint import load_checkpoint
 
     run_dir, summary = local_run
@@ -195,7 +195,7 @@ def test_local_checkpoint_round_trip_and_inpaints(local_run, sim_file_pileup_dea
 def test_inpainter_configs_load_and_use_the_local_preset(name):
     from pathlib import Path
 
-    from xecreco.models.masked_training import make_task
+    from xecreco.models.tasks.masked import make_task
     from xecreco.train.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xecreco.geometry import Face, face_ids
-from xecreco.models.inpaint_metrics import InpaintScorer, format_scores
+from xecreco.validation.inpainting import InpaintScorer, format_scores
 
 
 def test_scores_per_face_are_exact():

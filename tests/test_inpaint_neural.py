@@ -10,8 +10,8 @@ from torch import nn
 from _nn_helpers import fit_losses
 from xecreco.errors import UserError
 from xecreco.geometry import Face, face_ids
-from xecreco.models.mae import build_masked_model, resolve_masked_config
-from xecreco.models.masked_training import MaskedLoss
+from xecreco.models.masked.network import build_masked_model, resolve_masked_config
+from xecreco.models.masked.training import MaskedLoss
 
 SMALL = {"preset": "cpu", "encoder": {"rect": {"dims": [8, 16]}, "hex": {"dim": 8}},
          "decoder": {"dim": 8, "hex_hidden": 8}}
@@ -155,7 +155,7 @@ def test_training_writes_an_inpainter_checkpoint(trained_run):
 def test_checkpoint_inpaints_files(trained_run, sim_file_pileup_dead, tmp_path):
     import uproot
 
-    from xecreco.models.inpaint_pipeline import inpaint_file
+    from xecreco.models.pipelines.inpaint import inpaint_file
     from xecreco.models.registry import create_inpainter
 
     run_dir, _ = trained_run
@@ -173,7 +173,7 @@ def test_checkpoint_inpaints_files(trained_run, sim_file_pileup_dead, tmp_path):
 
 
 def test_wrong_checkpoints_are_user_errors(trained_run, tmp_path):
-    from xecreco.models.inpainter import inpainter_from_checkpoint
+    from xecreco.models.inpaint.neural import inpainter_from_checkpoint
     from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 
     run_dir, _ = trained_run
@@ -188,8 +188,8 @@ def test_wrong_checkpoints_are_user_errors(trained_run, tmp_path):
 
 
 def test_encoder_weights_can_seed_another_encoder(trained_run):
-    from xecreco.models.encoder import build_encoder
-    from xecreco.models.mae import encoder_state_from_checkpoint
+    from xecreco.models.nn.encoder import build_encoder
+    from xecreco.models.masked.network import encoder_state_from_checkpoint
     from xecreco.train.checkpoint import load_checkpoint
 
     run_dir, _ = trained_run

@@ -10,9 +10,9 @@ import uproot
 from xecreco.cli.main import main
 from xecreco.errors import UserError
 from xecreco.io.writer import read_provenance
-from xecreco.models.baselines import NeighbourAverageInpainter
-from xecreco.models.inpaint_metrics import score_file
-from xecreco.models.inpaint_pipeline import inpaint_file, read_dead_list, resolve_inpainter
+from xecreco.models.inpaint.baselines import NeighbourAverageInpainter
+from xecreco.validation.inpainting import score_file
+from xecreco.models.pipelines.inpaint import inpaint_file, read_dead_list, resolve_inpainter
 
 
 def _arrays(path, tree="tree"):

@@ -8,8 +8,9 @@ import torch
 from _nn_helpers import SCALING, tiny_config
 
 from xecreco.geometry import N_SENSORS, Face, design_geometry, face_ids, face_image_index
-from xecreco.models.blocks.light_summary import LightSummary
-from xecreco.models.regressor import build_model, resolve_model_config
+from xecreco.models.nn.light_summary import LightSummary
+from xecreco.models.regressor.network import build_model
+from xecreco.models.regressor.presets import resolve_model_config
 from xecreco.normalization import NormalizationSpec
 
 SPEC = NormalizationSpec()  # log1p, npho_scale 1000

@@ -9,10 +9,11 @@ import torch
 from _nn_helpers import TINY, randomise, tiny_config
 from xecreco.errors import UserError
 from xecreco.geometry import Face, face_image_index, hex_graph
-from xecreco.models.blocks.hexnext import HexNeXtBlock
-from xecreco.models.encoder import FACE_ORDER, RectFaceBackbone
-from xecreco.models.flops import count_parameters, flops_per_event
-from xecreco.models.regressor import PRESETS, build_model, resolve_model_config
+from xecreco.models.nn.hexnext import HexNeXtBlock
+from xecreco.models.nn.encoder import FACE_ORDER, RectFaceBackbone
+from xecreco.models.nn.flops import count_parameters, flops_per_event
+from xecreco.models.regressor.network import build_model
+from xecreco.models.regressor.presets import PRESETS, resolve_model_config
 
 torch.set_num_threads(1)
 

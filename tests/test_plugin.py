@@ -14,7 +14,7 @@ import uproot
 
 from test_predict import REPO, write_input
 from xecreco.models import registry
-from xecreco.models.predict import predict_files
+from xecreco.models.pipelines.predict import predict_files
 
 PLUGIN_SOURCE = textwrap.dedent(
     '''

@@ -1,4 +1,4 @@
-"""Streaming prediction (xecreco.models.predict) and the `xecreco predict` command."""
+"""Streaming prediction (xecreco.models.pipelines.predict) and the `xecreco predict` command."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from xecreco.geometry import solid_angle_fraction, uvw_to_xyz
 from xecreco.io.schema import SENTINEL
 from xecreco.io.writer import RootWriter, read_provenance
 from xecreco.models.base import FILL_VALUE, Status
-from xecreco.models.predict import predict_files
+from xecreco.models.pipelines.predict import predict_files
 
 REPO = Path(__file__).resolve().parents[1]
 LIGHT_SPEED = 8.5  # cm/ns used by the synthetic inputs
@@ -263,7 +263,7 @@ def test_torchrun_ranks_merge_in_order(inputs, tmp_path):
 
 
 def test_entry_ranges_cover_everything_once():
-    from xecreco.models.predict import _ranges
+    from xecreco.models.pipelines.sharding import entry_ranges as _ranges
 
     for total, parts in ((37, 2), (5, 3), (1, 4), (0, 2)):
         ranges = _ranges(total, parts)

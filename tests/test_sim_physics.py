@@ -278,7 +278,7 @@ def test_classical_reconstruction_on_the_simulation_is_within_2x_of_meg(tmp_path
 
     from xecreco.models.classical.fit import fit_calibration
     from xecreco.models.classical.reconstructor import ClassicalReconstructor
-    from xecreco.models.predict import predict_files
+    from xecreco.models.pipelines.predict import predict_files
 
     calib_file, test_file = tmp_path / "calib.root", tmp_path / "test.root"
     simulate_file(calib_file, 3000, SimConfig(), seed=1, jobs=2, progress=False)

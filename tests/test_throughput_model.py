@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from xecreco.geometry import Face, face_image_index
-from xecreco.models.blocks.light_summary import box_mean_3x3
-from xecreco.models.encoder import RectFaceBackbone
+from xecreco.models.nn.light_summary import box_mean_3x3
+from xecreco.models.nn.encoder import RectFaceBackbone
 
 torch.set_num_threads(1)
 

@@ -1,5 +1,5 @@
 """The real CPU regressor trains through the full pipeline and its best.pt predicts through
-xecreco.models.checkpoint_reco (the `xecreco predict -r runs/X/best.pt` path)."""
+xecreco.models.regressor.reconstructor (the `xecreco predict -r runs/X/best.pt` path)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 
 def test_real_regressor_trains_and_predicts(tmp_path):
     from xecreco.io.reader import iterate_batches
-    from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
+    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
     from xecreco.train.api import train
 
     path = tmp_path / "train.root"

@@ -60,9 +60,9 @@ def test_cli_data_mode_predicts_then_validates(pred_file, tmp_path, monkeypatch)
         shutil.copy(pred_file, output)
         return {"events": 1500}
 
-    module = types.ModuleType("xecreco.models.predict")
+    module = types.ModuleType("xecreco.models.pipelines.predict")
     module.predict_files = fake_predict_files
-    monkeypatch.setitem(sys.modules, "xecreco.models.predict", module)
+    monkeypatch.setitem(sys.modules, "xecreco.models.pipelines.predict", module)
     out = tmp_path / "rep"
     rc = main(["validate", "--data", "sim.root", "-r", "classical", "-o", str(out), "--study",
                "timing", "--no-progress"])

@@ -194,13 +194,13 @@ def validate_data(data_files, reconstructors, output_dir, *, tree: str = "tree",
                   step_events=None, nproc: int = 1, worst: int = 0,
                   formats=("png", "pdf"), bootstrap_replicas: int = 40) -> dict:
     """Predict ``reconstructors`` on simulated input files into ``output_dir/predictions.root``
-    (with :func:`xecreco.models.predict.predict_files`), then :func:`validate` it (with the
+    (with :func:`xecreco.models.pipelines.predict.predict_files`), then :func:`validate` it (with the
     worst-event gallery of the ``data_files`` when ``worst`` > 0).
 
     ``tree`` and ``branches`` (``{canonical: name in file}``) describe the data files, for the
     prediction and the gallery; ``formats`` and ``bootstrap_replicas`` are passed to
     :func:`validate`."""
-    from xecreco.models.predict import predict_files
+    from xecreco.models.pipelines.predict import predict_files
 
     if not tuple(formats):
         raise UserError("no plot format given; use e.g. png and pdf")

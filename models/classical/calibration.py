@@ -3,7 +3,7 @@
 The constants are derived from a simulated sample with truth by
 :func:`xecreco.models.classical.fit.fit_calibration` (``xecreco calibrate``). A default set,
 produced by that command on the documented default-simulation sample (docs/reconstruction.md),
-ships as ``models/data/classical_calibration.json`` and is what ``classical`` uses unless told
+ships as ``models/bundled/classical_calibration.json`` and is what ``classical`` uses unless told
 otherwise.
 
 Tables binned in a reconstructed quantity are stored as (bin centres, values) and applied by
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -168,16 +167,14 @@ def load_calibration(path) -> ClassicalCalibration:
     return ClassicalCalibration.from_dict(payload, origin=str(path))
 
 
-DEFAULT_CALIBRATION_NAME = "classical_calibration.json"
-
-
 def default_calibration() -> ClassicalCalibration:
-    """The shipped calibration (``xecreco/models/data/classical_calibration.json``).
+    """The shipped calibration (``xecreco/models/bundled/classical_calibration.json``).
 
     Falls back to the uncalibrated :class:`ClassicalCalibration` defaults only when the data
     file is absent from the installation.
     """
-    resource = resources.files("xecreco.models").joinpath("data", DEFAULT_CALIBRATION_NAME)
+    from xecreco.models.bundled import BUNDLED_CALIBRATION as resource
+
     if not resource.is_file():
         return ClassicalCalibration()
     payload = json.loads(resource.read_text())

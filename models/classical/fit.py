@@ -28,7 +28,8 @@ from scipy.optimize import nnls
 
 from xecreco.errors import UserError
 from xecreco.geometry import design_geometry, uvw_to_xyz
-from xecreco.io.reader import count_entries, iterate_batches, list_branches
+from xecreco.io.reader import iterate_batches
+from xecreco.io.rootfile import count_entries, list_branches
 from xecreco.io.schema import DEFAULT_TREE, BranchNames
 from xecreco.models.base import Status
 from xecreco.models.classical.calibration import ClassicalCalibration

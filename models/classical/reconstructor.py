@@ -90,7 +90,7 @@ class ClassicalReconstructor:
     Args:
         calibration: a :class:`ClassicalCalibration`, a path to a calibration JSON, or None:
             the file named by the environment variable ``XECRECO_CLASSICAL_CALIBRATION`` when
-            set, else the shipped default (``models/data/classical_calibration.json``).
+            set, else the shipped default (``models/bundled/classical_calibration.json``).
         name: output branch prefix (an identifier).
     """
 

@@ -79,7 +79,7 @@ def _reconstructor(spec):
 
 
 def _is_neural(reconstructor) -> bool:
-    from xecreco.models.checkpoint_reco import CheckpointReconstructor
+    from xecreco.models.regressor.reconstructor import CheckpointReconstructor
 
     return isinstance(reconstructor, CheckpointReconstructor)
 

@@ -1,9 +1,9 @@
 """The fusion attention of the neural regressor: which face tokens each token reads from.
 
-Every fusion layer's :class:`~xecreco.models.blocks.attention.MultiHeadAttention` applies its
+Every fusion layer's :class:`~xecreco.models.nn.attention.MultiHeadAttention` applies its
 softmax through a child module; a forward hook on it records the weights (N, heads, L, L) without
 changing any output. Tokens, in the regressor's order: the CLS token (whose fused value feeds the
-heads), then the face tokens in :data:`~xecreco.models.encoder.FACE_ORDER`; with a multi-scale
+heads), then the face tokens in :data:`~xecreco.models.nn.encoder.FACE_ORDER`; with a multi-scale
 encoder each rectangular face first has one token per earlier stage ("inner s1"), then its K
 last-stage tokens ("inner 1" .. "inner K"). Weights are averaged over heads and over the events
 of each depth class of the true first-interaction depth w.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xecreco.models.encoder import FACE_ORDER
+from xecreco.models.nn.encoder import FACE_ORDER
 
 __all__ = ["DEPTH_CLASSES", "token_labels", "token_faces", "capture_attention",
            "AttentionResult", "fusion_attention"]

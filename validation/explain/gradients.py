@@ -1,9 +1,9 @@
 """Gradients of the neural regressor's physical outputs with respect to its input features.
 
-For every member network of a :class:`~xecreco.models.checkpoint_reco.CheckpointReconstructor`
+For every member network of a :class:`~xecreco.models.regressor.reconstructor.CheckpointReconstructor`
 the input features ``x`` (N, 4760, 2) [normalised npho, normalised time] come from the member's own
 :class:`~xecreco.normalization.NormalizationSpec`, and the outputs are the physical ones of
-:class:`~xecreco.models.checkpoint_reco.OutputsToPhysical` (destandardised, time reference and any
+:class:`~xecreco.models.regressor.reconstructor.OutputsToPhysical` (destandardised, time reference and any
 flight correction included), in display units: energy MeV, u, v, w mm, time ps.
 
 - saliency: ``|d output / d x|`` per sensor and channel, averaged over events (output units per
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from xecreco.geometry import N_SENSORS, face_ids
-from xecreco.models.encoder import FACE_NAMES
+from xecreco.models.nn.encoder import FACE_NAMES
 from xecreco.validation.explain.occlusion import HEADLINE_OUTPUTS
 
 __all__ = ["DISPLAY_SCALE", "GradientResult", "member_gradients", "gradients", "face_sums"]

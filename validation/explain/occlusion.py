@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xecreco.geometry import Face, face_ids
-from xecreco.models.encoder import FACE_NAMES
+from xecreco.models.nn.encoder import FACE_NAMES
 from xecreco.validation.estimators import sigma68
 
 __all__ = ["HEADLINE_OUTPUTS", "OUTPUT_UNITS", "mask_face", "residuals", "occlusion"]

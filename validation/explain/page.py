@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xecreco import __version__  # noqa: E402
-from xecreco.models.encoder import FACE_ORDER  # noqa: E402
+from xecreco.models.nn.encoder import FACE_ORDER  # noqa: E402
 from xecreco.validation import plots  # noqa: E402
 from xecreco.validation.display import draw_unrolled  # noqa: E402
 from xecreco.validation.explain.occlusion import OUTPUT_UNITS  # noqa: E402

@@ -1,23 +1,28 @@
 """Training tasks: what model, data, loss and validation metrics a config's ``task.name`` means.
 
-The training loop only talks to a :class:`TaskSpec`. ``regressor`` is built in; other tasks (MAE
-pretraining, the inpainter) register themselves with :func:`register_task` from their own modules
-(listed in :data:`TASK_MODULES`, imported on first use so the core never imports the models at
-import time).
+The training loop only talks to a :class:`TaskSpec`; this module holds the protocol and the
+name -> task registry, and names no task. Tasks come from two places:
+
+- the entry-point group ``xecreco.tasks``: each entry point is a :class:`TaskSpec` or a
+  callable returning one, loaded on first use of its name. xecreco's own tasks (``regressor``,
+  ``mae``, ``inpainter``, in :mod:`xecreco.models.tasks`) are declared there in pyproject.toml,
+  exactly as a plugin package declares its own;
+- :func:`register_task` at run time (Python API, tests); a registered task wins over an entry
+  point of the same name.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
-import numpy as np
 import torch
 
 from xecreco.errors import UserError
-from xecreco.train.losses import RegressionLoss
-from xecreco.train.metrics import physics_metrics
+
+#: Entry-point group through which packages (xecreco's models included) provide tasks.
+ENTRY_POINT_GROUP = "xecreco.tasks"
 
 
 @dataclass
@@ -55,28 +60,40 @@ class TaskSpec:
 
 _TASKS: dict[str, TaskSpec] = {}
 
-#: Modules that register further tasks when imported (absent ones are skipped).
-TASK_MODULES = ("xecreco.models.mae", "xecreco.models.inpainter")
-
 
 def register_task(spec: TaskSpec) -> None:
     """Make ``spec`` available as ``task.name: <spec.name>``."""
     _TASKS[spec.name] = spec
 
 
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_tasks() -> list[str]:
+    """Names of every known task (registered or provided through entry points); loads none."""
+    return sorted(set(_TASKS) | set(_entry_points()))
+
+
 def get_task(name: str) -> TaskSpec:
-    """The registered task ``name``; UserError listing the known tasks otherwise."""
-    if name not in _TASKS:
-        for module in TASK_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name != module:
-                    raise
-    if name not in _TASKS:
-        known = ", ".join(sorted(_TASKS))
+    """The task ``name`` (registered, else loaded from its entry point); UserError otherwise."""
+    if name in _TASKS:
+        return _TASKS[name]
+    ep = _entry_points().get(name)
+    if ep is None:
+        known = ", ".join(available_tasks()) or "none: is xecreco installed (pip install -e .)?"
         raise UserError(f"config key 'task.name': unknown task '{name}' (known: {known})")
-    return _TASKS[name]
+    try:
+        target = ep.load()
+    except ImportError as exc:
+        raise UserError(f"task '{name}' (entry point {ep.value} of group {ENTRY_POINT_GROUP}) "
+                        f"cannot be imported: {exc}") from None
+    spec = target if isinstance(target, TaskSpec) else target()
+    if not isinstance(spec, TaskSpec) or spec.name != name:
+        raise UserError(f"entry point '{name}' of group {ENTRY_POINT_GROUP} ({ep.value}) gives "
+                        f"{spec!r}, not a TaskSpec named '{name}'")
+    _TASKS[name] = spec
+    return spec
 
 
 def model_outputs(model: torch.nn.Module, batch: dict):
@@ -84,103 +101,3 @@ def model_outputs(model: torch.nn.Module, batch: dict):
     if getattr(model, "uses_vertex", False):
         return model(batch["features"], batch["vertex"])
     return model(batch["features"])
-
-
-# ----------------------------------------------------------------------------- regressor task
-
-
-def build_regressor(model_config: dict):
-    """The regression network of :mod:`xecreco.models.regressor` (imported lazily)."""
-    from xecreco.models.regressor import build_model
-
-    return build_model(model_config)
-
-
-def regressor_model_config(cfg) -> dict:
-    """The resolved regressor config; heads default to ``task.targets`` and uncertainty outputs
-    are switched on when a target uses the gaussian_nll loss (unless overrides say otherwise)."""
-    from xecreco.models.regressor import resolve_model_config
-
-    config = cfg.model_config()
-    config.setdefault("heads", list(cfg.task.targets))
-    summary = config.get("summary", {})
-    if summary is not None:  # the light summary inverts the configured npho transform
-        scheme = cfg.normalization.get("npho_scheme", "log1p")
-        config["summary"] = {**summary, "npho_scheme": scheme}
-    if "gaussian_nll" in cfg.loss.types.values():
-        config.setdefault("uncertainty", True)
-    return resolve_model_config(config)
-
-
-def prepare_regressor(model, source) -> None:
-    """Calibrate the light-summary references on the first training events (models without
-    ``calibrate_references``, e.g. plugin regressors, need nothing)."""
-    calibrate = getattr(model, "calibrate_references", None)
-    if calibrate is None:
-        return
-    batch = source.calibration_batch()
-    energy = batch["truth"].get("energy")
-    calibrate(batch["features"].to(next(model.parameters()).device),
-                               None if energy is None else torch.as_tensor(energy),
-                               source.scaling)
-
-
-def regressor_source(cfg, target_scaling=None):
-    from xecreco.models.regressor import DEFAULT_PRESET, PRESETS
-    from xecreco.train.data import RootSource
-
-    # custom tasks may train other networks through this source: only presets have a summary
-    ours = cfg.model_config().get("preset", DEFAULT_PRESET) in PRESETS
-    summary = regressor_model_config(cfg)["summary"] if ours else None
-    need_vertex = cfg.loss.consistency > 0 or bool(summary and summary["vertex"])
-    return RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization, seed=cfg.run.seed,
-                      need_vertex=need_vertex, target_scaling=target_scaling)
-
-
-class _BatchLoss(torch.nn.Module):
-    """Adapts :class:`RegressionLoss` to the ``(outputs, batch)`` call of the loop."""
-
-    def __init__(self, loss: RegressionLoss):
-        super().__init__()
-        self.loss = loss
-
-    def forward(self, outputs, batch):
-        return self.loss(outputs, batch["targets"], batch.get("vertex"))
-
-
-def regressor_loss(cfg, source):
-    from xecreco.geometry import R_INNER
-
-    lo = cfg.loss
-    affine = {}
-    if lo.consistency > 0:
-        missing = [t for t in ("u", "v", "w", "direction") if t not in cfg.task.targets]
-        if missing:
-            raise UserError("config key 'loss.consistency' needs the targets u, v, w and "
-                            "direction; "
-                            f"task.targets lacks {', '.join(missing)}")
-        affine = {t: source.affine(t) for t in ("u", "v", "w")}
-    return _BatchLoss(RegressionLoss(cfg.task.targets, types=lo.types, beta=lo.beta,
-                                     direction=lo.direction, weights=lo.weights,
-                                     weighting=lo.weighting, consistency=lo.consistency,
-                                     affine=affine, r_inner=R_INNER))
-
-
-def regressor_eval_batch(outputs, batch, source) -> dict:
-    out = {}
-    for name, truth in batch["truth"].items():
-        pred = outputs[name].float().cpu().numpy()
-        out[f"pred_{name}"] = source.to_physical(name, pred)
-        out[f"true_{name}"] = np.asarray(truth)
-    return out
-
-
-def regressor_metrics(collected: dict, cfg) -> dict:
-    pred = {k[5:]: v for k, v in collected.items() if k.startswith("pred_")}
-    true = {k[5:]: v for k, v in collected.items() if k.startswith("true_")}
-    return physics_metrics(pred, true, cfg.checkpoint.metric_weights)
-
-
-register_task(TaskSpec("regressor", build_regressor, regressor_source, regressor_loss,
-                       regressor_eval_batch, regressor_metrics, regressor_model_config,
-                       prepare_regressor))

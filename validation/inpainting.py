@@ -121,11 +121,12 @@ def _summary(err: np.ndarray, rel: np.ndarray, terr: np.ndarray) -> dict:
 
 def score_file(path, tree: str | None = None, step_events: int | None = None,
                min_npho: float = 100.0) -> dict[str, dict[str, float]]:
-    """Score an inpainted file (from :func:`xecreco.models.inpaint_pipeline.inpaint_file`).
+    """Score an inpainted file (from :func:`xecreco.models.pipelines.inpaint.inpaint_file`).
 
     The file needs the ``inpainted`` branch and the simulation's ``nphoClean``/``timeClean``.
     """
-    from xecreco.io.reader import iterate_batches, list_branches
+    from xecreco.io.reader import iterate_batches
+    from xecreco.io.rootfile import list_branches
     from xecreco.io.schema import DEFAULT_TREE
     from xecreco.errors import UserError
 

@@ -37,11 +37,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from xecreco.geometry import Face, Geometry, design_geometry, solid_angle_fraction, uvw_to_xyz
-from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
+from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
 
 from xecreco.models.base import EventBatch
-from xecreco.models.inpaint_fit import estimate_position, fit_point_source, omega_of, photon_weights
-from xecreco.models.inpaint_neighbours import immediate_neighbours, padded_rows, radius_neighbours
+from xecreco.models.inpaint.localfit import estimate_position, fit_point_source, omega_of, photon_weights
+from xecreco.models.inpaint.neighbours import immediate_neighbours, padded_rows, radius_neighbours
 from xecreco.models.registry import register_inpainter
 
 __all__ = ["NeighbourAverageInpainter", "SolidAngleInpainter", "LocalFitInpainter",

@@ -33,7 +33,7 @@ sensor-level outputs on every face (each of the 234 outer PMTs is its own query)
 
 :meth:`LocalInpaintBody.forward_static` computes the same values without data-dependent shapes
 (every sensor is evaluated, the queries are selected with ``torch.where``); the ONNX export
-(:mod:`xecreco.models.export_inpainter`) switches to it with ``static_queries = True``. Training
+(:mod:`xecreco.models.export.inpainter`) switches to it with ``static_queries = True``. Training
 and ``xecreco inpaint`` use the ``nonzero`` path, whose cost scales with the number of queries.
 """
 

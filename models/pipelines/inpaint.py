@@ -21,7 +21,8 @@ from xecreco.io.deadlist import read_dead_list
 from xecreco.geometry import N_SENSORS, Face, design_geometry
 from xecreco.io.paths import check_output_file
 from xecreco.io.provenance import describe_files, make_provenance
-from xecreco.io.reader import count_entries, iterate_batches, list_branches, open_root, open_tree
+from xecreco.io.reader import iterate_batches
+from xecreco.io.rootfile import count_entries, list_branches, open_root, open_tree
 from xecreco.io.schema import DEFAULT_TREE, SENTINEL, BranchNames
 from xecreco.io.writer import RootWriter
 

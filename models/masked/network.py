@@ -1,7 +1,7 @@
 """Masked-sensor network shared by MAE pretraining and the neural inpainter.
 
 The network (:class:`MaskedSensorModel`) hides a set of sensors, encodes what is left with the
-shared encoder (:func:`xecreco.models.encoder.build_encoder`) and predicts the normalised npho and
+shared encoder (:func:`xecreco.models.nn.encoder.build_encoder`) and predicts the normalised npho and
 time of every sensor with per-face decoders:
 
 - rectangular faces (inner, outer, US, DS): the last feature map is projected, upsampled
@@ -15,7 +15,7 @@ time of every sensor with per-face decoders:
 A global context vector (the mean of all face tokens, projected) is added in every decoder.
 
 The ``local`` preset replaces encoder and decoders by
-:class:`xecreco.models.inpaint_local.LocalInpaintBody`: a small network evaluated only at the
+:class:`xecreco.models.masked.local.LocalInpaintBody`: a small network evaluated only at the
 hidden and invalid sensors from their same-face neighbourhoods plus a global context (visible
 sensors pass through), fast enough to train on one CPU thread; it needs the validity channels
 (inpainter only).
@@ -30,7 +30,7 @@ fixed-seed generator in evaluation so validation losses are comparable):
 
 Invalid input sensors are never hidden on purpose and never enter the loss.
 
-This module also registers the ``mae`` training task (``task.name: mae``).
+The training task (``mae``) is :mod:`xecreco.models.tasks.masked`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from torch import nn
 
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS, face_image_index, hex_graph
-from xecreco.models.encoder import FACE_NAMES, HEX_FACES, RECT_FACES, build_encoder
-from xecreco.models.regressor import merge_config
+from xecreco.models.nn.encoder import FACE_NAMES, HEX_FACES, RECT_FACES, build_encoder
+from xecreco.models.regressor.presets import merge_config
 
 __all__ = [
     "LOCAL_PRESET",
@@ -54,6 +54,7 @@ __all__ = [
     "MaskedSensorModel",
     "build_masked_model",
     "encoder_state_from_checkpoint",
+    "masked_inputs",
     "resolve_masked_config",
 ]
 
@@ -70,14 +71,14 @@ _MASKING = {
 }
 
 
-#: Preset of the fast neighbourhood body (:mod:`xecreco.models.inpaint_local`), which needs no
+#: Preset of the fast neighbourhood body (:mod:`xecreco.models.masked.local`), which needs no
 #: encoder; every other preset name is a regressor encoder preset.
 LOCAL_PRESET = "local"
 
 
 def _preset(name: str, mode: str, validity: bool) -> dict:
-    from xecreco.models.inpaint_local import LOCAL_DEFAULTS
-    from xecreco.models.regressor import PRESETS
+    from xecreco.models.masked.local import LOCAL_DEFAULTS
+    from xecreco.models.regressor.presets import PRESETS
 
     if name == LOCAL_PRESET:
         return {"preset": name, "config_version": MASKED_CONFIG_VERSION,
@@ -152,7 +153,7 @@ def resolve_masked_config(config: dict | None, task: str = "inpainter") -> dict:
 
 def _neighbour_table() -> torch.Tensor:
     """(4760, K) immediate same-face neighbours (pad = 4760), from the inpainting tables."""
-    from xecreco.models.inpaint_neighbours import immediate_neighbours, padded_rows
+    from xecreco.models.inpaint.neighbours import immediate_neighbours, padded_rows
 
     table = padded_rows(immediate_neighbours(), np.arange(N_SENSORS))
     return torch.from_numpy(np.where(table >= 0, table, N_SENSORS).astype(np.int64))
@@ -221,7 +222,7 @@ class MaskedSensorModel(nn.Module):
         self.masking = dict(config["masking"])
         in_channels = 4 if self.validity_channels else 2
         if "local" in config:
-            from xecreco.models.inpaint_local import LocalInpaintBody
+            from xecreco.models.masked.local import LocalInpaintBody
 
             self.local = LocalInpaintBody(config["local"], in_channels)
         else:
@@ -356,6 +357,17 @@ def _sensor_cells(hex_ids: list[np.ndarray]) -> np.ndarray:
     return table
 
 
+def masked_inputs(spec, batch, out: np.ndarray | None = None) -> np.ndarray:
+    """(N, 4760, 4) float32 network input: normalised [npho, time] and the validity flags,
+    written into ``out`` when given (e.g. a slot of the training shuffle buffer)."""
+    if out is None:
+        out = np.empty((len(batch), N_SENSORS, 4), dtype=np.float32)
+    spec.features(batch, out=out[..., :2])
+    out[..., 2] = batch.valid_npho
+    out[..., 3] = batch.valid_time
+    return out
+
+
 def build_masked_model(model_config: dict) -> MaskedSensorModel:
     """A :class:`MaskedSensorModel` from a resolved config (:func:`resolve_masked_config`)."""
     return MaskedSensorModel(model_config)
@@ -375,13 +387,3 @@ def encoder_state_from_checkpoint(path) -> dict:
                         "shared encoder to seed a regressor with")
     weights = ckpt.get("ema_state_dict") or ckpt["state_dict"]
     return {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
-
-
-def _register() -> None:
-    from xecreco.models.masked_training import make_task
-    from xecreco.train.tasks import register_task
-
-    register_task(make_task("mae"))
-
-
-_register()

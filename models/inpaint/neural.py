@@ -1,6 +1,6 @@
 """The neural dead-channel inpainter (an :class:`~xecreco.models.base.Inpainter`).
 
-A :class:`~xecreco.models.mae.MaskedSensorModel` trained with realistic dead-channel patterns
+A :class:`~xecreco.models.masked.network.MaskedSensorModel` trained with realistic dead-channel patterns
 (``task.name: inpainter``; an MAE checkpoint works too) predicts the normalised npho and time of
 every sensor; :class:`NeuralInpainter` keeps the measured values of valid sensors, replaces the
 invalid ones by the predictions (npho through the inverse of the checkpoint's normalisation, time
@@ -9,8 +9,8 @@ the reader) and records them in ``extras["inpainted"]``.
 
 Use it through a checkpoint path (``xecreco inpaint -m run/best.pt``, which the registry routes to
 :func:`inpainter_from_checkpoint`) or, when this install ships one, the registered name
-``default`` (the bundled ``models/data/default_inpainter.pt``, the ``local`` preset). Importing
-this module also registers the ``inpainter`` training task.
+``default`` (the bundled ``models/bundled/default_inpainter.pt``, the ``local`` preset).
+The training task is :mod:`xecreco.models.tasks.masked`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from xecreco.errors import UserError
-from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
+from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.models.base import EventBatch
-from xecreco.models.mae import build_masked_model, resolve_masked_config
-from xecreco.models.masked_training import make_task, masked_inputs
+from xecreco.models.masked.network import build_masked_model, masked_inputs, resolve_masked_config
 from xecreco.normalization import NormalizationSpec
 
 __all__ = ["NeuralInpainter", "inpainter_from_checkpoint"]
@@ -35,7 +34,7 @@ class NeuralInpainter:
     """Fill invalid sensors with a masked-sensor network's predictions.
 
     Args:
-        model: a :class:`~xecreco.models.mae.MaskedSensorModel` (put in eval mode here).
+        model: a :class:`~xecreco.models.masked.network.MaskedSensorModel` (put in eval mode here).
         normalization: the :class:`NormalizationSpec` it was trained with.
         name: the inpainter's name (recorded in output provenance).
         batch_size: events per forward pass (bounds memory).
@@ -106,12 +105,3 @@ def inpainter_from_checkpoint(path, name: str | None = None, **kwargs) -> Neural
         raise UserError(f"checkpoint '{path}' does not match the inpainter network "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     return NeuralInpainter(model, spec, name=name or "inpainter", **kwargs)
-
-
-def _register() -> None:
-    from xecreco.train.tasks import register_task
-
-    register_task(make_task("inpainter"))
-
-
-_register()

@@ -1,4 +1,4 @@
-"""Pretrained models shipped in the package (``xecreco/models/data``).
+"""Pretrained models and calibration shipped in the package (this folder, ``xecreco/models/bundled``).
 
 Only paths live here (no torch import), so the registry can tell whether a bundled model is
 installed without loading it. How each file was trained: docs/models.md ("Bundled models").
@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent
 
 #: CPU-preset regressor, registered as reconstructor ``default``.
 BUNDLED_REGRESSOR = DATA_DIR / "default_regressor.pt"
 #: Neural dead-channel inpainter, registered as inpainter ``default``.
 BUNDLED_INPAINTER = DATA_DIR / "default_inpainter.pt"
+#: Calibration constants of the classical reconstruction (``xecreco calibrate`` writes such files).
+BUNDLED_CALIBRATION = DATA_DIR / "classical_calibration.json"
 
 
 def bundled_regressor(**kwargs):
     """The bundled regressor as a reconstructor named ``default``."""
-    from xecreco.models.checkpoint_reco import reconstructor_from_checkpoint
+    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
 
     kwargs.setdefault("name", "default")
     return reconstructor_from_checkpoint(str(BUNDLED_REGRESSOR), **kwargs)
@@ -26,7 +28,7 @@ def bundled_regressor(**kwargs):
 
 def bundled_inpainter(**kwargs):
     """The bundled neural inpainter, named ``default``."""
-    from xecreco.models.inpainter import inpainter_from_checkpoint
+    from xecreco.models.inpaint.neural import inpainter_from_checkpoint
 
     kwargs.setdefault("name", "default")
     return inpainter_from_checkpoint(BUNDLED_INPAINTER, **kwargs)

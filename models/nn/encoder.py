@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from xecreco.geometry import N_SENSORS, Face, design_geometry, face_image_index, hex_graph
-from xecreco.models.blocks.attention import QueryPooling
-from xecreco.models.blocks.convnext import ConvNeXtBlock, Patchify, as_pair, output_size
-from xecreco.models.blocks.hexnext import HexNeXtBlock
+from xecreco.models.nn.attention import QueryPooling
+from xecreco.models.nn.convnext import ConvNeXtBlock, Patchify, as_pair, output_size
+from xecreco.models.nn.hexnext import HexNeXtBlock
 
 #: Face names used in configs and token dicts, in the canonical face order.
 FACE_NAMES = {
@@ -316,6 +316,6 @@ def build_encoder(config: dict) -> Encoder:
     Keys: ``in_channels``, ``token_dim``, ``positional_encoding``, ``multiscale``, ``pool_heads``,
     ``tokens`` ({face: K}), ``rect`` (``dims``, ``depths``, ``kernel_size``, ``mlp_ratio``,
     ``stem_stride`` {face: int or [sh, sw]}), ``hex`` (``dim``, ``depth``, ``heads``,
-    ``mlp_ratio``). :func:`xecreco.models.regressor.resolve_model_config` fills and checks them.
+    ``mlp_ratio``). :func:`xecreco.models.regressor.presets.resolve_model_config` fills and checks them.
     """
     return Encoder(config)

@@ -2,7 +2,7 @@
 raw sensor values out.
 
 The exported graph (:class:`InpainterGraph`) does in torch ops what ``xecreco inpaint`` does with
-:class:`~xecreco.models.inpainter.NeuralInpainter` and writes to its output file:
+:class:`~xecreco.models.inpaint.neural.NeuralInpainter` and writes to its output file:
 
 inputs
     ``npho`` (N, 4760) float32, photons; ``sensor_time`` (N, 4760) float32, seconds; invalid
@@ -11,7 +11,7 @@ inputs
 inside
     the reader's validity masks (time valid only from ``time_npho_threshold`` photons), the dead
     mask, the checkpoint's :class:`~xecreco.normalization.NormalizationSpec` features and event
-    time reference (:class:`xecreco.models.export.RawInputs`), the masked-sensor network with no
+    time reference (:class:`xecreco.models.export.onnx.RawInputs`), the masked-sensor network with no
     extra hidden sensors, and the inverse transforms (npho photons, time s).
 outputs
     ``npho_repaired`` (N, 4760) float32 photons: the input at valid sensors, the prediction at
@@ -22,7 +22,7 @@ outputs
 
 The ``local`` preset evaluates its networks at the unknown sensors only (``nonzero``, a
 data-dependent shape); the export switches it to
-:meth:`~xecreco.models.inpaint_local.LocalInpaintBody.forward_static`, which gives the same values
+:meth:`~xecreco.models.masked.local.LocalInpaintBody.forward_static`, which gives the same values
 at those sensors. The encoder presets (``cpu``, ...) export as they are (their cell -> sensor
 averaging is a gather, which ONNX represents exactly). The file is written
 under a temporary name and renamed once onnxruntime matches the torch ``NeuralInpainter`` on
@@ -42,18 +42,18 @@ import torch
 
 from xecreco._version import __version__
 from xecreco.errors import UserError
-from xecreco.io.reader import DEFAULT_TIME_NPHO_THRESHOLD
+from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL, BranchNames
-from xecreco.models.export import (
+from xecreco.models.export.onnx import (
     DEFAULT_OPSET,
     RawInputs,
-    disagreement,
     batch_from_raw,
+    disagreement,
     save_checked,
     sim_like_inputs,
 )
-from xecreco.models.inpaint_pipeline import apply_dead_mask, output_arrays
-from xecreco.models.inpainter import NeuralInpainter, inpainter_from_checkpoint
+from xecreco.models.inpaint.neural import NeuralInpainter, inpainter_from_checkpoint
+from xecreco.models.pipelines.inpaint import apply_dead_mask, output_arrays
 from xecreco.normalization import NormalizationSpec, scaled_npho
 
 __all__ = ["INPAINTER_INPUTS", "INPAINTER_OUTPUTS", "InpainterGraph",
@@ -77,7 +77,7 @@ class InpainterGraph(RawInputs):
     """Raw (npho, time, dead) -> repaired raw (npho, time) and the repaired mask.
 
     Args:
-        model: a :class:`~xecreco.models.mae.MaskedSensorModel` (copied; a ``local`` body is
+        model: a :class:`~xecreco.models.masked.network.MaskedSensorModel` (copied; a ``local`` body is
             switched to its static query path).
         spec: the normalisation it was trained with.
         min_time_npho: repaired sensors below this many predicted photons get no time (1e10).
@@ -135,7 +135,7 @@ def check_inpainter_onnx(model_bytes: bytes, inpainter: NeuralInpainter, npho: n
     the same raw inputs; compare what each would write.
 
     npho (photons) and times (ns) must agree within the float32 tolerance of
-    :func:`xecreco.models.export.disagreement` (the one used for every export), the repaired
+    :func:`xecreco.models.export.onnx.disagreement` (the one used for every export), the repaired
     masks exactly, and the positions of the time sentinel everywhere but at repaired
     sensors whose predicted npho is within 1e-3 (relative) of ``min_time_npho``. UserError when
     they do not. Returns ``{"max_rel_diff", "tolerance_ratio", "npho_max_abs_diff", "time_max_abs_diff_ns",

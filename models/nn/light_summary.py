@@ -31,7 +31,7 @@ from torch import nn
 
 from xecreco.geometry import N_SENSORS, Face, design_geometry, face_ids, face_image_index
 from xecreco.geometry.constants import TARGET_CENTRE_CM
-from xecreco.models.encoder import FACE_NAMES, POSITION_SCALE_CM
+from xecreco.models.nn.encoder import FACE_NAMES, POSITION_SCALE_CM
 from xecreco.normalization import scaled_npho
 
 #: Light (units of npho_scale) added inside the logarithms, so empty faces give finite inputs.

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from xecreco.geometry import Face, Geometry, design_geometry, solid_angle_fraction, uvw_to_xyz
 from xecreco.geometry.constants import INNER_N_COLS
 
-from xecreco.models.inpaint_neighbours import (
+from xecreco.models.inpaint.neighbours import (
     cached,
     immediate_neighbours,
     padded_rows,

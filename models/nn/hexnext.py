@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xecreco.models.blocks.convnext import GRN
+from xecreco.models.nn.convnext import GRN
 
 #: Direction types: 0 = self, 1-6 = the six lattice directions.
 N_DIRECTION_TYPES = 7

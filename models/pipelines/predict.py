@@ -11,31 +11,26 @@ pile-up truth branches found in every input file. Entries keep the input order.
 Parallel prediction: ``nproc > 1`` spawns that many worker processes; launched by ``torchrun``
 (``WORLD_SIZE > 1``), every rank takes part. Either way each worker predicts one contiguous entry
 range into a part file, and the parts are merged in order into the output, so the result is
-identical to a single-process run.
+identical to a single-process run (:mod:`xecreco.models.pipelines.sharding`).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import pickle
 import re
-import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import uproot
 
 from xecreco.errors import UserError
 from xecreco.geometry import uvw_to_xyz
-from xecreco.io.paths import check_output_file, make_temp_dir
+from xecreco.io.paths import check_output_file
 from xecreco.io.provenance import describe_files, file_checksum, make_provenance
-from xecreco.io.reader import BatchReader, count_entries, iterate_batches, list_branches
+from xecreco.io.reader import BatchReader, iterate_batches
+from xecreco.io.rootfile import count_entries, list_branches
 from xecreco.io.schema import (
     DEFAULT_RECO_TREE,
     DEFAULT_TREE,
@@ -45,6 +40,7 @@ from xecreco.io.schema import (
 )
 from xecreco.io.writer import RootWriter
 from xecreco.models.base import FILL_VALUE, EventBatch, Status
+from xecreco.models.pipelines.sharding import run_distributed, run_spawned, torchrun_rank
 from xecreco.models.registry import create_reconstructor
 
 __all__ = ["predict_files", "resolve_reconstructors", "COPIED_TRUTH", "reco_columns"]
@@ -54,8 +50,6 @@ COPIED_TRUTH: tuple[str, ...] = TRUTH_BRANCHES + ("energyVisible",) + PILEUP_TRU
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Events per reconstruction call when the caller does not choose (bounded memory).
 DEFAULT_STEP_EVENTS = 1000
-#: Rows read at once from a part file while merging.
-MERGE_STEP = "64 MB"
 
 
 # --------------------------------------------------------------------------- reconstructors
@@ -255,119 +249,9 @@ def _worker(job: _Job, path: str, start: int, stop: int) -> list[str]:
     return _predict_range(job, objects, Path(path), start, stop, progress=False)
 
 
-def _merge_parts(parts: list[Path], branch_lists: list[list[str]], output: Path, job: _Job) -> int:
-    """Concatenate the part files in order into ``output``; returns the number of entries."""
-    nonempty = [i for i, p in enumerate(parts) if _entries(p, job.out_tree) > 0]
-    names = branch_lists[nonempty[0]] if nonempty else branch_lists[0]
-    total = 0
-    with RootWriter(output, tree=job.out_tree, provenance=job.provenance) as writer:
-        for i in nonempty or [0]:
-            with uproot.open(parts[i]) as handle:
-                tree = handle[job.out_tree]
-                if tree.num_entries == 0:
-                    writer.write(tree.arrays(names, library="ak", how=dict))
-                    continue
-                for arrays in tree.iterate(names, step_size=MERGE_STEP, library="ak", how=dict):
-                    writer.write(arrays)
-                    total += len(arrays["entry"])
-    return total
-
-
-def _entries(path: Path, tree: str) -> int:
-    with uproot.open(path) as handle:
-        return int(handle[tree].num_entries)
-
-
-def _ranges(total: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous entry ranges covering [0, total) (sizes differ by at most one)."""
-    bounds = [total * k // parts for k in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-# --------------------------------------------------------------------------- parallel modes
-def _portable(obj, spec):
-    """What a spawned worker receives: the object itself when it pickles (no re-creation, no
-    registry import in the worker), else its spec string."""
-    try:
-        pickle.dumps(obj)
-    except Exception:  # noqa: BLE001 - any pickling failure means: rebuild it from the spec
-        if not isinstance(spec, str):
-            raise UserError(
-                f"reconstructor '{getattr(obj, 'name', obj)}' cannot be sent to worker processes "
-                "(not picklable); use --nproc 1 or register it by name"
-            ) from None
-        return spec
-    return obj
-
-
-def _run_spawned(job: _Job, objects, output: Path, total: int, nproc: int) -> None:
-    job = replace(job, specs=[_portable(o, s) for o, s in zip(objects, job.specs)])
-    # .NAME.<pid>.<random>.tmp/: removed below, or by the next run once this process is gone
-    parts_dir = make_temp_dir(output)
-    try:
-        ranges = _ranges(total, nproc)
-        parts = [parts_dir / f"part-{k:05d}.root" for k in range(nproc)]
-        context = multiprocessing.get_context("spawn")
-        # a worker that dies (killed, out of memory) breaks the pool and raises here instead of
-        # hanging, unlike multiprocessing.Pool which would respawn it forever
-        with ProcessPoolExecutor(max_workers=nproc, mp_context=context) as pool:
-            futures = [pool.submit(_worker, job, str(p), a, b) for p, (a, b) in zip(parts, ranges)]
-            try:
-                branch_lists = [future.result() for future in futures]
-            except BrokenProcessPool:
-                raise RuntimeError(
-                    "a prediction worker process died before finishing (killed, out of memory, or it "
-                    "could not start; see above); nothing was written"
-                ) from None
-        _merge_parts(parts, branch_lists, output, job)
-    finally:
-        shutil.rmtree(parts_dir, ignore_errors=True)
-
-
-def torchrun_rank() -> tuple[int, int]:
-    """(RANK, WORLD_SIZE) from the torchrun environment; (0, 1) when not launched by it."""
-    try:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        raise UserError("RANK and WORLD_SIZE must be integers (set by torchrun)") from None
-
-
-def _run_distributed(job: _Job, objects, output: Path, total: int, rank: int, world: int) -> bool:
-    """Every torchrun rank predicts its range; rank 0 merges. Returns True on rank 0."""
-    import torch.distributed as dist
-
-    created = not dist.is_initialized()
-    if created:
-        dist.init_process_group(backend="gloo")
-    try:
-        # rank 0 makes .NAME.<pid>.<random>.tmp/ (the one temporary-name convention) and tells
-        # the other ranks its name
-        shared = [str(make_temp_dir(output)) if rank == 0 else None]
-        dist.broadcast_object_list(shared, src=0)
-        parts_dir = Path(shared[0])
-        part = parts_dir / f"part-{rank:05d}.root"
-        start, stop = _ranges(total, world)[rank]
-        outcome: tuple = ("ok", None)
-        try:
-            outcome = ("ok", _predict_range(job, objects, part, start, stop, progress=False))
-        except Exception as exc:  # noqa: BLE001 - reported to every rank below
-            outcome = ("error", f"rank {rank}: {type(exc).__name__}: {exc}")
-        gathered: list = [None] * world
-        dist.all_gather_object(gathered, outcome)
-        errors = [message for state, message in gathered if state == "error"]
-        if errors:
-            if rank == 0:
-                shutil.rmtree(parts_dir, ignore_errors=True)
-            raise RuntimeError("distributed prediction failed: " + "; ".join(errors))
-        if rank == 0:
-            parts = [parts_dir / f"part-{k:05d}.root" for k in range(world)]
-            _merge_parts(parts, [branches for _, branches in gathered], output, job)
-            shutil.rmtree(parts_dir, ignore_errors=True)
-        dist.barrier()
-    finally:
-        if created:
-            dist.destroy_process_group()
-    return rank == 0
+def _rank_range(job: _Job, objects, path: Path, start: int, stop: int) -> list[str]:
+    """What one torchrun rank runs on its entry range."""
+    return _predict_range(job, objects, path, start, stop, progress=False)
 
 
 # --------------------------------------------------------------------------- public entry
@@ -449,9 +333,9 @@ def predict_files(
     )
     merged = True
     if world > 1:
-        merged = _run_distributed(job, objects, output, total, rank, world)
+        merged = run_distributed(job, objects, output, total, rank, world, _rank_range)
     elif int(nproc) > 1:
-        _run_spawned(job, objects, output, total, int(nproc))
+        run_spawned(job, objects, output, total, int(nproc), _worker)
     else:
         _predict_range(job, objects, output, 0, total, progress)
     seconds = time.perf_counter() - started

@@ -8,7 +8,7 @@ the outputs are the member means and ``<q>_err`` the spread between members (com
 quadrature with the members' own predicted uncertainties, if they have any).
 
 The network outputs become physical quantities in one place, :class:`OutputsToPhysical`, written
-in torch: this reconstructor runs it in float64, the ONNX graph of :mod:`xecreco.models.export`
+in torch: this reconstructor runs it in float64, the ONNX graph of :mod:`xecreco.models.export.regressor`
 in float32, so both give the same numbers (the export checks it on events with a vertex).
 """
 
@@ -26,7 +26,7 @@ from xecreco.errors import UserError
 from xecreco.geometry import R_INNER, direction_to_angles
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS, TARGET_CENTRE_CM
 from xecreco.models.base import FILL_VALUE, Status
-from xecreco.models.regressor import Regressor, build_model
+from xecreco.models.regressor.network import Regressor, build_model
 from xecreco.normalization import NormalizationSpec, TargetScaling
 from xecreco.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from xecreco.train.checkpoint import load_checkpoint

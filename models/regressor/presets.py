@@ -1,14 +1,7 @@
-"""The neural regressor: encoder -> transformer fusion of face tokens -> task heads.
+"""Regressor model configs: the presets and their resolution (name + overrides -> full dict).
 
-``build_model(model_config)`` builds it from a *resolved* model config (a plain dict, stored
-verbatim in checkpoints, so a model is always rebuilt from its checkpoint alone). Use
-:func:`resolve_model_config` to turn a preset name plus overrides into one.
-
-Forward: ``model(features)`` with ``features`` (N, 4760, C) float32 (normalised, see
-:mod:`xecreco.normalization`) returns a dict of *standardised* outputs: "energy", "time", "u",
-"v", "w" (N,), "direction" (N, 3) unit vector, "npileup" (N,) for the enabled heads, plus
-"<name>_logvar" (N,) when ``uncertainty`` is on. Destandardising (:class:`TargetScaling`) and the
-time reference are applied by :mod:`xecreco.models.checkpoint_reco` and the ONNX wrapper.
+:func:`resolve_model_config` turns a preset name plus overrides into the plain dict that
+checkpoints store and :func:`xecreco.models.regressor.network.build_model` builds from.
 
 Presets:
 - ``cpu`` (default, ~0.15 M parameters, ~7 MFLOP per event): inner face patchified 4 x 4
@@ -28,14 +21,9 @@ from __future__ import annotations
 import copy
 import difflib
 
-import torch
-from torch import nn
-
 from xecreco.errors import UserError
-from xecreco.models.blocks.attention import TransformerLayer
-from xecreco.models.blocks.heads import HEAD_WIDTHS, TaskHead
-from xecreco.models.blocks.light_summary import LightSummary
-from xecreco.models.encoder import FACE_ORDER, build_encoder
+from xecreco.models.nn.encoder import FACE_ORDER
+from xecreco.models.nn.heads import HEAD_WIDTHS
 
 #: Format version of the model config dict (bumped when its meaning changes).
 MODEL_CONFIG_VERSION = 3
@@ -218,136 +206,3 @@ def _check(config: dict) -> None:
            for k in enc["tokens"].values()):
         raise UserError("model config 'encoder.tokens' must give at least 1 token (an integer) "
                         "per face")
-
-
-#: Outputs that get a physics reference from the light summary, in buffer order.
-REFERENCED_OUTPUTS = ("energy", "u", "v")
-
-
-class Regressor(nn.Module):
-    """Encoder + CLS token + transformer fusion (+ light summary) + task heads.
-
-    With a light summary (``summary`` in the config, :mod:`xecreco.models.blocks.light_summary`)
-    the heads also see the summary vector, and the energy, u and v heads predict corrections to
-    references: energy = ``light_gain`` x collected light, (u, v) = the light centroid around the
-    inner-face peak. The references enter in standardised units, so :meth:`calibrate_references`
-    must be given the target scaling (the trainer does this before the first step; the values
-    are persistent buffers and travel with the weights).
-
-    Attributes:
-        config: the resolved model config it was built from.
-        head_names: the enabled heads, in config order.
-    """
-
-    def __init__(self, config: dict):
-        super().__init__()
-        self.config = config
-        self.encoder = build_encoder(config["encoder"])
-        dim = self.encoder.token_dim
-        n_tokens = self.encoder.total_tokens
-        self.token_embed = nn.Parameter(torch.zeros(n_tokens, dim))
-        nn.init.trunc_normal_(self.token_embed, std=0.02)
-        self.geometry_embed = (nn.Linear(self.encoder.face_descriptor.shape[1], dim)
-                               if config["encoder"]["positional_encoding"] else None)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        fusion = config["fusion"]
-        self.fusion = nn.ModuleList(
-            TransformerLayer(dim, int(fusion["heads"]), float(fusion["mlp_ratio"]))
-            for _ in range(int(fusion["layers"]))
-        )
-        self.norm = nn.LayerNorm(dim)
-        summary = config.get("summary")
-        self.summary = None if summary is None else LightSummary(
-            summary["npho_scheme"], int(summary["crop"]), int(summary["hidden"]), dim,
-            int(config["encoder"]["in_channels"]), bool(summary["vertex"]))
-        if self.summary is not None:
-            n_ref = len(REFERENCED_OUTPUTS)
-            # physical reference -> standardised units: (reference - mean) / scale; off until
-            # calibrated (reference_on = 0)
-            self.register_buffer("reference_mean", torch.zeros(n_ref))
-            self.register_buffer("reference_scale", torch.ones(n_ref))
-            self.register_buffer("light_gain", torch.zeros(()))
-            self.register_buffer("reference_on", torch.zeros(()))
-        self.head_names = tuple(config["heads"])
-        head_in = (2 if self.summary is None else 3) * dim
-        self.heads = nn.ModuleDict(
-            {name: TaskHead(name, head_in, int(config["head_hidden"]), bool(config["uncertainty"]))
-             for name in self.head_names}
-        )
-
-    def event_embedding(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, 4760, C) -> (N, 2 D): the fused CLS token and the mean of the fused face tokens."""
-        tokens = self.encoder(features)
-        x = torch.cat([tokens[name] for name in FACE_ORDER], dim=1)
-        embed = self.token_embed
-        if self.geometry_embed is not None:
-            embed = embed + self.geometry_embed(self.encoder.face_descriptor)
-        x = x + embed.unsqueeze(0)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        for layer in self.fusion:
-            x = layer(x)
-        x = self.norm(x)
-        return torch.cat([x[:, 0], x[:, 1:].mean(dim=1)], dim=1)
-
-    @property
-    def uses_vertex(self) -> bool:
-        """Whether ``forward`` uses the event vertex (the light summary's incidence inputs)."""
-        return self.summary is not None and self.summary.use_vertex
-
-    def forward(self, features: torch.Tensor,
-                vertex: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Standardised outputs of every enabled head (see the module docstring).
-
-        ``vertex`` (N, 3) cm: the photon vertex (``xyzVTX``), used when :attr:`uses_vertex`;
-        None or non-finite rows mean the target centre.
-        """
-        embedding = self.event_embedding(features)
-        references = None
-        if self.summary is not None:
-            summary, references = self.summary(features, vertex)
-            embedding = torch.cat([embedding, summary.to(embedding.dtype)], dim=1)
-        out: dict[str, torch.Tensor] = {}
-        for name in self.head_names:
-            out.update(self.heads[name](embedding))
-        if references is not None:
-            physical = {"energy": self.light_gain * references["light"],
-                        "u": references["u"], "v": references["v"]}
-            for i, name in enumerate(REFERENCED_OUTPUTS):
-                if name in out:
-                    standardised = (physical[name] - self.reference_mean[i]) / \
-                        self.reference_scale[i]
-                    out[name] = out[name] + self.reference_on * standardised.to(out[name].dtype)
-        return out
-
-    @torch.no_grad()
-    def calibrate_references(self, features: torch.Tensor, energy_gev: torch.Tensor | None,
-                             scaling) -> None:
-        """Switch the light-summary references on (no-op without a summary).
-
-        Args:
-            features: (N, 4760, C) input features of some training events.
-            energy_gev: (N,) their true energies (GeV), to set ``light_gain`` as the median of
-                energy / collected light; None when the model has no energy head.
-            scaling: the :class:`xecreco.normalization.TargetScaling` of the targets.
-        """
-        if self.summary is None:
-            return
-        for i, name in enumerate(REFERENCED_OUTPUTS):
-            if name in self.head_names:
-                self.reference_mean[i] = float(scaling.mean[name])
-                self.reference_scale[i] = float(scaling.scale[name])
-        if "energy" in self.head_names:
-            _, references = self.summary(features)
-            light = references["light"].double()
-            lit = light > 0
-            if not bool(lit.any()):
-                raise UserError("cannot calibrate the energy reference: no light in the "
-                                "calibration events; check the training files' npho branch")
-            ratio = energy_gev.double().to(light.device)[lit] / light[lit]
-            self.light_gain.fill_(float(torch.median(ratio)))
-        self.reference_on.fill_(1.0)
-
-
-def build_model(model_config: dict | str | None = None) -> Regressor:
-    """A :class:`Regressor` from a model config (resolved with :func:`resolve_model_config`)."""
-    return Regressor(resolve_model_config(model_config))

@@ -1,0 +1,2 @@
+"""ROOT -> ROOT pipelines: prediction (:mod:`.predict`), inpainting (:mod:`.inpaint`) and the
+entry-range sharding over processes and torchrun ranks (:mod:`.sharding`)."""

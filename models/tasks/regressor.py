@@ -1,0 +1,112 @@
+"""The ``regressor`` training task: the network of :mod:`xecreco.models.regressor`, trained on
+the standardised targets of ``task.targets`` with :class:`xecreco.train.losses.RegressionLoss`.
+
+Validation metrics: :func:`xecreco.train.metrics.physics_metrics` of the physical-unit
+predictions (resolutions, biases; ``checkpoint.best_metric`` picks one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from xecreco.errors import UserError
+from xecreco.geometry import R_INNER
+from xecreco.models.regressor.network import build_model
+from xecreco.models.regressor.presets import DEFAULT_PRESET, PRESETS, resolve_model_config
+from xecreco.train.data import RootSource
+from xecreco.train.losses import RegressionLoss
+from xecreco.train.metrics import physics_metrics
+from xecreco.train.tasks import TaskSpec
+
+__all__ = ["regressor_task"]
+
+
+def build_regressor(model_config: dict):
+    """The regression network of :mod:`xecreco.models.regressor.network`."""
+    return build_model(model_config)
+
+
+def regressor_model_config(cfg) -> dict:
+    """The resolved regressor config; heads default to ``task.targets`` and uncertainty outputs
+    are switched on when a target uses the gaussian_nll loss (unless overrides say otherwise)."""
+    config = cfg.model_config()
+    config.setdefault("heads", list(cfg.task.targets))
+    summary = config.get("summary", {})
+    if summary is not None:  # the light summary inverts the configured npho transform
+        scheme = cfg.normalization.get("npho_scheme", "log1p")
+        config["summary"] = {**summary, "npho_scheme": scheme}
+    if "gaussian_nll" in cfg.loss.types.values():
+        config.setdefault("uncertainty", True)
+    return resolve_model_config(config)
+
+
+def prepare_regressor(model, source) -> None:
+    """Calibrate the light-summary references on the first training events (models without
+    ``calibrate_references``, e.g. plugin regressors, need nothing)."""
+    calibrate = getattr(model, "calibrate_references", None)
+    if calibrate is None:
+        return
+    batch = source.calibration_batch()
+    energy = batch["truth"].get("energy")
+    calibrate(batch["features"].to(next(model.parameters()).device),
+                               None if energy is None else torch.as_tensor(energy),
+                               source.scaling)
+
+
+def regressor_source(cfg, target_scaling=None):
+    # custom tasks may train other networks through this source: only presets have a summary
+    ours = cfg.model_config().get("preset", DEFAULT_PRESET) in PRESETS
+    summary = regressor_model_config(cfg)["summary"] if ours else None
+    need_vertex = cfg.loss.consistency > 0 or bool(summary and summary["vertex"])
+    return RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization, seed=cfg.run.seed,
+                      need_vertex=need_vertex, target_scaling=target_scaling)
+
+
+class _BatchLoss(torch.nn.Module):
+    """Adapts :class:`RegressionLoss` to the ``(outputs, batch)`` call of the loop."""
+
+    def __init__(self, loss: RegressionLoss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs, batch):
+        return self.loss(outputs, batch["targets"], batch.get("vertex"))
+
+
+def regressor_loss(cfg, source):
+    lo = cfg.loss
+    affine = {}
+    if lo.consistency > 0:
+        missing = [t for t in ("u", "v", "w", "direction") if t not in cfg.task.targets]
+        if missing:
+            raise UserError("config key 'loss.consistency' needs the targets u, v, w and "
+                            "direction; "
+                            f"task.targets lacks {', '.join(missing)}")
+        affine = {t: source.affine(t) for t in ("u", "v", "w")}
+    return _BatchLoss(RegressionLoss(cfg.task.targets, types=lo.types, beta=lo.beta,
+                                     direction=lo.direction, weights=lo.weights,
+                                     weighting=lo.weighting, consistency=lo.consistency,
+                                     affine=affine, r_inner=R_INNER))
+
+
+def regressor_eval_batch(outputs, batch, source) -> dict:
+    out = {}
+    for name, truth in batch["truth"].items():
+        pred = outputs[name].float().cpu().numpy()
+        out[f"pred_{name}"] = source.to_physical(name, pred)
+        out[f"true_{name}"] = np.asarray(truth)
+    return out
+
+
+def regressor_metrics(collected: dict, cfg) -> dict:
+    pred = {k[5:]: v for k, v in collected.items() if k.startswith("pred_")}
+    true = {k[5:]: v for k, v in collected.items() if k.startswith("true_")}
+    return physics_metrics(pred, true, cfg.checkpoint.metric_weights)
+
+
+def regressor_task() -> TaskSpec:
+    """``task.name: regressor`` (entry point of the ``xecreco.tasks`` group)."""
+    return TaskSpec("regressor", build_regressor, regressor_source, regressor_loss,
+                    regressor_eval_batch, regressor_metrics, regressor_model_config,
+                    prepare_regressor)
