@@ -15,7 +15,7 @@ from xecreco.geometry import R_INNER
 from xecreco.models.regressor.network import build_model
 from xecreco.models.regressor.presets import DEFAULT_PRESET, PRESETS, resolve_model_config
 from xecreco.train.data import RootSource
-from xecreco.train.losses import RegressionLoss
+from xecreco.train.losses import PhysicsTerms, RegressionLoss, fit_light_gain
 from xecreco.train.metrics import physics_metrics
 from xecreco.train.tasks import TaskSpec
 
@@ -71,7 +71,39 @@ class _BatchLoss(torch.nn.Module):
         self.loss = loss
 
     def forward(self, outputs, batch):
-        return self.loss(outputs, batch["targets"], batch.get("vertex"))
+        return self.loss(outputs, batch["targets"], batch.get("vertex"),
+                         features=batch["features"])
+
+
+def physics_terms(cfg, source) -> PhysicsTerms | None:
+    """The loss's :class:`PhysicsTerms` when ``loss.timing`` or ``loss.energy_conservation`` is
+    on (None otherwise); the light gain, unless ``loss.light_gain`` gives it, is the median
+    energy / collected light of the source's calibration events."""
+    from xecreco.normalization import NormalizationSpec
+
+    lo = cfg.loss
+    if lo.timing <= 0 and lo.energy_conservation <= 0:
+        return None
+    needs = {"loss.timing": ("time", "u", "v", "w") if lo.timing > 0 else (),
+             "loss.energy_conservation": ("energy",) if lo.energy_conservation > 0 else ()}
+    for key, targets in needs.items():
+        missing = [t for t in targets if t not in cfg.task.targets]
+        if missing:
+            raise UserError(f"config key '{key}' needs the targets {', '.join(targets)}; "
+                            f"task.targets lacks {', '.join(missing)}")
+    spec = NormalizationSpec.from_dict(source.normalization)
+    gain = 0.0
+    if lo.energy_conservation > 0:
+        gain = lo.light_gain
+        if gain is None:
+            batch = source.calibration_batch()
+            gain = fit_light_gain(batch["features"], batch["truth"]["energy"], spec.npho_scheme,
+                                  spec.npho_scale)
+    names = [t for t in ("energy", "time", "u", "v", "w") if t in cfg.task.targets]
+    return PhysicsTerms(spec, {t: source.affine(t) for t in names}, timing=lo.timing,
+                        timing_tolerance_ns=lo.timing_tolerance_ns,
+                        energy=lo.energy_conservation, energy_tolerance=lo.energy_tolerance,
+                        light_gain=gain, r_inner=R_INNER)
 
 
 def regressor_loss(cfg, source):
@@ -87,7 +119,8 @@ def regressor_loss(cfg, source):
     return _BatchLoss(RegressionLoss(cfg.task.targets, types=lo.types, beta=lo.beta,
                                      direction=lo.direction, weights=lo.weights,
                                      weighting=lo.weighting, consistency=lo.consistency,
-                                     affine=affine, r_inner=R_INNER))
+                                     affine=affine, r_inner=R_INNER,
+                                     physics=physics_terms(cfg, source)))
 
 
 def regressor_eval_batch(outputs, batch, source) -> dict:

@@ -101,6 +101,13 @@ class LossConfig:
     (homoscedastic uncertainty weighting, one learned log-variance per target).
     consistency: weight of the angle-position term (1 - cos between the predicted direction and
     the direction from the event vertex to the predicted (u, v, w) point; needs ``xyzVTX``).
+    timing: weight of the timing-consistency term (ns^2; needs targets time, u, v, w): no valid
+    sensor time may precede the predicted emission time + time of flight to the predicted
+    first-interaction point + light propagation at the xenon light speed by more than
+    ``timing_tolerance_ns``. energy_conservation: weight of the term keeping the predicted energy
+    within ``energy_tolerance`` (relative) of ``light_gain`` x collected photons; light_gain in
+    GeV per photon, None = the median energy / light of the first ``data.batch_size`` training
+    events. Both 0 (off) by default (:class:`xecreco.train.losses.PhysicsTerms`).
     """
 
     types: dict = field(default_factory=dict)
@@ -109,6 +116,11 @@ class LossConfig:
     weights: dict = field(default_factory=dict)
     weighting: str = "manual"
     consistency: float = 0.0
+    timing: float = 0.0
+    timing_tolerance_ns: float = 2.0
+    energy_conservation: float = 0.0
+    energy_tolerance: float = 0.1
+    light_gain: Union[float, None] = None
 
 
 @dataclass
@@ -287,6 +299,10 @@ def _check_values(cfg: TrainConfig) -> None:
     need(lo.weighting in ("manual", "learned"), "loss.weighting", "one of manual, learned")
     need(lo.beta > 0, "loss.beta", "must be > 0")
     need(lo.consistency >= 0, "loss.consistency", "must be >= 0")
+    for key in ("timing", "timing_tolerance_ns", "energy_conservation", "energy_tolerance"):
+        need(getattr(lo, key) >= 0, f"loss.{key}", "must be >= 0")
+    need(lo.light_gain is None or lo.light_gain > 0, "loss.light_gain",
+         "must be > 0 (GeV per photon) or null (fitted on training events)")
     from xecreco.normalization import NormalizationSpec
 
     try:

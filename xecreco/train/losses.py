@@ -5,13 +5,27 @@ and scale), so smooth-L1 / Huber ``beta`` is in standard deviations and needs no
 The direction is compared as a unit vector: ``angular`` is the opening angle (rad), ``cosine`` is
 1 - cos. Task weighting is manual (fixed weights) or learned (homoscedastic uncertainty: each task
 loss L_i becomes exp(-s_i) L_i + s_i with a learned s_i).
+
+Physics-informed terms (:class:`PhysicsTerms`, off by default; ``loss.timing`` and
+``loss.energy_conservation`` in the training config): timing consistency (no sensor may fire
+before the light from the predicted emission time and first-interaction point could reach it,
+:func:`timing_violation`, ns^2) and energy conservation (the predicted energy stays within a
+tolerance of the energy the collected light implies, :func:`energy_violation`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from xecreco.errors import UserError
+from xecreco.geometry.constants import (
+    LXE_LIGHT_SPEED_CM_PER_NS,
+    SPEED_OF_LIGHT_CM_PER_NS,
+    TARGET_CENTRE_CM,
+)
 
 SCALAR_TARGETS = ("energy", "time", "u", "v", "w", "npileup")
 
@@ -67,11 +81,14 @@ class RegressionLoss(nn.Module):
         affine: target -> (mean, scale) turning standardised u, v, w back into cm (needed by the
             consistency term).
         r_inner: inner radius R (cm) of the (u, v, w) frame.
+        physics: optional :class:`PhysicsTerms` (timing consistency, energy conservation),
+            evaluated when ``forward`` is given the input features.
     """
 
     def __init__(self, targets, types=None, beta=1.0, direction="angular", weights=None,
-                 weighting="manual", consistency=0.0, affine=None, r_inner=64.97):
+                 weighting="manual", consistency=0.0, affine=None, r_inner=64.97, physics=None):
         super().__init__()
+        self.physics = physics
         self.targets = list(targets)
         self.types = {t: (types or {}).get(t, "smooth_l1") for t in self.targets}
         self.beta = float(beta)
@@ -86,8 +103,10 @@ class RegressionLoss(nn.Module):
         else:
             self.register_parameter("log_vars", None)
 
-    def forward(self, outputs: dict, targets: dict, vertex: torch.Tensor | None = None):
-        """(total loss, {name: float}) for one batch; outputs/targets as in the model contract."""
+    def forward(self, outputs: dict, targets: dict, vertex: torch.Tensor | None = None,
+                features: torch.Tensor | None = None):
+        """(total loss, {name: float}) for one batch; outputs/targets as in the model contract,
+        ``features`` the batch's input features (N, 4760, C) for the physics terms."""
         parts: dict[str, torch.Tensor] = {}
         for name in self.targets:
             pred = outputs[name].float()
@@ -111,6 +130,10 @@ class RegressionLoss(nn.Module):
         if self.consistency > 0 and vertex is not None:
             parts["consistency"] = self._consistency(outputs, vertex)
             total = total + self.consistency * parts["consistency"]
+        if self.physics is not None and features is not None:
+            terms = self.physics(outputs, features, vertex)
+            parts.update(terms)
+            total = total + self.physics.weighted(terms)
         # Keep every output in the graph (DDP needs a gradient, possibly 0, for every parameter).
         for name, value in outputs.items():
             if name not in self.targets and torch.is_tensor(value) and value.requires_grad:
@@ -126,3 +149,147 @@ class RegressionLoss(nn.Module):
         towards = F.normalize(xyz - vertex.float(), dim=-1, eps=1e-6)
         pred = F.normalize(outputs["direction"].float(), dim=-1, eps=1e-6)
         return (1 - (towards * pred).sum(-1)).mean()
+
+
+# ------------------------------------------------------------------------- physics-informed terms
+
+
+def timing_violation(t_emit_ns: torch.Tensor, xyz_cm: torch.Tensor, vertex_cm: torch.Tensor,
+                     sensor_time_ns: torch.Tensor, sensor_valid: torch.Tensor,
+                     sensor_xyz_cm: torch.Tensor, light_speed_cm_per_ns: float,
+                     tolerance_ns: float) -> torch.Tensor:
+    """Timing-consistency (causality) penalty, ns^2.
+
+    A photon emitted at the vertex at ``t_emit`` flies at c to its first interaction ``xyz``;
+    the scintillation light reaches sensor i at ``v_eff`` no earlier than
+    ``a_i = t_emit + |xyz - vertex| / c + |x_i - xyz| / v_eff`` (physics.md section 5: the
+    constant-fraction pick-off adds a positive delay, the timing noise a spread). The penalty is
+    ``max(0, a_i - t_i - tolerance)^2`` averaged over the sensors with a valid time, then over
+    the events (events without one contribute 0). ``tolerance_ns`` absorbs the timing noise and
+    the shower extent (light from deposits beyond ``xyz`` can arrive up to ~1 ns earlier).
+
+    Shapes: t_emit (N,), xyz and vertex (N, 3), sensor_time and sensor_valid (N, S), sensor_xyz
+    (S, 3). Times in ns relative to any common per-event origin (e.g. the time reference of the
+    inputs), lengths in cm.
+    """
+    flight = torch.linalg.vector_norm(xyz_cm - vertex_cm, dim=-1) / SPEED_OF_LIGHT_CM_PER_NS
+    path = torch.linalg.vector_norm(sensor_xyz_cm.unsqueeze(0) - xyz_cm.unsqueeze(1), dim=-1)
+    arrival = (t_emit_ns + flight).unsqueeze(1) + path / light_speed_cm_per_ns
+    excess = torch.relu(arrival - sensor_time_ns - tolerance_ns)
+    valid = sensor_valid.to(excess.dtype)
+    per_event = (excess.square() * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+    return per_event.mean()
+
+
+def energy_violation(energy_gev: torch.Tensor, light_photons: torch.Tensor, gain_gev_per_photon,
+                     tolerance: float) -> torch.Tensor:
+    """Energy-conservation penalty, dimensionless.
+
+    The deposited energy turns into scintillation light in proportion (46,000 photons/MeV,
+    physics.md section 2), of which a position-dependent fraction reaches the sensors, so the
+    collected light S (photons, summed over the valid sensors) estimates the energy as
+    ``gain x S`` (GeV; ``gain`` fitted on training events). The penalty is
+    ``max(0, |E / (gain S) - 1| - tolerance)^2`` averaged over the events with light: deviations
+    within ``tolerance`` (the spread of the collection fraction with position) cost nothing.
+    Shapes: energy and light (N,).
+    """
+    estimate = light_photons * gain_gev_per_photon
+    lit = (estimate > 0).to(energy_gev.dtype)
+    ratio = energy_gev / estimate.clamp_min(1e-12)
+    excess = torch.relu((ratio - 1.0).abs() - tolerance)
+    return (excess.square() * lit).sum() / lit.sum().clamp_min(1.0)
+
+
+def collected_light(features: torch.Tensor, npho_scheme: str, npho_scale: float) -> torch.Tensor:
+    """(N,) photons summed over the sensors, from the npho feature (channel 0, ``npho_scheme``
+    of :mod:`xecreco.normalization`; the invalid-sensor sentinel counts 0)."""
+    from xecreco.normalization import scaled_npho
+
+    npho = torch.clamp(scaled_npho(features[..., 0].float(), npho_scheme), min=0.0) * npho_scale
+    return npho.sum(-1)
+
+
+def fit_light_gain(features: torch.Tensor, energy_gev, npho_scheme: str,
+                   npho_scale: float) -> float:
+    """Median of true energy / collected light (GeV per photon) over events with light."""
+    light = collected_light(features, npho_scheme, npho_scale).double()
+    energy = torch.as_tensor(energy_gev, dtype=torch.float64)
+    lit = light > 0
+    if not bool(lit.any()):
+        raise UserError("config key 'loss.energy_conservation': no light in the calibration "
+                        "events to fit the light gain; check the training files' npho branch "
+                        "or set loss.light_gain")
+    return float(torch.median(energy[lit] / light[lit]))
+
+
+class PhysicsTerms(nn.Module):
+    """The optional physics-informed loss terms of the regressor (off unless a weight is > 0).
+
+    Args:
+        normalization: the :class:`xecreco.normalization.NormalizationSpec` of the features (to
+            turn the npho and time channels back into photons and ns).
+        affine: target -> (mean, scale) of the standardised targets (energy, time, u, v, w).
+        timing: weight of :func:`timing_violation` (needs targets time, u, v, w).
+        timing_tolerance_ns: its tolerance (ns).
+        energy: weight of :func:`energy_violation` (needs the energy target).
+        energy_tolerance: its relative tolerance.
+        light_gain: GeV per collected photon (a persistent buffer, so it travels with the loss
+            state on resume).
+        sensor_xyz_cm: (4760, 3) sensor positions (cm), default the design geometry.
+        light_speed_cm_per_ns: effective light speed in the xenon (default the simulation's).
+        r_inner: inner radius R (cm) of the (u, v, w) frame.
+    """
+
+    def __init__(self, normalization, affine: dict, timing: float = 0.0,
+                 timing_tolerance_ns: float = 2.0, energy: float = 0.0,
+                 energy_tolerance: float = 0.1, light_gain: float = 0.0, sensor_xyz_cm=None,
+                 light_speed_cm_per_ns: float = LXE_LIGHT_SPEED_CM_PER_NS,
+                 r_inner: float = 64.97):
+        super().__init__()
+        self.spec = normalization
+        self.affine = dict(affine)
+        self.timing, self.energy = float(timing), float(energy)
+        self.timing_tolerance_ns = float(timing_tolerance_ns)
+        self.energy_tolerance = float(energy_tolerance)
+        self.light_speed = float(light_speed_cm_per_ns)
+        self.r_inner = float(r_inner)
+        if sensor_xyz_cm is None:
+            from xecreco.geometry import design_geometry
+
+            sensor_xyz_cm = design_geometry().position
+        xyz = torch.tensor(np.array(sensor_xyz_cm), dtype=torch.float32)
+        self.register_buffer("sensor_xyz", xyz, persistent=False)
+        self.register_buffer("light_gain", torch.tensor(float(light_gain), dtype=torch.float64))
+
+    def _physical(self, outputs: dict, name: str) -> torch.Tensor:
+        mean, scale = self.affine[name]
+        return outputs[name].float() * scale + mean
+
+    def forward(self, outputs: dict, features: torch.Tensor,
+                vertex: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """{"timing": ns^2, "energy_conservation": dimensionless} for the enabled terms."""
+        parts = {}
+        if self.timing > 0:
+            spec = self.spec
+            t_feature = features[..., 1].float()
+            valid = t_feature != spec.time_sentinel
+            sensor_time = t_feature * spec.time_scale_ns + spec.time_shift_ns
+            uvw = torch.stack([self._physical(outputs, n) for n in ("u", "v", "w")], dim=-1)
+            xyz = uvw_to_xyz_torch(uvw, self.r_inner)
+            if vertex is None:  # the target centre
+                vertex = xyz.new_tensor(TARGET_CENTRE_CM).expand_as(xyz)
+            vertex = torch.where(torch.isfinite(vertex), vertex.float(), torch.zeros_like(xyz))
+            parts["timing"] = timing_violation(
+                self._physical(outputs, "time"), xyz, vertex, sensor_time, valid,
+                self.sensor_xyz.to(xyz.device), self.light_speed, self.timing_tolerance_ns)
+        if self.energy > 0:
+            light = collected_light(features, self.spec.npho_scheme, self.spec.npho_scale)
+            parts["energy_conservation"] = energy_violation(
+                self._physical(outputs, "energy"), light, self.light_gain.float(),
+                self.energy_tolerance)
+        return parts
+
+    def weighted(self, parts: dict) -> torch.Tensor:
+        """Sum of the enabled terms times their weights."""
+        return (self.timing * parts.get("timing", 0.0)
+                + self.energy * parts.get("energy_conservation", 0.0))
