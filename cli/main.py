@@ -30,6 +30,7 @@ COMMANDS = {
     "display": ("xecreco.cli.display", "Draw events on the unrolled detector (PNG or PDF)."),
     "train": ("xecreco.cli.train", "Train a regressor, MAE or inpainter from a YAML config."),
     "export": ("xecreco.cli.export", "Export a checkpoint to ONNX and check it with onnxruntime."),
+    "bundle": ("xecreco.cli.bundle", "Write a trained checkpoint as a bundled model file."),
     "inpaint": ("xecreco.cli.inpaint", "Repair dead channels in a ROOT file."),
     "demo": ("xecreco.cli.demo", "End-to-end demo: simulate, inpaint, reconstruct, validate."),
 }

@@ -68,22 +68,55 @@ def test_bundled_regressor_reproduces_documented_resolutions(tmp_path):
         assert (ratio < 1.0) == (documented < 1.0), key
 
 
-def test_make_bundle_strips_training_state_and_machine_paths(tmp_path, monkeypatch):
-    from xecreco.models import make_bundle
+def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys):
+    from xecreco.cli.main import main
     from xecreco.train.checkpoint import save_checkpoint
 
     payload = dict(load_checkpoint(bundled.BUNDLED_REGRESSOR))
-    payload["train_state"] = {"step": 7}
+    payload["train_state"] = {"step": 7, "optimizer": {"state": {}}}
     payload["config"] = {"data": {"train_files": ["/some/where/train.root"], "val_files": []}}
     source = tmp_path / "best.pt"
     save_checkpoint(source, payload)
     target = tmp_path / "bundled.pt"
-    monkeypatch.setattr(bundled, "BUNDLED_REGRESSOR", target)
-    assert make_bundle.main([str(source)]) == 0
+    assert main(["bundle", str(source), "-o", str(target)]) == 0
+    assert f"wrote {target}" in capsys.readouterr().out
     written = load_checkpoint(target)
     assert written["train_state"] == {}
     assert written["config"]["data"]["train_files"] == ["train.root"]
-    assert make_bundle.main([str(tmp_path / "missing.pt")]) == 2
+    assert written["task"] == "regressor" and written["state_dict"].keys() == payload[
+        "state_dict"].keys()
+    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "missing.pt does not exist"),
+    ("same", "is also an input"),
+    ("no folder", "does not exist; create it first"),
+    ("text", "is not a checkpoint"),
+    ("task", "only regressor, inpainter, mae checkpoints are bundled"),
+])
+def test_bundle_command_errors_are_one_line_and_write_nothing(tmp_path, capsys, case, message):
+    from xecreco.cli.main import main
+    from xecreco.train.checkpoint import save_checkpoint
+
+    source, output = tmp_path / "best.pt", tmp_path / "out.pt"
+    if case == "text":
+        source.write_text("not a checkpoint\n")
+    elif case != "missing":
+        payload = dict(load_checkpoint(bundled.BUNDLED_REGRESSOR))
+        save_checkpoint(source, {**payload, "task": "other"} if case == "task" else payload)
+    if case == "missing":
+        source = tmp_path / "missing.pt"
+    if case == "same":
+        output = source
+    if case == "no folder":
+        output = tmp_path / "nowhere" / "out.pt"
+    before = source.read_bytes() if source.is_file() else None
+    assert main(["bundle", str(source), "-o", str(output)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert case == "same" or not output.exists()
+    assert before is None or source.read_bytes() == before
 
 
 # --- the bundled neural inpainter -----------------------------------------------------------------

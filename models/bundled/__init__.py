@@ -34,24 +34,32 @@ def bundled_inpainter(**kwargs):
     return inpainter_from_checkpoint(BUNDLED_INPAINTER, **kwargs)
 
 
-def bundle_checkpoint(checkpoint: str | Path, destination: Path | None = None) -> Path:
-    """Copy a trained checkpoint into the package as a bundled model.
+#: Checkpoint tasks that can be bundled (a reconstructor or an inpainter loads them).
+BUNDLED_TASKS = ("regressor", "inpainter", "mae")
 
-    Keeps what a reconstructor needs (model config, normalisation, target scaling, evaluated
-    weights, metrics, the training config) and drops the optimizer / RNG state; data file paths
-    in the training config are reduced to their file names (no machine paths ship). The task
-    picks the destination (regressor -> BUNDLED_REGRESSOR, inpainter -> BUNDLED_INPAINTER).
+
+def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
+    """Write a trained checkpoint as a bundled model to ``output`` (``xecreco bundle``).
+
+    Keeps what a reconstructor or inpainter needs (model config, normalisation, target scaling,
+    evaluated weights, metrics, the training config) and drops the optimizer / RNG state; data
+    file paths in the training config are reduced to their file names (no machine paths ship).
+    To replace a shipped model, ``output`` is :data:`BUNDLED_REGRESSOR` or
+    :data:`BUNDLED_INPAINTER`. The file is written under a temporary name and renamed.
+
+    Raises:
+        UserError: the checkpoint is missing, not a checkpoint or of another task; ``output``
+            is the checkpoint itself, a folder or in a missing folder.
     """
     from xecreco.errors import UserError
+    from xecreco.io.paths import check_output_file
     from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 
+    output = check_output_file(output, [checkpoint])
     payload = load_checkpoint(checkpoint)
-    targets = {"regressor": BUNDLED_REGRESSOR, "inpainter": BUNDLED_INPAINTER}
-    if destination is None:
-        if payload["task"] not in targets:
-            raise UserError(f"checkpoint '{checkpoint}' is a '{payload['task']}' checkpoint; only "
-                            "regressor and inpainter checkpoints are bundled")
-        destination = targets[payload["task"]]
+    if payload.get("task") not in BUNDLED_TASKS:
+        raise UserError(f"checkpoint '{checkpoint}' is a '{payload.get('task')}' checkpoint; only "
+                        f"{', '.join(BUNDLED_TASKS)} checkpoints are bundled")
     payload = dict(payload)
     payload["train_state"] = {}
     data = dict(payload.get("config", {}).get("data", {}))
@@ -60,6 +68,5 @@ def bundle_checkpoint(checkpoint: str | Path, destination: Path | None = None) -
             data[key] = [Path(str(f)).name for f in data[key]]
     if data:
         payload["config"] = {**payload["config"], "data": data}
-    save_checkpoint(destination, payload)
-    return destination
-
+    save_checkpoint(output, payload)
+    return output
