@@ -2,57 +2,23 @@
 
 Every reconstruction (classical, neural regressor, ensembles, third-party plugins) is a
 :class:`Reconstructor`; every dead-channel repair (neural inpainter, baselines) is an
-:class:`Inpainter`. The prediction pipeline, the validation suite and the CLI only talk to these.
+:class:`Inpainter`. The prediction pipeline, the validation suite and the CLI only talk to these. Output names,
+units, :class:`~xecreco.io.schema.Status` codes and the fill value are the prediction-tree schema
+of :mod:`xecreco.io.schema`.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from xecreco.io.batch import EventBatch
+from xecreco.io.schema import FILL_VALUE, OUTPUT_UNITS, Status
 
-__all__ = ["EventBatch", "Reconstructor", "Inpainter", "Status", "OUTPUT_UNITS"]
-
-#: Physical outputs a reconstructor may produce, with their units (file units).
-OUTPUT_UNITS = {
-    "energy": "GeV",
-    "u": "cm",
-    "v": "cm",
-    "w": "cm",
-    "x": "cm",
-    "y": "cm",
-    "z": "cm",
-    "time": "ns",
-    "theta": "deg",
-    "phi": "deg",
-    "npileup": "photons",
-    "pileup_prob": "probability",
-}
-
-
-class Status(IntEnum):
-    """``R_status`` codes written for every event and reconstruction.
-
-    OK: reconstructed normally.
-    NO_VALID_SENSORS: no valid sensor in the event; outputs are the documented fill values.
-    TOO_LITTLE_LIGHT: too little light on the inner face for a position fit; fallback values.
-    FIT_FAILED: the position fit did not converge; the seed/weighted-mean position is used.
-    NO_VALID_TIME: no sensor with a valid time; time output is the fill value.
-    """
-
-    OK = 0
-    NO_VALID_SENSORS = 1
-    TOO_LITTLE_LIGHT = 2
-    FIT_FAILED = 3
-    NO_VALID_TIME = 4
-
-
-#: Value written to float outputs that cannot be computed (status != OK). Never NaN.
-FILL_VALUE = -1.0e10
-
+# The output names and units, status codes and fill value are the prediction-tree schema
+# (xecreco.io.schema); they are part of this interface, so they are importable from here too.
+__all__ = ["EventBatch", "Reconstructor", "Inpainter", "Status", "OUTPUT_UNITS", "FILL_VALUE"]
 
 @runtime_checkable
 class Reconstructor(Protocol):

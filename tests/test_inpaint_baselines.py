@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from xecreco.geometry import Face, design_geometry, face_ids, solid_angle_fraction, uvw_to_xyz
+from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.models.base import EventBatch, Inpainter
 from xecreco.models.inpaint.baselines import (
-    V_EFF_CM_PER_NS,
     LocalFitInpainter,
     NeighbourAverageInpainter,
     SolidAngleInpainter,
@@ -27,7 +27,7 @@ def _point_source_batch(uvw, scale=2.0e6, dead=None):
     xyz = uvw_to_xyz(uvw)
     npho = scale * solid_angle_fraction(xyz, GEO)
     dist = np.linalg.norm(GEO.position[None] - xyz[:, None], axis=2)
-    time_s = (T0_NS + dist / V_EFF_CM_PER_NS) * 1e-9
+    time_s = (T0_NS + dist / LXE_LIGHT_SPEED_CM_PER_NS) * 1e-9
     n = len(uvw)
     valid = np.ones((n, 4760), dtype=bool)
     if dead is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from xecreco.errors import UserError
+from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.paths import temp_path
 
 CALIBRATION_FORMAT = "xecreco-classical-calibration"
@@ -84,7 +85,7 @@ class ClassicalCalibration:
     recovery_radius_cm: float = 20.0
     recovery_neighbours: int = 12
     recovery_min_sum: float = 50.0
-    light_speed_cm_ns: float = 8.5
+    light_speed_cm_ns: float = LXE_LIGHT_SPEED_CM_PER_NS
     walk_log10_npho: list = field(default_factory=lambda: [2.0, 6.0])
     walk_mppc_ns: list = field(default_factory=lambda: [0.0, 0.0])
     walk_pmt_ns: list = field(default_factory=lambda: [0.0, 0.0])

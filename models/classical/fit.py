@@ -28,10 +28,10 @@ from scipy.optimize import nnls
 
 from xecreco.errors import UserError
 from xecreco.geometry import design_geometry, uvw_to_xyz
+from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.reader import iterate_batches
 from xecreco.io.rootfile import count_entries, list_branches
-from xecreco.io.schema import DEFAULT_TREE, BranchNames
-from xecreco.models.base import Status
+from xecreco.io.schema import DEFAULT_TREE, BranchNames, Status
 from xecreco.models.classical.calibration import ClassicalCalibration
 from xecreco.models.classical.pileup import fit_logistic, pileup_features
 from xecreco.models.classical.position import correct_position, incidence_tangents
@@ -149,7 +149,7 @@ def fit_timing(resid: np.ndarray, dist: np.ndarray, log_npho: np.ndarray, is_mpp
     b = np.clip(np.digitize(log_npho, edges) - 1, 0, n_bins - 1)
     column = b + np.where(is_mppc, 0, n_bins)
     keep = np.ones(len(resid), dtype=bool)
-    inv_speed, walk = 1.0 / 8.5, np.zeros(2 * n_bins)
+    inv_speed, walk = 1.0 / LXE_LIGHT_SPEED_CM_PER_NS, np.zeros(2 * n_bins)
     for _ in range(3):
         counts = np.bincount(column[keep], minlength=2 * n_bins)
         used_cols = np.flatnonzero(counts >= MIN_PER_BIN)

@@ -12,8 +12,8 @@ Steps per batch (all vectorised over events):
    first-interaction point; pile-up probability (:mod:`.pileup`).
 
 Outputs (file units): energy GeV; u, v, w, x, y, z cm; time ns; theta, phi deg; pileup_prob;
-status (:class:`~xecreco.models.base.Status`). Quantities that cannot be computed hold
-:data:`~xecreco.models.base.FILL_VALUE`, never NaN.
+status (:class:`~xecreco.io.schema.Status`). Quantities that cannot be computed hold
+:data:`~xecreco.io.schema.FILL_VALUE`, never NaN.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import xxhash
 
 from xecreco.geometry import direction_to_angles, uvw_to_xyz
 from xecreco.geometry.constants import TARGET_CENTRE_CM
-from xecreco.models.base import FILL_VALUE, EventBatch, Status
+from xecreco.io.schema import FILL_VALUE, Status
+from xecreco.models.base import EventBatch
 from xecreco.models.classical.calibration import (
     ClassicalCalibration,
     default_calibration,

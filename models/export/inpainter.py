@@ -42,6 +42,7 @@ import torch
 
 from xecreco._version import __version__
 from xecreco.errors import UserError
+from xecreco.geometry import N_SENSORS
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL, BranchNames
 from xecreco.models.export.onnx import (
@@ -118,7 +119,7 @@ def sim_like_dead(n: int, seed: int = 0) -> np.ndarray:
     """(n, 4760) float32 dead mask (1 = dead) for export checks: ~2 % scattered sensors, a
     4 x 4 block of the inner face in every second event, and no dead sensor in event 1."""
     rng = np.random.default_rng(seed + 13)
-    dead = rng.random((n, 4760)) < 0.02
+    dead = rng.random((n, N_SENSORS)) < 0.02
     for event in range(0, n, 2):
         row, col = rng.integers(0, 89), rng.integers(0, 40)
         block = (44 * (row + np.arange(4))[:, None] + col + np.arange(4)[None]).ravel()

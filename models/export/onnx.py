@@ -21,10 +21,10 @@ from torch import nn
 
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS, R_INNER, design_geometry
+from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.batch import EventBatch
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
-from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL
-from xecreco.models.base import FILL_VALUE
+from xecreco.io.schema import FILL_VALUE, INVALID_THRESHOLD, SENTINEL
 from xecreco.normalization import NormalizationSpec
 
 #: ONNX opset used by default.
@@ -130,7 +130,7 @@ def sim_like_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     photons = rng.uniform(0.3, 1.0, n)[:, None] * 1.5e6 * area * cos / (4 * math.pi * dist**2)
     photons[::4] *= 0.05
     npho = photons + rng.normal(0.0, 1.0, photons.shape) * np.sqrt(photons + 4.0)
-    time = (rng.uniform(-5, 5, n)[:, None] + dist / 8.5 + rng.normal(0, 0.3, dist.shape)) * 1e-9
+    time = (rng.uniform(-5, 5, n)[:, None] + dist / LXE_LIGHT_SPEED_CM_PER_NS + rng.normal(0, 0.3, dist.shape)) * 1e-9
     time = np.where(npho < 50, SENTINEL, time)
     dead = rng.random(npho.shape) < 0.02
     npho = np.where(dead, SENTINEL, npho).astype(np.float32)

@@ -46,7 +46,7 @@ from torch import nn
 from xecreco._version import __version__
 from xecreco.errors import UserError
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
-from xecreco.models.base import FILL_VALUE, OUTPUT_UNITS, Status
+from xecreco.io.schema import FILL_VALUE, OUTPUT_UNITS, Status
 from xecreco.models.export.onnx import (
     DEFAULT_OPSET,
     RawInputs,
@@ -89,7 +89,8 @@ class PhysicalModel(RawInputs):
         self.uncertainty = bool(model.config["uncertainty"])
         self.physics = OutputsToPhysical(self.heads, scaling,
                                          bool(getattr(model, "uses_vertex", False)))
-        self.output_names = output_names(self.heads, self.uncertainty)
+        self.output_names = output_names(self.heads, self.uncertainty,
+                                         bool(model.config.get("quantiles")))
         self.scaling = scaling
         self.scaling_dict = scaling.to_dict()
 
@@ -141,12 +142,14 @@ def sim_like_vertices(n: int, seed: int = 0) -> np.ndarray:
     return vertex
 
 
-def output_names(heads, uncertainty: bool) -> list[str]:
-    """Output names of the exported graph for the enabled heads, ``status`` last."""
+def output_names(heads, uncertainty: bool, quantiles: bool = False) -> list[str]:
+    """Output names of the exported graph for the enabled heads, ``status`` last (``<q>_err``
+    of the scalar heads with log-variance or quantile outputs, of theta and phi with a
+    log-variance direction head)."""
     names = physical_outputs(heads)
-    if uncertainty:
+    if uncertainty or quantiles:
         errs = [q for q in ("energy", "u", "v", "w", "time", "npileup") if q in heads]
-        if "direction" in heads:
+        if "direction" in heads and uncertainty:
             errs += ["theta", "phi"]
         names += [q + "_err" for q in errs]
     return names + ["status"]

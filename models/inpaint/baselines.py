@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xecreco.geometry import Face, Geometry, design_geometry, solid_angle_fraction, uvw_to_xyz
+from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
 
 from xecreco.models.base import EventBatch
@@ -44,11 +45,7 @@ from xecreco.models.inpaint.localfit import estimate_position, fit_point_source,
 from xecreco.models.inpaint.neighbours import immediate_neighbours, padded_rows, radius_neighbours
 from xecreco.models.registry import register_inpainter
 
-__all__ = ["NeighbourAverageInpainter", "SolidAngleInpainter", "LocalFitInpainter",
-           "V_EFF_CM_PER_NS"]
-
-#: Effective light speed in liquid xenon for propagation delays, cm/ns (physics.md section 2).
-V_EFF_CM_PER_NS = 8.5
+__all__ = ["NeighbourAverageInpainter", "SolidAngleInpainter", "LocalFitInpainter"]
 #: Events per block in the sparse neighbour sums (bounds the temporary (4760, block) arrays).
 _EVENT_BLOCK = 1024
 
@@ -78,7 +75,7 @@ class _Baseline(ABC):
     name = "baseline"
 
     def __init__(self, geometry: Geometry | None = None,
-                 v_eff_cm_per_ns: float = V_EFF_CM_PER_NS,
+                 v_eff_cm_per_ns: float = LXE_LIGHT_SPEED_CM_PER_NS,
                  min_time_npho: float = DEFAULT_TIME_NPHO_THRESHOLD) -> None:
         self.geometry = geometry or design_geometry()
         self.v_eff = float(v_eff_cm_per_ns)
@@ -141,7 +138,7 @@ class NeighbourAverageInpainter(_Baseline):
     name = "neighbour-average"
 
     def __init__(self, geometry: Geometry | None = None, max_passes: int = 3,
-                 v_eff_cm_per_ns: float = V_EFF_CM_PER_NS,
+                 v_eff_cm_per_ns: float = LXE_LIGHT_SPEED_CM_PER_NS,
                  min_time_npho: float = DEFAULT_TIME_NPHO_THRESHOLD) -> None:
         super().__init__(geometry, v_eff_cm_per_ns, min_time_npho)
         self.max_passes = int(max_passes)
@@ -186,7 +183,7 @@ class SolidAngleInpainter(_Baseline):
     name = "solid-angle"
 
     def __init__(self, geometry: Geometry | None = None, radius_cm: float = 20.0,
-                 min_sum: float = 50.0, v_eff_cm_per_ns: float = V_EFF_CM_PER_NS,
+                 min_sum: float = 50.0, v_eff_cm_per_ns: float = LXE_LIGHT_SPEED_CM_PER_NS,
                  min_time_npho: float = DEFAULT_TIME_NPHO_THRESHOLD) -> None:
         super().__init__(geometry, v_eff_cm_per_ns, min_time_npho)
         self.radius_cm = float(radius_cm)
@@ -262,7 +259,7 @@ class LocalFitInpainter(SolidAngleInpainter):
     def __init__(self, geometry: Geometry | None = None, fit_radius_cm: float = 3.2,
                  min_fit_npho: float = 5.0e4, max_ratio: float = 3.0, fit_iterations: int = 6,
                  radius_cm: float = 20.0, min_sum: float = 50.0,
-                 v_eff_cm_per_ns: float = V_EFF_CM_PER_NS,
+                 v_eff_cm_per_ns: float = LXE_LIGHT_SPEED_CM_PER_NS,
                  min_time_npho: float = DEFAULT_TIME_NPHO_THRESHOLD) -> None:
         super().__init__(geometry, radius_cm, min_sum, v_eff_cm_per_ns, min_time_npho)
         self.fit_iterations = int(fit_iterations)

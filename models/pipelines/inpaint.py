@@ -23,11 +23,12 @@ from xecreco.io.paths import check_output_file
 from xecreco.io.provenance import describe_files, make_provenance
 from xecreco.io.reader import iterate_batches
 from xecreco.io.rootfile import count_entries, list_branches, open_root, open_tree
-from xecreco.io.schema import DEFAULT_TREE, SENTINEL, BranchNames
+from xecreco.io.schema import DEFAULT_TREE, INPAINTED_BRANCH, SENTINEL, BranchNames
 from xecreco.io.writer import RootWriter
 
 from xecreco.models.base import EventBatch, Inpainter
 from xecreco.models.registry import create_inpainter
+from xecreco.normalization import valid_values
 
 __all__ = ["inpaint_file", "read_dead_list", "apply_dead_mask", "resolve_inpainter",
            "DEFAULT_STEP_EVENTS"]
@@ -35,8 +36,6 @@ __all__ = ["inpaint_file", "read_dead_list", "apply_dead_mask", "resolve_inpaint
 #: Events per chunk when the caller gives none. Bounds memory: the baselines hold about a dozen
 #: (N, 4760) float64 working arrays (38 kB per event each), the reader all sensor branches.
 DEFAULT_STEP_EVENTS = 256
-#: Name of the output branch recording which sensor values were filled.
-INPAINTED_BRANCH = "inpainted"
 
 
 def apply_dead_mask(batch: EventBatch, dead: np.ndarray) -> EventBatch:
@@ -93,7 +92,7 @@ def _relative_time(relative: np.ndarray, batch: EventBatch, repaired: EventBatch
                    filled: np.ndarray) -> np.ndarray:
     """``relative_time`` with repaired sensors filled as time minus the event's reference."""
     relative = np.asarray(relative)
-    good = batch.valid_time & np.isfinite(relative) & (np.abs(relative) < 9e9)
+    good = batch.valid_time & valid_values(relative)
     offset = np.where(good, batch.time.astype(np.float64) - relative, np.nan)
     with np.errstate(all="ignore"):
         reference = np.nanmedian(np.where(good.any(axis=1)[:, None], offset, 0.0), axis=1)

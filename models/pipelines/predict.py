@@ -17,7 +17,6 @@ identical to a single-process run (:mod:`xecreco.models.pipelines.sharding`).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,12 +33,19 @@ from xecreco.io.rootfile import count_entries, list_branches
 from xecreco.io.schema import (
     DEFAULT_RECO_TREE,
     DEFAULT_TREE,
+    FILL_VALUE,
     PILEUP_TRUTH_BRANCHES,
+    RECO_ID_BRANCHES,
+    RECO_NAME_PATTERN,
+    RECO_SUMMARY_BRANCHES,
     TRUTH_BRANCHES,
     BranchNames,
+    Status,
+    reco_branch,
+    status_branch,
 )
 from xecreco.io.writer import RootWriter
-from xecreco.models.base import FILL_VALUE, EventBatch, Status
+from xecreco.models.base import EventBatch
 from xecreco.models.pipelines.sharding import run_distributed, run_spawned, torchrun_rank
 from xecreco.models.registry import create_reconstructor
 
@@ -47,7 +53,6 @@ __all__ = ["predict_files", "resolve_reconstructors", "COPIED_TRUTH", "reco_colu
 
 #: Input branches copied to the prediction tree when every input file has them.
 COPIED_TRUTH: tuple[str, ...] = TRUTH_BRANCHES + ("energyVisible",) + PILEUP_TRUTH_BRANCHES
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Events per reconstruction call when the caller does not choose (bounded memory).
 DEFAULT_STEP_EVENTS = 1000
 
@@ -87,7 +92,7 @@ def resolve_reconstructors(reconstructors, names=None) -> tuple[list, list[str],
             raise UserError(f"got {len(renamed)} names for {len(objects)} reconstructors")
     out_names = [new if new else obj.name for new, obj in zip(renamed, objects)]
     for name, spec in zip(out_names, specs):
-        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        if not isinstance(name, str) or not RECO_NAME_PATTERN.match(name):
             raise UserError(
                 f"reconstruction name '{name}' (from {_spec_label(spec)}) is not an identifier "
                 "(letters, digits, underscores); rename it with --name SPEC=NEWNAME"
@@ -159,23 +164,22 @@ def reco_columns(obj, name: str, batch: EventBatch) -> dict[str, np.ndarray]:
         columns = ordered
     if len(status) != n:
         raise ValueError(f"reconstructor '{name}' returned {len(status)} status codes for {n} events")
-    out = {f"{name}_{q}": v for q, v in columns.items()}
-    out[f"{name}_status"] = status
+    out = {reco_branch(name, q): v for q, v in columns.items()}
+    out[status_branch(name)] = status
     return out
 
 
 def _empty_columns(objects, out_names) -> dict[str, np.ndarray]:
     """Zero-length columns fixing the branch set of a prediction tree with no events."""
-    columns = {b: np.zeros(0, dtype=np.int64) for b in ("run", "event", "entry")}
-    columns["nDead"] = np.zeros(0, dtype=np.int32)
-    columns["nphoSum"] = np.zeros(0, dtype=np.float32)
+    columns = {b: np.zeros(0, dtype=np.int64) for b in RECO_ID_BRANCHES}
+    columns.update({b: np.zeros(0, dtype=dtype) for b, (dtype, _, _) in RECO_SUMMARY_BRANCHES.items()})
     for obj, name in zip(objects, out_names):
         outputs = list(obj.outputs)
         if not {"x", "y", "z"} & set(outputs) and {"u", "v", "w"} <= set(outputs):
             outputs += ["x", "y", "z"]
         for q in outputs:
-            columns[f"{name}_{q}"] = np.zeros(0, dtype=np.float32)
-        columns[f"{name}_status"] = np.zeros(0, dtype=np.int32)
+            columns[reco_branch(name, q)] = np.zeros(0, dtype=np.float32)
+        columns[status_branch(name)] = np.zeros(0, dtype=np.int32)
     return columns
 
 
@@ -184,7 +188,7 @@ def _batch_columns(batch: EventBatch, objects, out_names, truth) -> dict:
         "run": batch.run,
         "event": batch.event,
         "entry": batch.entry,
-        # event summaries of the input for the validation scans (dead channels, collected light)
+        # event summaries of the input for the validation scans (RECO_SUMMARY_BRANCHES)
         "nDead": (~batch.valid_npho).sum(axis=1).astype(np.int32),
         "nphoSum": np.where(batch.valid_npho, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
         .astype(np.float32),

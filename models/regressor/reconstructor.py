@@ -5,7 +5,10 @@ Everything needed comes from the checkpoint: the model is rebuilt from its embed
 destandardised with its ``TargetScaling`` and the per-event time reference is added back. Outputs
 are in file units (GeV, cm, ns, deg) with an int32 status. Several checkpoints form an ensemble:
 the outputs are the member means and ``<q>_err`` the spread between members (combined in
-quadrature with the members' own predicted uncertainties, if they have any).
+quadrature with the members' own predicted uncertainties, if they have any). A checkpoint whose
+model config has ``mc_samples`` = T > 0 (and ``dropout`` > 0) runs T forward passes with dropout
+active (seeds 0..T-1, so predictions are reproducible), combined like ensemble members: MC-dropout
+uncertainties. Quantile heads give ``<q>_err`` = half their 68 % interval.
 
 The network outputs become physical quantities in one place, :class:`OutputsToPhysical`, written
 in torch: this reconstructor runs it in float64, the ONNX graph of :mod:`xecreco.models.export.regressor`
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +29,7 @@ import torch
 from xecreco.errors import UserError
 from xecreco.geometry import R_INNER, direction_to_angles
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS, TARGET_CENTRE_CM
-from xecreco.models.base import FILL_VALUE, Status
+from xecreco.io.schema import FILL_THRESHOLD, FILL_VALUE, Status
 from xecreco.models.regressor.network import Regressor, build_model
 from xecreco.normalization import NormalizationSpec, TargetScaling
 from xecreco.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -137,13 +141,13 @@ def angles_torch(dx, dy, dz):
 
 def known_vertex_torch(vertex, like: torch.Tensor):
     """``(vertex (N, 3) cm with unknown rows set to the target centre, known (N,) bool)``;
-    ``vertex`` None = all unknown. Rows with a non-finite or ``|value| >= 1e9`` entry are
+    ``vertex`` None = all unknown. Rows with a non-finite or ``|value| >= FILL_THRESHOLD`` (1e9) entry are
     unknown (written without isfinite/all so that the ONNX graph is plain)."""
     centre = torch.tensor(TARGET_CENTRE_CM, dtype=like.dtype, device=like.device)
     if vertex is None:
         return centre.expand(like.shape[0], 3), torch.zeros_like(like, dtype=torch.bool)
     vertex = vertex.to(like.dtype)
-    known = (torch.abs(vertex) < 1.0e9).to(like.dtype).sum(dim=1) > 2.5
+    known = (torch.abs(vertex) < FILL_THRESHOLD).to(like.dtype).sum(dim=1) > 2.5
     return torch.where(known[:, None], vertex, centre), known
 
 
@@ -178,6 +182,8 @@ class OutputsToPhysical(torch.nn.Module):
             out[q] = raw[q] * self.scale[q] + self.mean[q]
             if q + "_logvar" in raw:
                 out[q + "_err"] = torch.exp(0.5 * raw[q + "_logvar"]) * abs(self.scale[q])
+            elif q + "_lo" in raw:  # quantile heads: half the 68 % interval
+                out[q + "_err"] = 0.5 * (raw[q + "_hi"] - raw[q + "_lo"]) * abs(self.scale[q])
         if "time" in out:
             out["time"] = out["time"] + time_ref_ns.to(out["time"].dtype)
             if not self.uses_vertex and {"u", "v", "w"} <= set(out):
@@ -283,7 +289,9 @@ class CheckpointReconstructor:
         for member in members:
             member.model.to(self.device)
         self.outputs = tuple(physical_outputs(members[0].model.head_names))
-        self.has_uncertainty = bool(members[0].model.config["uncertainty"])
+        config = members[0].model.config
+        self.has_uncertainty = bool(config["uncertainty"] or config.get("quantiles")
+                                    or config.get("mc_samples"))
         with_errors = self.has_uncertainty or len(members) > 1
         #: the ``<q>_err`` keys every reconstruct() call returns
         self.error_outputs = tuple(
@@ -291,9 +299,14 @@ class CheckpointReconstructor:
             if with_errors and q in self.outputs)
 
     def _forward(self, member: Member, features: np.ndarray,
-                 vertex: np.ndarray | None) -> dict[str, np.ndarray]:
+                 vertex: np.ndarray | None, mc_seed: int | None = None) -> dict[str, np.ndarray]:
         """Standardised network outputs for (N, 4760, C) features (and the (N, 3) cm vertex for
-        models that use it; None = the target centre), as float64 numpy."""
+        models that use it; None = the target centre), as float64 numpy. With ``mc_seed`` the
+        dropout layers stay active (one MC-dropout pass, torch RNG seeded with it)."""
+        if mc_seed is not None:
+            with torch.random.fork_rng(devices=[]), mc_dropout(member.model):
+                torch.manual_seed(mc_seed)
+                return self._forward(member, features, vertex)
         chunks: list[dict[str, torch.Tensor]] = []
         uses_vertex = getattr(member.model, "uses_vertex", False)
         with torch.inference_mode():
@@ -332,13 +345,30 @@ class CheckpointReconstructor:
                 features, time_ref = member.normalization.features_and_reference(batch)
                 features_cache[key] = (features, np.asarray(time_ref, dtype=np.float64))
             features, time_ref = features_cache[key]
-            raw = self._forward(member, features, batch.vertex)
-            per_member.append(self._physical(member, raw, time_ref, batch.vertex))
+            samples = int(member.model.config.get("mc_samples", 0))
+            for seed in range(samples) if samples else (None,):
+                raw = self._forward(member, features, batch.vertex, mc_seed=seed)
+                per_member.append(self._physical(member, raw, time_ref, batch.vertex))
         result = _combine(per_member, n)
         with torch.inference_mode():
             result = OutputsToPhysical.finish({k: torch.from_numpy(v) for k, v in result.items()},
                                               _vertex_tensor(batch.vertex))
         return _finalise({k: v.numpy() for k, v in result.items()}, batch, n)
+
+
+@contextmanager
+def mc_dropout(model: torch.nn.Module):
+    """Dropout layers of ``model`` in training mode (everything else as it is) inside the block:
+    each forward is one Monte-Carlo dropout sample."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    before = [m.training for m in layers]
+    for m in layers:
+        m.train()
+    try:
+        yield
+    finally:
+        for m, mode in zip(layers, before):
+            m.train(mode)
 
 
 def _vertex_tensor(vertex) -> torch.Tensor | None:
