@@ -56,9 +56,9 @@ AXES = ("u", "v", "w")
 
 def scan_lines(e_true_mev, *, max_lines: int = MAX_LINES,
                min_events: int = MIN_LINE_EVENTS) -> np.ndarray | None:
-    """The discrete true energies (MeV, ascending) of a scan sample, or None when ``e_true_mev``
-    is not one (fewer than 2 or more than ``max_lines`` distinct values, or a line with fewer
-    than ``min_events`` events)."""
+    """The discrete true energies (MeV, ascending, rounded to 1 keV) of a scan sample, or None
+    when ``e_true_mev`` is not one (fewer than 2 or more than ``max_lines`` distinct values, or a
+    line with fewer than ``min_events`` events)."""
     e = np.asarray(e_true_mev, dtype=np.float64)
     e = e[np.isfinite(e) & (e > 0)]
     if e.size == 0:
@@ -67,7 +67,7 @@ def scan_lines(e_true_mev, *, max_lines: int = MAX_LINES,
     values, first, counts = np.unique(keys, return_index=True, return_counts=True)
     if not 2 <= values.size <= max_lines or counts.min() < min_events:
         return None
-    return np.sort(e[first])
+    return np.round(np.sort(e[first]), 3)  # 52.83, not float32's 52.829998
 
 
 def line_index(e_true_mev, lines) -> np.ndarray:
