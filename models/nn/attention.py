@@ -40,14 +40,21 @@ class MultiHeadAttention(nn.Module):
         # sees the attention weights (N, heads, Lq, Lk) without changing any output
         self.softmax = nn.Softmax(dim=-1)
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """``query`` (N, Lq, D), ``context`` (N, Lk, D_kv) -> (N, Lq, D)."""
+    def forward(self, query: torch.Tensor, context: torch.Tensor, rotary=None) -> torch.Tensor:
+        """``query`` (N, Lq, D), ``context`` (N, Lk, D_kv) -> (N, Lq, D).
+
+        ``rotary``: optional (cos, sin) of :func:`xecreco.models.nn.positional.rope_angles`
+        (self-attention, Lq = Lk tokens): queries and keys are rotated (RoPE)."""
         n, lq, d = query.shape
         lk = context.shape[1]
         q = self.q(query).reshape(n, lq, self.heads, self.head_dim).transpose(1, 2)
         kv = self.kv(context).reshape(n, lk, 2, self.heads, self.head_dim)
         k = kv[:, :, 0].transpose(1, 2)
         v = kv[:, :, 1].transpose(1, 2)
+        if rotary is not None:
+            from xecreco.models.nn.positional import apply_rope
+
+            q, k = apply_rope(q, *rotary), apply_rope(k, *rotary)
         scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
         weights = self.softmax(scores)
         out = torch.matmul(weights, v).transpose(1, 2).reshape(n, lq, d)
@@ -68,19 +75,26 @@ class Mlp(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Pre-norm transformer encoder layer on (N, L, D) tokens: x += MHA(LN x); x += MLP(LN x)."""
+    """Pre-norm transformer encoder layer on (N, L, D) tokens: x += MHA(LN x); x += MLP(LN x).
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+    ``dropout`` > 0 drops elements of both residual branches (training, and MC-dropout
+    inference); ``forward(x, rotary)`` applies RoPE in the attention when given."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, max(1, int(round(dim * mlp_ratio))))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary=None) -> torch.Tensor:
         y = self.norm1(x)
-        x = x + self.attn(y, y)
-        return x + self.mlp(self.norm2(x))
+        if self.dropout is None:
+            x = x + self.attn(y, y, rotary)
+            return x + self.mlp(self.norm2(x))
+        x = x + self.dropout(self.attn(y, y, rotary))
+        return x + self.dropout(self.mlp(self.norm2(x)))
 
 
 class QueryPooling(nn.Module):

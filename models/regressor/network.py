@@ -15,13 +15,16 @@ Presets and config resolution: :mod:`xecreco.models.regressor.presets`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from xecreco.errors import UserError
 from xecreco.models.nn.attention import TransformerLayer
+from xecreco.models.nn.perceiver import PerceiverFusion
+from xecreco.models.nn.positional import rope_angles, sinusoidal_table
 from xecreco.models.nn.heads import TaskHead
-from xecreco.models.nn.encoder import FACE_ORDER, build_encoder
+from xecreco.models.nn.encoder import FACE_ORDER, POSITION_SCALE_CM, build_encoder
 from xecreco.models.nn.light_summary import LightSummary
 from xecreco.models.regressor.presets import resolve_model_config
 
@@ -39,6 +42,13 @@ class Regressor(nn.Module):
     must be given the target scaling (the trainer does this before the first step; the values
     are persistent buffers and travel with the weights).
 
+    Fusion options (model config, docs/models.md): ``fusion.position`` picks the token
+    position encoding (``geometric``, ``sinusoidal``, ``rope``, ``none``; see
+    :mod:`xecreco.models.nn.positional`), ``fusion.type: perceiver`` replaces the CLS-token
+    transformer by :class:`~xecreco.models.nn.perceiver.PerceiverFusion` over all face features,
+    ``dropout`` drops units in the fusion and heads (``mc_samples`` > 0: MC-dropout uncertainties
+    at prediction), ``quantiles`` adds 68 % interval outputs to the scalar heads.
+
     Attributes:
         config: the resolved model config it was built from.
         head_names: the enabled heads, in config order.
@@ -52,14 +62,40 @@ class Regressor(nn.Module):
         n_tokens = self.encoder.total_tokens
         self.token_embed = nn.Parameter(torch.zeros(n_tokens, dim))
         nn.init.trunc_normal_(self.token_embed, std=0.02)
-        self.geometry_embed = (nn.Linear(self.encoder.face_descriptor.shape[1], dim)
-                               if config["encoder"]["positional_encoding"] else None)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         fusion = config["fusion"]
-        self.fusion = nn.ModuleList(
-            TransformerLayer(dim, int(fusion["heads"]), float(fusion["mlp_ratio"]))
-            for _ in range(int(fusion["layers"]))
-        )
+        self.position = fusion["position"]
+        self.geometry_embed = (nn.Linear(self.encoder.face_descriptor.shape[1], dim)
+                               if config["encoder"]["positional_encoding"]
+                               and self.position == "geometric" else None)
+        face_index = [i for i, name in enumerate(FACE_ORDER)
+                      for _ in range(self.encoder.num_tokens[name])]
+        self.register_buffer("sinusoidal", sinusoidal_table(face_index, dim)
+                             if self.position == "sinusoidal" else None, persistent=False)
+        heads, dropout = int(fusion["heads"]), float(config["dropout"])
+        self.rotary = None
+        if self.position == "rope":  # CLS at the target centre, tokens at their face centroids
+            centroids = self.encoder.face_descriptor[:, :3].numpy() * POSITION_SCALE_CM
+            cos, sin = rope_angles(np.concatenate([np.zeros((1, 3)), centroids]), dim // heads)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+            self.rotary = True
+        if fusion["type"] == "perceiver":
+            rect_c = int(config["encoder"]["rect"]["dims"][-1])
+            hex_c = int(config["encoder"]["hex"]["dim"])
+            channels = {name: (hex_c if name in ("top", "bottom") else rect_c)
+                        for name in FACE_ORDER}
+            self.perceiver = PerceiverFusion(channels, dim, int(fusion["latents"]), heads,
+                                             float(fusion["mlp_ratio"]), int(fusion["layers"]),
+                                             dropout)
+            self.cls_token = None
+            self.fusion = nn.ModuleList()
+        else:
+            self.perceiver = None
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+            self.fusion = nn.ModuleList(
+                TransformerLayer(dim, heads, float(fusion["mlp_ratio"]), dropout)
+                for _ in range(int(fusion["layers"]))
+            )
         self.norm = nn.LayerNorm(dim)
         summary = config.get("summary")
         self.summary = None if summary is None else LightSummary(
@@ -76,21 +112,32 @@ class Regressor(nn.Module):
         self.head_names = tuple(config["heads"])
         head_in = (2 if self.summary is None else 3) * dim
         self.heads = nn.ModuleDict(
-            {name: TaskHead(name, head_in, int(config["head_hidden"]), bool(config["uncertainty"]))
+            {name: TaskHead(name, head_in, int(config["head_hidden"]), bool(config["uncertainty"]),
+                            dropout, bool(config["quantiles"]))
              for name in self.head_names}
         )
 
     def event_embedding(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, 4760, C) -> (N, 2 D): the fused CLS token and the mean of the fused face tokens."""
-        tokens = self.encoder(features)
+        """(N, 4760, C) -> (N, 2 D): the fused CLS token and the mean of the fused face tokens
+        (with the perceiver fusion: the first latent and the mean of the others)."""
+        if self.perceiver is not None:
+            tokens, maps = self.encoder.encode(features)
+        else:
+            tokens, maps = self.encoder(features), None
         x = torch.cat([tokens[name] for name in FACE_ORDER], dim=1)
         embed = self.token_embed
         if self.geometry_embed is not None:
             embed = embed + self.geometry_embed(self.encoder.face_descriptor)
+        if self.sinusoidal is not None:
+            embed = embed + self.sinusoidal
         x = x + embed.unsqueeze(0)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        for layer in self.fusion:
-            x = layer(x)
+        if self.perceiver is not None:
+            x = self.perceiver(maps, x)
+        else:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+            rotary = (self.rope_cos, self.rope_sin) if self.rotary else None
+            for layer in self.fusion:
+                x = layer(x, rotary)
         x = self.norm(x)
         return torch.cat([x[:, 0], x[:, 1:].mean(dim=1)], dim=1)
 
@@ -121,7 +168,11 @@ class Regressor(nn.Module):
                 if name in out:
                     standardised = (physical[name] - self.reference_mean[i]) / \
                         self.reference_scale[i]
-                    out[name] = out[name] + self.reference_on * standardised.to(out[name].dtype)
+                    shift = self.reference_on * standardised.to(out[name].dtype)
+                    out[name] = out[name] + shift
+                    for bound in ("_lo", "_hi"):  # quantiles move with the central value
+                        if name + bound in out:
+                            out[name + bound] = out[name + bound] + shift
         return out
 
     @torch.no_grad()

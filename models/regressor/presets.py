@@ -49,11 +49,15 @@ _CPU = {
         },
         "hex": {"dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0},
     },
-    "fusion": {"layers": 1, "heads": 4, "mlp_ratio": 2.0},
+    "fusion": {"layers": 1, "heads": 4, "mlp_ratio": 2.0, "type": "transformer", "position": "geometric",
+               "latents": 8},
     "summary": _SUMMARY,
     "heads": ["energy", "time", "u", "v", "w", "direction"],
     "head_hidden": 64,
     "uncertainty": False,
+    "quantiles": False,
+    "dropout": 0.0,
+    "mc_samples": 0,
 }
 
 _UPSTREAM = {
@@ -75,11 +79,15 @@ _UPSTREAM = {
         },
         "hex": {"dim": 64, "depth": 4, "heads": 4, "mlp_ratio": 4.0},
     },
-    "fusion": {"layers": 2, "heads": 8, "mlp_ratio": 4.0},
+    "fusion": {"layers": 2, "heads": 8, "mlp_ratio": 4.0, "type": "transformer", "position": "geometric",
+               "latents": 8},
     "summary": _SUMMARY,
     "heads": ["energy", "time", "u", "v", "w", "direction"],
     "head_hidden": 512,
     "uncertainty": False,
+    "quantiles": False,
+    "dropout": 0.0,
+    "mc_samples": 0,
 }
 
 #: Preset name -> resolved model config (copy before changing).
@@ -192,6 +200,7 @@ def _check(config: dict) -> None:
                                ("encoder.hex.heads", enc["hex"]["dim"], enc["hex"]["heads"])):
         if heads_ < 1 or width % heads_:
             raise UserError(f"model config '{key}' = {heads_} must divide the width {width}")
+    _check_research_options(config)
     summary = config["summary"]
     if summary is not None:
         from xecreco.normalization import NPHO_SCHEMES
@@ -206,3 +215,31 @@ def _check(config: dict) -> None:
            for k in enc["tokens"].values()):
         raise UserError("model config 'encoder.tokens' must give at least 1 token (an integer) "
                         "per face")
+
+
+def _check_research_options(config: dict) -> None:
+    """The fusion, uncertainty and dropout switches (docs/models.md, "Research switches")."""
+    from xecreco.models.nn.positional import POSITION_MODES
+
+    fusion = config["fusion"]
+    if fusion["type"] not in ("transformer", "perceiver"):
+        raise UserError(f"model config 'fusion.type' = {fusion['type']!r}: use transformer or "
+                        "perceiver")
+    if fusion["position"] not in POSITION_MODES:
+        raise UserError(f"model config 'fusion.position' = {fusion['position']!r}: use one of "
+                        f"{', '.join(POSITION_MODES)}")
+    if fusion["position"] == "rope" and fusion["type"] != "transformer":
+        raise UserError("model config 'fusion.position' rope needs fusion.type transformer "
+                        "(the perceiver's latents have no positions)")
+    if fusion["type"] == "perceiver" and int(fusion["latents"]) < 2:
+        raise UserError(f"model config 'fusion.latents' = {fusion['latents']!r} must be >= 2")
+    if not 0.0 <= float(config["dropout"]) < 1.0:
+        raise UserError(f"model config 'dropout' = {config['dropout']!r} must be in [0, 1)")
+    if int(config["mc_samples"]) < 0 or int(config["mc_samples"]) == 1:
+        raise UserError(f"model config 'mc_samples' = {config['mc_samples']!r}: 0 (off) or >= 2 "
+                        "stochastic passes")
+    if int(config["mc_samples"]) and not float(config["dropout"]) > 0:
+        raise UserError("model config 'mc_samples' needs 'dropout' > 0 (MC dropout)")
+    if config["quantiles"] and config["uncertainty"]:
+        raise UserError("model config: 'quantiles' and 'uncertainty' both give <q>_err; "
+                        "choose one")

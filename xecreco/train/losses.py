@@ -51,6 +51,23 @@ def uvw_to_xyz_torch(uvw: torch.Tensor, r_inner: float) -> torch.Tensor:
     return torch.stack((-radius * torch.cos(phi), radius * torch.sin(phi), u), dim=-1)
 
 
+#: quantile levels of the ``<name>_lo`` / ``<name>_hi`` outputs (the Gaussian +-1 sigma interval)
+QUANTILE_LEVELS = (0.15865525393145707, 0.8413447460685429)
+
+
+def pinball(pred: torch.Tensor, true: torch.Tensor, level: float) -> torch.Tensor:
+    """Mean pinball (quantile) loss of ``pred`` as the ``level`` quantile of ``true``:
+    max(level (t - p), (level - 1)(t - p)); minimal when ``pred`` is that quantile."""
+    diff = true - pred
+    return torch.maximum(level * diff, (level - 1.0) * diff).mean()
+
+
+def quantile_loss(lo: torch.Tensor, hi: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Pinball losses of the 15.87 % and 84.13 % quantiles (a 68.27 % interval; in the target's
+    standardised units)."""
+    return pinball(lo, true, QUANTILE_LEVELS[0]) + pinball(hi, true, QUANTILE_LEVELS[1])
+
+
 def _scalar_loss(kind: str, pred, true, beta: float, logvar=None):
     if kind == "smooth_l1":
         return F.smooth_l1_loss(pred, true, beta=beta)
@@ -130,6 +147,12 @@ class RegressionLoss(nn.Module):
         if self.consistency > 0 and vertex is not None:
             parts["consistency"] = self._consistency(outputs, vertex)
             total = total + self.consistency * parts["consistency"]
+        for name in self.targets:  # 68 % intervals of models with quantile outputs
+            if f"{name}_lo" in outputs and f"{name}_hi" in outputs:
+                key = f"{name}_quantile"
+                parts[key] = quantile_loss(outputs[f"{name}_lo"].float(),
+                                           outputs[f"{name}_hi"].float(), targets[name].float())
+                total = total + self.weights[name] * parts[key]
         if self.physics is not None and features is not None:
             terms = self.physics(outputs, features, vertex)
             parts.update(terms)
