@@ -93,8 +93,7 @@ def validity_masks(npho, time, time_npho_threshold: float, dead=None):
     valid_npho = valid_values(npho)
     if dead is not None:
         valid_npho = valid_npho & ~dead
-    valid_time = valid_npho & valid_values(time)
-    valid_time &= npho >= time_npho_threshold
+    valid_time = valid_npho & valid_values(time) & (npho >= time_npho_threshold)
     return valid_npho, valid_time
 
 

@@ -19,19 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from xecreco.errors import UserError
-from xecreco.geometry import N_SENSORS, R_INNER, design_geometry
+from xecreco.geometry import R_INNER, design_geometry
 from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.batch import EventBatch
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
-from xecreco.io.schema import FILL_VALUE, INVALID_THRESHOLD, SENTINEL
-from xecreco.normalization import NormalizationSpec
+from xecreco.io.schema import FILL_VALUE, SENTINEL
+from xecreco.normalization import NormalizationSpec, validity_masks
 
 #: ONNX opset used by default.
 DEFAULT_OPSET = 17
-# Added to the times (ns) of sensors that may not serve as the time reference.
-_FAR_TIME_NS = 1.0e30
-_FAR_LIMIT_NS = 1.0e29
 #: Agreement of an exported graph with xecreco's own result, per output (see
 #: :func:`disagreement`): ``|got - want| <= AGREEMENT_ULPS * eps32 * max|want| + AGREEMENT_RTOL
 #: * |want|``, i.e. float32 rounding at the output's scale (accumulated over the network's
@@ -45,7 +41,10 @@ class RawInputs(nn.Module):
     """Raw file values -> validity masks and network features, in torch ops (export graphs).
 
     Shared by the regressor's :class:`PhysicalModel` and the inpainter's export wrapper
-    (:mod:`xecreco.models.export.inpainter`); mirrors the reader and :class:`NormalizationSpec`.
+    (:mod:`xecreco.models.export.inpainter`). The masks and features are the one definition of
+    :mod:`xecreco.normalization` (:func:`~xecreco.normalization.validity_masks`,
+    :meth:`~xecreco.normalization.NormalizationSpec.raw_features`), which the reader, training
+    and ``predict`` run on numpy arrays.
 
     Args:
         spec: input normalisation.
@@ -58,28 +57,6 @@ class RawInputs(nn.Module):
         self.spec = spec
         self.time_npho_threshold = float(time_npho_threshold)
 
-    # ------------------------------------------------------------------ normalisation
-    def _npho_feature(self, npho: torch.Tensor) -> torch.Tensor:
-        spec = self.spec
-        x = torch.clamp(npho, min=spec.npho_min) * (1.0 / spec.npho_scale)
-        if spec.npho_scheme == "log1p":
-            return torch.log(x + 1.0)
-        if spec.npho_scheme == "sqrt":
-            return torch.sqrt(x)
-        if spec.npho_scheme == "anscombe":
-            return 2.0 * (torch.sqrt(x + 3.0 / 8.0) - math.sqrt(3.0 / 8.0))
-        return x
-
-    def _mean_earliest(self, time_ns: torch.Tensor, usable: torch.Tensor):
-        """Mean of the k earliest usable times per event (ns) and whether any was usable."""
-        k = min(int(self.spec.reference_k), N_SENSORS)
-        masked = torch.where(usable, time_ns, torch.full_like(time_ns, _FAR_TIME_NS))
-        earliest = torch.topk(masked, k, dim=1, largest=False).values
-        ok = earliest < _FAR_LIMIT_NS
-        count = ok.to(time_ns.dtype).sum(dim=1)
-        total = torch.where(ok, earliest, torch.zeros_like(earliest)).sum(dim=1)
-        return total / torch.clamp(count, min=1.0), count > 0
-
     def inputs_to_features(self, npho: torch.Tensor, time: torch.Tensor,
                            dead: torch.Tensor | None = None):
         """``(features (N, 4760, 2), time_reference_ns (N,), valid_npho, valid_time)``.
@@ -87,24 +64,9 @@ class RawInputs(nn.Module):
         ``dead`` (N, 4760) bool, optional: sensors marked invalid on top of the file's invalid
         values (as :func:`xecreco.models.pipelines.inpaint.apply_dead_mask` does).
         """
-        valid_npho = torch.abs(npho) < INVALID_THRESHOLD
-        if dead is not None:
-            valid_npho = valid_npho & ~dead
-        npho = torch.where(valid_npho, npho, torch.zeros_like(npho))
-        valid_time = valid_npho & (torch.abs(time) < INVALID_THRESHOLD)
-        valid_time = valid_time & (npho >= self.time_npho_threshold)
-        time_ns = torch.where(valid_time, time, torch.zeros_like(time)) * 1.0e9
-        lit = valid_time & (npho >= self.spec.reference_npho_threshold)
-        ref_lit, found_lit = self._mean_earliest(time_ns, lit)
-        ref_any, _ = self._mean_earliest(time_ns, valid_time)
-        reference = torch.where(found_lit, ref_lit, ref_any)
-        spec = self.spec
-        npho_f = torch.where(valid_npho, self._npho_feature(npho),
-                             torch.full_like(npho, spec.npho_sentinel))
-        offset = (reference + spec.time_shift_ns).unsqueeze(1)
-        time_f = (time_ns - offset) * (1.0 / spec.time_scale_ns)
-        time_f = torch.where(valid_time, time_f, torch.full_like(time_f, spec.time_sentinel))
-        return torch.stack([npho_f, time_f], dim=2), reference, valid_npho, valid_time
+        valid_npho, valid_time = validity_masks(npho, time, self.time_npho_threshold, dead)
+        features, reference = self.spec.raw_features(npho, time, valid_npho, valid_time)
+        return features, reference, valid_npho, valid_time
 
 
 def sim_like_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
