@@ -1,4 +1,5 @@
-"""``xecreco info``: versions, registered reconstructors and the geometry summary."""
+"""``xecreco info``: versions, registered reconstructors, inpainters and training tasks, and the
+geometry summary."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def geometry_summary() -> list[str]:
 
 
 def registered_names(kind: str = "reconstructors") -> str:
-    """Comma-separated registered reconstructor or inpainter names (or why they could not be
-    listed)."""
+    """Comma-separated registered reconstructor, inpainter or task names (or why they could not
+    be listed)."""
     try:
         from xecreco import models
 
@@ -63,6 +64,7 @@ def command():
         click.echo(f"{name} {ver}")
     click.echo(f"reconstructors: {registered_names('reconstructors')}")
     click.echo(f"inpainters: {registered_names('inpainters')}")
+    click.echo(f"training tasks: {registered_names('tasks')}")
     geo = design_geometry()
     click.echo(f"geometry: {geo.n_sensors} sensors ({int(geo.is_mppc.sum())} MPPC, "
                f"{int((~geo.is_mppc).sum())} PMT), design")

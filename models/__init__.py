@@ -4,6 +4,7 @@ from xecreco.models.base import EventBatch, Inpainter, Reconstructor, Status
 from xecreco.models.registry import (
     available_inpainters,
     available_reconstructors,
+    available_tasks,
     create_inpainter,
     create_reconstructor,
     register_inpainter,
@@ -17,6 +18,7 @@ __all__ = [
     "Status",
     "available_inpainters",
     "available_reconstructors",
+    "available_tasks",
     "create_inpainter",
     "create_reconstructor",
     "register_inpainter",

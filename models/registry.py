@@ -5,6 +5,10 @@ Built-in names are listed in a static table (name -> module that registers it), 
 packages add reconstructors through the entry-point group ``xecreco.reconstructors`` (each entry
 point is a factory or a class called with keyword arguments); plugins run only when installed as
 packages. A path to a checkpoint file (``*.pt``) is accepted wherever a reconstructor name is.
+
+Training tasks are named by the entry-point group ``xecreco.tasks``, which the training engine
+reads itself (:mod:`xecreco.train.tasks`; xecreco's own tasks, :mod:`xecreco.models.tasks`, are
+declared there in pyproject.toml); :func:`available_tasks` lists them here too.
 """
 
 from __future__ import annotations
@@ -72,6 +76,13 @@ def available_reconstructors() -> list[str]:
     """Registered reconstructor names (built-ins, bundled models and installed plugins)."""
     _load_entry_points()
     return sorted(set(_BUILTIN_RECONSTRUCTORS) | set(_bundled_reconstructors()) | set(_RECONSTRUCTORS))
+
+
+def available_tasks() -> list[str]:
+    """Training task names (``task.name`` values), without importing any task."""
+    from xecreco.train.tasks import available_tasks as names
+
+    return names()
 
 
 def available_inpainters() -> list[str]:

@@ -2,10 +2,13 @@
 the standardised targets of ``task.targets`` with :class:`xecreco.train.losses.RegressionLoss`.
 
 Validation metrics: :func:`xecreco.train.metrics.physics_metrics` of the physical-unit
-predictions (resolutions, biases; ``checkpoint.best_metric`` picks one).
+predictions (resolutions, biases; ``checkpoint.best_metric`` picks one). The task's own config
+rules (targets, metric names, per-target loss keys) are :func:`validate_regressor_config`.
 """
 
 from __future__ import annotations
+
+import difflib
 
 import numpy as np
 import torch
@@ -15,11 +18,44 @@ from xecreco.geometry import R_INNER
 from xecreco.models.regressor.network import build_model
 from xecreco.models.regressor.presets import DEFAULT_PRESET, PRESETS, resolve_model_config
 from xecreco.train.data import RootSource
+from xecreco.train.config import LOSS_TYPES, TARGET_UNITS
 from xecreco.train.losses import PhysicsTerms, RegressionLoss, fit_light_gain
-from xecreco.train.metrics import physics_metrics
+from xecreco.train.metrics import REGRESSOR_METRICS, physics_metrics
 from xecreco.train.tasks import TaskSpec
 
 __all__ = ["regressor_task"]
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(known)})"
+
+
+def validate_regressor_config(cfg) -> None:
+    """The regressor's config rules: ``task.targets`` (at least one, each a known target),
+    ``checkpoint.best_metric`` (a regressor metric), ``loss.types`` / ``loss.weights`` (keys
+    among the targets, known loss types, weights >= 0). UserError naming the key otherwise."""
+
+    def need(cond, key, what):
+        if not cond:
+            raise UserError(f"config key '{key}': {what}")
+
+    for t in cfg.task.targets:
+        need(t in TARGET_UNITS, "task.targets", f"unknown target '{t}'{_suggest(t, TARGET_UNITS)}")
+    need(len(cfg.task.targets) > 0, "task.targets", "at least one target")
+    best = cfg.checkpoint.best_metric
+    need(best in REGRESSOR_METRICS, "checkpoint.best_metric",
+         f"unknown metric '{best}'{_suggest(best, REGRESSOR_METRICS)}")
+    for section in ("types", "weights"):
+        for t, v in getattr(cfg.loss, section).items():
+            need(t in cfg.task.targets, f"loss.{section}.{t}", f"'{t}' is not in task.targets")
+            if section == "types":
+                need(t != "pileup", "loss.types.pileup",
+                     "the pileup target is always trained with BCE on a logit; remove the key")
+                need(v in LOSS_TYPES, f"loss.types.{t}", f"one of {', '.join(LOSS_TYPES)}")
+            else:
+                need(isinstance(v, (int, float)) and v >= 0, f"loss.weights.{t}",
+                     "a number >= 0")
 
 
 def build_regressor(model_config: dict):
@@ -142,4 +178,4 @@ def regressor_task() -> TaskSpec:
     """``task.name: regressor`` (entry point of the ``xecreco.tasks`` group)."""
     return TaskSpec("regressor", build_regressor, regressor_source, regressor_loss,
                     regressor_eval_batch, regressor_metrics, regressor_model_config,
-                    prepare_regressor)
+                    prepare_regressor, validate_regressor_config)

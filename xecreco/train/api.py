@@ -10,6 +10,7 @@ from pathlib import Path
 from xecreco.errors import UserError
 from xecreco.train import ddp
 from xecreco.train.config import TrainConfig, load_config
+from xecreco.train.tasks import check_task_config, get_task
 
 
 def _default_run_dir(cfg: TrainConfig) -> Path:
@@ -35,7 +36,8 @@ def train(config, overrides=(), run_dir=None, resume: bool = False, nproc: int =
             the ranks come from the environment.
         task, source, callbacks: Python-API hooks (a custom :class:`~xecreco.train.tasks.TaskSpec`,
             a ready batch source, per-step callbacks ``cb(step, trainer)``); ``source`` works only
-            with ``nproc=1``.
+            with ``nproc=1``. Without ``task``, ``task.name`` is resolved through the task
+            registry (:func:`xecreco.train.tasks.get_task`: entry points ``xecreco.tasks``).
 
     Returns the run summary (also written to ``RUN_DIR/result.json``): step, epoch, finished,
     best_metric / best_value / best_metrics, last_metrics, train_events_per_s, checkpoint paths.
@@ -43,7 +45,11 @@ def train(config, overrides=(), run_dir=None, resume: bool = False, nproc: int =
     A run that fails (bad preset, no matching files, ...) removes the run folder it created
     when the folder holds no checkpoint yet; a folder that existed before is left as it was.
     """
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides)  # runs the registered task's config rules too
+    if task is None:
+        get_task(cfg.task.name)  # an unknown task name fails before any folder is made
+    else:
+        check_task_config(cfg, task)
     if run_dir is None:
         if resume:
             raise UserError("--resume needs the run directory: pass -o RUN_DIR")

@@ -13,7 +13,6 @@ Units: times in ns, energies in GeV, lengths in cm, fractions dimensionless.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,28 +317,9 @@ def _check_values(cfg: TrainConfig) -> None:
     check_group_count(a.dead_groups, GROUP_ROWS, GROUP_COLS, "config key 'augment.dead_groups'")
     for key in ("npho_noise", "time_jitter_ns", "energy_scale"):
         need(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0")
-    if cfg.task.name == "regressor":
-        for t in cfg.task.targets:
-            close = difflib.get_close_matches(t, list(TARGET_UNITS), n=1)
-            hint = (f"; did you mean '{close[0]}'?" if close
-                    else f" (known: {', '.join(TARGET_UNITS)})")
-            need(t in TARGET_UNITS, "task.targets", f"unknown target '{t}'{hint}")
-        need(len(cfg.task.targets) > 0, "task.targets", "at least one target")
-        from xecreco.train.metrics import REGRESSOR_METRICS
+    from xecreco.train.tasks import check_task_config
 
-        best = cfg.checkpoint.best_metric
-        close = difflib.get_close_matches(best, REGRESSOR_METRICS, n=1)
-        need(best in REGRESSOR_METRICS, "checkpoint.best_metric",
-             f"unknown metric '{best}'" + (f"; did you mean '{close[0]}'?" if close else
-                                          f" (known: {', '.join(REGRESSOR_METRICS)})"))
-        for section in ("types", "weights"):
-            for t, v in getattr(lo, section).items():
-                need(t in cfg.task.targets, f"loss.{section}.{t}", f"'{t}' is not in task.targets")
-                if section == "types":
-                    need(v in LOSS_TYPES, f"loss.types.{t}", f"one of {', '.join(LOSS_TYPES)}")
-                else:
-                    need(isinstance(v, (int, float)) and v >= 0, f"loss.weights.{t}",
-                         "a number >= 0")
+    check_task_config(cfg)  # the task's own keys (TaskSpec.validate_config)
 
 
 def config_from_dict(values: dict, origin: str | None = None) -> TrainConfig:

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-
-import torch
+from typing import TYPE_CHECKING
 
 from xecreco.errors import UserError
+
+if TYPE_CHECKING:  # torch is not needed to list or resolve tasks
+    import torch
 
 #: Entry-point group through which packages (xecreco's models included) provide tasks.
 ENTRY_POINT_GROUP = "xecreco.tasks"
@@ -43,6 +45,9 @@ class TaskSpec:
         config's ``{"preset": ..., **overrides}`` unchanged).
     prepare_model(model, source) -> None: data-dependent set-up of a fresh model before the
         first step (not on resume: the checkpoint holds its result); optional.
+    validate_config(cfg) -> None: the task's own config rules (targets, metric names, loss
+        keys ...), run when the config is loaded (:func:`check_task_config`); raises UserError
+        naming the key; optional.
     """
 
     name: str
@@ -53,6 +58,7 @@ class TaskSpec:
     metrics: Callable
     model_config: Callable = None
     prepare_model: Callable = None
+    validate_config: Callable = None
 
     def resolved_model_config(self, cfg) -> dict:
         return self.model_config(cfg) if self.model_config is not None else cfg.model_config()
@@ -94,6 +100,17 @@ def get_task(name: str) -> TaskSpec:
                         f"{spec!r}, not a TaskSpec named '{name}'")
     _TASKS[name] = spec
     return spec
+
+
+def check_task_config(cfg, task: TaskSpec | None = None) -> None:
+    """Run the config rules of ``task`` (default: the task ``cfg.task.name`` names, when it is
+    known; an unknown name is reported when training resolves it)."""
+    if task is None:
+        if cfg.task.name not in available_tasks():
+            return
+        task = get_task(cfg.task.name)
+    if task.validate_config is not None:
+        task.validate_config(cfg)
 
 
 def model_outputs(model: torch.nn.Module, batch: dict):
