@@ -67,7 +67,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network: a preset name of :data:`xecreco.models.regressor.PRESETS` plus overrides.
+    """The network: a preset name (:data:`xecreco.models.regressor.presets.PRESETS`) plus
+    overrides.
 
     The dict ``{"preset": preset, **overrides}`` is passed to the task's model builder and stored
     in every checkpoint, so the model is rebuilt from the checkpoint alone.
@@ -79,7 +80,8 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """What is trained. name: a registered task (``regressor``; others register themselves).
+    """What is trained. name: a task of the registry (:mod:`xecreco.train.tasks`:
+    ``regressor``, ``mae``, ``inpainter`` or a plugin's).
 
     targets: regressor outputs trained (subset of energy, time, u, v, w, direction, npileup).
     """
