@@ -3,11 +3,14 @@
     xecreco validate PRED.root... -o DIR [--reco NAME ...] [--study NAME ...] [--label L ...]
     xecreco validate --data SIM.root -r RECO... -o DIR
     xecreco validate PRED.root... -o DIR --input SIM.root --worst N
+    xecreco validate --data SIM.root -r RECO --dead-patterns [--inpainter NAME] -o DIR
 
 The second form first predicts the reconstructions on the simulated files into
 DIR/predictions.root (``xecreco.models.pipelines.predict.predict_files``), then validates that file.
 ``--worst N`` adds the gallery of the N worst events per reconstruction and observable, drawn
 from the simulated input (``--input``; with ``--data`` the data files themselves).
+``--dead-patterns`` predicts the same events once per dead-channel pattern of each file
+(:mod:`xecreco.validation.deadpatterns`) and validates them labelled by pattern.
 """
 
 from __future__ import annotations
@@ -45,13 +48,22 @@ STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannel
               help="Add a gallery of the N events with the largest |residual| per "
                    "reconstruction and observable (energy, u, v, w, time), drawn with the "
                    "event display; needs --input (or --data).")
+@click.option("--dead-patterns", "dead_patterns", is_flag=True,
+              help="With --data (simulated files with dead channels): predict the same events "
+                   "clean (nphoClean/timeClean) and with only the scattered dead channels, only "
+                   "the dead readout groups, and both, each repaired by the inpainter; the "
+                   "dead-channel study reports every headline resolution's loss per pattern.")
+@click.option("--inpainter", default=None,
+              help="With --dead-patterns: inpainter name or checkpoint that repairs the "
+                   "patterns [default: the bundled inpainter].")
 @click.option("--bootstrap", default=40, show_default=True, type=click.IntRange(2, 1000),
               help="Bootstrap replicas for the errors of the robust widths.")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["png", "pdf", "svg"]),
               help="Plot format (repeatable; default: png and pdf). The page shows the first.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(predictions, output, recos, studies, labels, tree, data_files, reconstructors,
-            data_tree, branch_items, input_files, worst, bootstrap, formats, progress):
+            data_tree, branch_items, input_files, worst, dead_patterns, inpainter, bootstrap,
+            formats, progress):
     """Physics validation report: resolutions, biases, containment, pile-up ROC, dead channels.
 
     PREDICTIONS are prediction files written by `xecreco predict` (tree `reco`, truth copied).
@@ -77,11 +89,15 @@ def command(predictions, output, recos, studies, labels, tree, data_files, recon
         summary = validate_data(list(data_files), list(reconstructors), output, tree=data_tree,
                                 branches=branches, studies=list(studies) or None,
                                 progress=progress, worst=worst, formats=formats,
-                                bootstrap_replicas=bootstrap)
+                                bootstrap_replicas=bootstrap, dead_patterns=dead_patterns,
+                                inpainter=inpainter)
     else:
         if not predictions:
             raise UserError("no prediction files given; usage: xecreco validate PRED.root... "
                             "-o DIR (or --data SIM.root -r RECO -o DIR)")
+        if dead_patterns or inpainter:
+            raise UserError("--dead-patterns and --inpainter predict from simulated files: use "
+                            "them with --data SIM.root")
         if reconstructors:
             raise UserError("-r/--reconstructor is used with --data only; to select "
                             "reconstructions in prediction files use --reco")

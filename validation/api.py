@@ -103,6 +103,7 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
         for name in bar:
             bar.set_postfix_str(name)
             results.append(STUDIES[name].run(data, ctx))
+            ctx.results[name] = results[-1]
         bar.close()
         ran = [r for r in results if not r.skipped]
         if not ran:
@@ -192,14 +193,20 @@ def _publish(work: Path, output_dir: Path) -> dict:
 def validate_data(data_files, reconstructors, output_dir, *, tree: str = "tree",
                   branches: dict | None = None, names=None, studies=None, progress: bool = True,
                   step_events=None, nproc: int = 1, worst: int = 0,
-                  formats=("png", "pdf"), bootstrap_replicas: int = 40) -> dict:
+                  formats=("png", "pdf"), bootstrap_replicas: int = 40,
+                  dead_patterns: bool = False, inpainter=None) -> dict:
     """Predict ``reconstructors`` on simulated input files into ``output_dir/predictions.root``
     (with :func:`xecreco.models.pipelines.predict.predict_files`), then :func:`validate` it (with the
     worst-event gallery of the ``data_files`` when ``worst`` > 0).
 
     ``tree`` and ``branches`` (``{canonical: name in file}``) describe the data files, for the
     prediction and the gallery; ``formats`` and ``bootstrap_replicas`` are passed to
-    :func:`validate`."""
+    :func:`validate`.
+
+    ``dead_patterns``: instead, predict the same events once per dead-channel pattern of each
+    file (clean, scattered, grouped, grouped+scattered; each repaired by ``inpainter``, default
+    the bundled one) into ``output_dir/dead_patterns/`` and validate them labelled by pattern
+    (:mod:`xecreco.validation.deadpatterns`)."""
     from xecreco.models.pipelines.predict import predict_files
 
     if not tuple(formats):
@@ -208,6 +215,23 @@ def validate_data(data_files, reconstructors, output_dir, *, tree: str = "tree",
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: exists and is not a folder; give a folder for the report")
     output_dir.mkdir(parents=True, exist_ok=True)
+    if dead_patterns:
+        from xecreco.validation.deadpatterns import predict_patterns
+
+        if int(nproc) != 1:
+            raise UserError("--dead-patterns predicts in one process; drop --nproc")
+        if worst:
+            raise UserError("--worst draws the events as the file holds them, not per dead "
+                            "pattern; drop --worst with --dead-patterns")
+        files, labels = predict_patterns(list(data_files), list(reconstructors),
+                                         output_dir / "dead_patterns", inpainter=inpainter,
+                                         tree=tree, branches=branches, step_events=step_events,
+                                         progress=progress)
+        return validate(files, output_dir, studies=studies, labels=labels, progress=progress,
+                        bootstrap_replicas=bootstrap_replicas, formats=formats)
+    if inpainter is not None:
+        raise UserError("--inpainter repairs the dead-channel patterns; use it with "
+                        "--dead-patterns")
     pred = output_dir / "predictions.root"
     predict_files(list(data_files), str(pred), list(reconstructors), tree=tree,
                   out_tree="reco", names=names, step_events=step_events, nproc=nproc,

@@ -67,11 +67,13 @@ class StudyResult:
 
 @dataclass
 class Context:
-    """Where a study writes its plots, and shared settings."""
+    """Where a study writes its plots, and shared settings. ``results``: the results of the
+    studies that ran before this one in the same report (name -> :class:`StudyResult`)."""
 
     plot_dir: Path
     bootstrap_replicas: int = 40
     formats: tuple = ("png", "pdf")
+    results: dict = field(default_factory=dict)
 
 
 def safe_name(text: str) -> str:

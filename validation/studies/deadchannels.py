@@ -6,6 +6,13 @@
 - With labelled prediction files (``--label raw``, ``--label inpainted``, ...; events matched by
   (run, event)): every quantity's sigma68 for every (reconstruction, label) on the same events,
   and its ratio to the first label of the same reconstruction (raw vs recovered).
+- With labels and the headline studies (energy, position, timing, angle) run before it in the
+  same report: every headline resolution (:mod:`xecreco.validation.headlines`) per
+  (reconstruction, label) and its loss in percent against the first label, 100 (value /
+  first - 1). ``xecreco validate --data SIM.root -r RECO --dead-patterns`` labels the same events
+  by dead-channel pattern (``clean`` first, then ``scattered``, ``grouped``,
+  ``grouped+scattered``; :mod:`xecreco.validation.deadpatterns`), so the losses are those of
+  each pattern, repaired by the inpainter, against the events without dead channels.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import numpy as np
 
 from xecreco.validation import plots
 from xecreco.validation.estimators import sigma68
+from xecreco.validation.headlines import HEADLINE_STUDIES, HEADLINES, headline_numbers
 from xecreco.validation.studies.base import (
     Context,
     StudyResult,
@@ -65,6 +73,11 @@ def run(data, ctx: Context) -> StudyResult:
         res.skipped = ("no dead-channel count (branches nDead or dead) and no labelled prediction "
                        "files (--label) to compare")
         return res
+    if dead is not None and labelled and np.unique(dead[1]).size == 1:
+        # e.g. the dead-pattern predictions (read from the clean values): nothing to scan
+        res.notes.append(f"every event has {int(dead[1][0])} dead channels in the branch "
+                         f"'{dead[0]}': no scan vs the dead-channel count")
+        dead = None
     if dead is not None:
         branch, count = dead
         res.notes.append(f"dead-channel count from the branch '{branch}'")
@@ -143,4 +156,59 @@ def run(data, ctx: Context) -> StudyResult:
             f"Resolution (σ68) per label on the {len(data)} matched events; ratio to the first "
             "label of the same reconstruction",
             ["reconstruction", "label", "quantity", "σ68", "ratio"], rows))
+        _headline_losses(data, ctx, res)
     return res
+
+
+def headline_losses(numbers: dict, reference: dict) -> dict:
+    """``{headline key: loss in percent}``: 100 (numbers / reference - 1), None where either
+    value is missing or the reference is not positive."""
+    return {key: (100.0 * (numbers[key] / reference[key] - 1.0)
+                  if numbers.get(key) is not None and reference.get(key) else None)
+            for key, *_ in HEADLINES}
+
+
+def _headline_losses(data, ctx: Context, res: StudyResult) -> None:
+    """Headline resolutions per (reconstruction, label) from the headline studies of this report
+    and their losses against the first label of the same reconstruction."""
+    ran = {n: r for n, r in ctx.results.items() if n in HEADLINE_STUDIES and not r.skipped}
+    if not ran:
+        res.notes.append("no headline comparison per label: run the energy, position, timing "
+                         "and angle studies in the same report")
+        return
+    summary = {"studies": {n: {"series": r.summary} for n, r in ran.items()}}
+    first = {}
+    for s in data.series:
+        first.setdefault(s.reco, s)
+    rows, losses = [], {}
+    for s in data.series:
+        numbers = headline_numbers(summary, s.name)
+        reference = headline_numbers(summary, first[s.reco].name)
+        loss = headline_losses(numbers, reference)
+        entry = res.summary.setdefault(s.name, {"label": s.label, "reco": s.reco,
+                                                "efficiency": s.efficiency()})
+        entry["headlines"] = {key: {f"value_{unit}": numbers[key], "loss_percent": loss[key]}
+                              for key, _, _, unit in HEADLINES}
+        entry["headlines_reference_label"] = first[s.reco].label
+        worst = [v for v in loss.values() if v is not None]
+        entry["headline_max_loss_percent"] = max(worst) if worst else None
+        if s is not first[s.reco]:
+            losses[s.name] = entry["headline_max_loss_percent"]
+        cells = []
+        for key, *_ in HEADLINES:
+            value = numbers[key]
+            text = "—" if value is None else f"{value:.4g}"
+            if s is not first[s.reco] and loss[key] is not None:
+                text += f" ({loss[key]:+.1f} %)"
+            cells.append(text)
+        rows.append([s.reco, s.label, *cells])
+    res.overall["headline_max_loss_percent"] = losses
+    res.tables.append(Table(
+        "Headline resolutions per label (upper σ of energy by depth, core σ of u, v, w and "
+        "time, 68 % opening angle) and the loss against the first label of the same "
+        "reconstruction, 100 (σ / σ_first − 1)",
+        ["reconstruction", "label", *[f"{key} ({unit})" for key, _, _, unit in HEADLINES]],
+        rows))
+    if len(ran) < len(HEADLINE_STUDIES):
+        res.notes.append("headline comparison without the "
+                         f"{', '.join(sorted(set(HEADLINE_STUDIES) - set(ran)))} study")

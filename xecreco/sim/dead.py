@@ -88,6 +88,26 @@ def draw_group_masks(n_events: int, n_groups, rng: np.random.Generator,
     return hit[:, index]
 
 
+def split_dead_mask(mask: np.ndarray, rows: int = GROUP_ROWS,
+                    cols: int = GROUP_COLS) -> tuple[np.ndarray, np.ndarray]:
+    """(grouped, scattered) parts of a dead mask ((4760,) or (N, 4760) bool, True = dead):
+    ``grouped`` holds the sensors of the readout-group tiles that are dead as a whole, and
+    ``scattered`` every other dead sensor (single channels, PMTs, partly dead tiles)."""
+    mask = np.asarray(mask, dtype=bool)
+    index = sensor_group_index(rows, cols)
+    n_tiles = int(index.max()) + 1
+    on_tiles = index >= 0
+    flat = mask.reshape(-1, mask.shape[-1])
+    sizes = np.bincount(index[on_tiles], minlength=n_tiles)
+    rows_i, cols_i = np.nonzero(flat[:, on_tiles])
+    dead_per_tile = np.zeros((flat.shape[0], n_tiles), dtype=np.int64)
+    np.add.at(dead_per_tile, (rows_i, index[on_tiles][cols_i]), 1)
+    whole = np.zeros((flat.shape[0], n_tiles + 1), dtype=bool)
+    whole[:, :n_tiles] = dead_per_tile == sizes
+    grouped = whole[:, index] & flat
+    return grouped.reshape(mask.shape), (flat & ~grouped).reshape(mask.shape)
+
+
 def dead_group_ids(config: SimConfig) -> list[np.ndarray]:
     """The ``dead_groups`` tiles drawn with ``dead_seed`` (each an array of MPPC ids)."""
     if config.dead_groups <= 0:
