@@ -26,7 +26,9 @@ fixed-seed generator in evaluation so validation losses are comparable):
 - ``random`` (MAE pretraining): each valid sensor is hidden with probability ``ratio``;
 - ``dead`` (inpainter): realistic dead-channel patterns: a per-event fraction drawn uniformly in
   [0, ``max_fraction``] of scattered sensors plus clusters (seeds at rate ``cluster_rate`` whose
-  immediate neighbours are hidden with probability ``cluster_fill``).
+  immediate neighbours are hidden with probability ``cluster_fill``), plus a per-event number,
+  uniform in 0..``max_groups``, of whole readout groups (distinct 8 x 4 blocks of inner MPPCs,
+  the simulation's tiles of :mod:`xecreco.sim.dead`; ``max_groups`` 0 draws none).
 
 Invalid input sensors are never hidden on purpose and never enter the loss.
 
@@ -43,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xecreco.errors import UserError
+from xecreco.sim.dead import GROUP_COLS, GROUP_ROWS, check_group_count, sensor_group_index
 from xecreco.geometry import N_SENSORS, face_image_index, hex_graph
 from xecreco.models.nn.encoder import FACE_NAMES, HEX_FACES, RECT_FACES, build_encoder
 from xecreco.models.regressor.presets import merge_config
@@ -67,6 +70,7 @@ _MASKING = {
     "max_fraction": 0.05,
     "cluster_rate": 0.002,
     "cluster_fill": 0.5,
+    "max_groups": 0,
     "eval_seed": 1234,
 }
 
@@ -131,6 +135,11 @@ def resolve_masked_config(config: dict | None, task: str = "inpainter") -> dict:
         if not 0.0 <= float(masking[key]) < 1.0:
             raise UserError(f"model config key 'masking.{key}' must be in [0, 1), "
                             f"got {masking[key]}")
+    groups = masking["max_groups"]
+    if not (isinstance(groups, int) and not isinstance(groups, bool)):
+        raise UserError(f"model config key 'masking.max_groups' must be a whole number of "
+                        f"readout groups, got {groups!r}")
+    check_group_count(groups, GROUP_ROWS, GROUP_COLS, "model config key 'masking.max_groups'")
     if "encoder" in merged:
         merged["encoder"]["in_channels"] = 4 if merged["validity_channels"] else 2
     else:
@@ -247,6 +256,10 @@ class MaskedSensorModel(nn.Module):
         self.register_buffer("sensor_cells", torch.from_numpy(_sensor_cells(hex_ids)),
                              persistent=False)
         self.register_buffer("neighbours", _neighbour_table(), persistent=False)
+        groups = sensor_group_index()  # readout-group tile of each sensor, -1 for PMTs
+        self.n_group_tiles = int(groups.max()) + 1
+        self.register_buffer("group_index", torch.from_numpy(
+            np.where(groups < 0, self.n_group_tiles, groups)), persistent=False)
 
     def _build_encoder_decoders(self, config: dict, in_channels: int) -> None:
         """The shared encoder plus the per-face decoders (every preset but ``local``)."""
@@ -302,7 +315,18 @@ class MaskedSensorModel(nn.Module):
             padded = torch.cat([seeds, seeds.new_zeros(n, 1)], dim=1)
             near = padded[:, self.neighbours].any(dim=-1)
             mask = mask | seeds | (near & (uniform(n, N_SENSORS) < float(m["cluster_fill"])))
+            if int(m["max_groups"]) > 0:
+                mask = mask | self._group_mask(n, int(m["max_groups"]), uniform)
         return mask & valid
+
+    def _group_mask(self, n: int, max_groups: int, uniform) -> torch.Tensor:
+        """(N, 4760) bool: per event a number of readout groups uniform in 0..``max_groups``,
+        distinct tiles drawn uniformly (the ranks of uniform keys below the event's count)."""
+        counts = (uniform(n, 1) * (max_groups + 1)).floor().clamp(max=max_groups)
+        ranks = uniform(n, self.n_group_tiles).argsort(dim=1).argsort(dim=1)
+        hit = ranks < counts
+        hit = torch.cat([hit, hit.new_zeros(n, 1)], dim=1)
+        return hit[:, self.group_index]
 
     # -- network ------------------------------------------------------------------------------
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
