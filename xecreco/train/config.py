@@ -200,6 +200,22 @@ class AugmentConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """Curriculum learning (:mod:`xecreco.train.curriculum`): easy events first.
+
+    enabled: off by default. criteria: difficulty measures averaged per event, of ``energy``
+    (low energy hard), ``edge`` (near the u/v acceptance edges hard), ``depth`` (deep hard).
+    start: difficulty threshold at the first step, in (0, 1]; it rises linearly to 1 (all events)
+    over ``steps`` optimizer steps.
+    """
+
+    enabled: bool = False
+    criteria: list[str] = field(default_factory=lambda: ["energy", "edge"])
+    start: float = 0.5
+    steps: int = 1000
+
+
+@dataclass
 class RunConfig:
     """Length, seed and logging.
 
@@ -242,6 +258,7 @@ class TrainConfig:
     ema: EmaConfig = field(default_factory=EmaConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:
@@ -294,6 +311,11 @@ def _check_values(cfg: TrainConfig) -> None:
     need(r.device in ("auto", "cpu", "cuda"), "run.device", "one of auto, cpu, cuda")
     need(r.threads is None or r.threads >= 1, "run.threads", "must be >= 1 or null")
     need(r.parallel in ("ddp", "fsdp"), "run.parallel", "one of ddp, fsdp")
+    cur = cfg.curriculum
+    need(0 < cur.start <= 1, "curriculum.start", "must be in (0, 1]")
+    need(cur.steps >= 1, "curriculum.steps", "must be >= 1")
+    need(bool(cur.criteria) and all(c in ("energy", "edge", "depth") for c in cur.criteria),
+         "curriculum.criteria", "a non-empty list of energy, edge, depth")
     need(r.log_every >= 1, "run.log_every", "must be >= 1")
     need(lo.direction in DIRECTION_LOSSES, "loss.direction",
          f"one of {', '.join(DIRECTION_LOSSES)}")

@@ -113,6 +113,9 @@ class _Trainer:
             self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model
             self.eval_loss = self.loss
 
+        from xecreco.train.curriculum import from_config
+
+        self.curriculum = from_config(cfg)  # easy events first (None: all events)
         micro = self.source.steps_per_epoch(info.world)
         self.steps_per_epoch = micro // cfg.optim.accumulation
         if self.steps_per_epoch < 1:
@@ -337,6 +340,8 @@ class _Trainer:
                 step_start = time.perf_counter()
                 for batch in stream:
                     batch = to_device(batch, self.device)
+                    if self.curriculum is not None:
+                        batch = self.curriculum.select(batch, self.step)
                     sync = (micro + 1) % accum == 0
                     with ddp.maybe_no_sync(self.wrapped, sync):
                         with self._autocast():
