@@ -1,4 +1,5 @@
-"""``xecreco calibrate``: derive the classical-reconstruction calibration from a simulated sample."""
+"""``xecreco calibrate``: derive the classical-reconstruction calibration from a simulated sample,
+or (``-r CHECKPOINT``) the energy-response calibration of a regressor checkpoint from a scan."""
 
 from __future__ import annotations
 
@@ -12,17 +13,25 @@ from xecreco.cli.options import branch_names, input_options
 @click.command(name="calibrate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Calibration JSON to write (replaced only on success).")
+              help="Calibration JSON to write, or with -r the calibrated checkpoint (replaced "
+                   "only on success; never one of the inputs).")
+@click.option("-r", "--reconstructor", "checkpoint", default=None, metavar="CHECKPOINT",
+              help="Fit the energy-response calibration of this regressor checkpoint ('default': "
+                   "the bundled one) on INPUT, a simulated scan of discrete energies, and write "
+                   "the checkpoint with it to -o.")
+@click.option("--min-line-events", default=None, type=click.IntRange(min=10),
+              help="With -r: fewest usable events per scan line [default: 200].")
 @input_options
 @click.option("--max-events", default=None, type=click.IntRange(min=1),
-              help="Use at most this many events (default: all).")
+              help="Use at most this many events (default: all; not with -r).")
 @click.option("--step", "step_events", default=1000, show_default=True,
               type=click.IntRange(min=1), help="Events per chunk.")
 @click.option("--pileup", "pileup_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Simulated sample with pile-up truth for the pile-up probability (repeatable).")
+              help="Simulated sample with pile-up truth for the pile-up probability (repeatable; "
+                   "not with -r).")
 @click.option("--no-progress", is_flag=True, help="Do not show progress.")
-def command(inputs, output, tree, branch_items, max_events, step_events, pileup_files,
-            no_progress):
+def command(inputs, output, checkpoint, min_line_events, tree, branch_items, max_events,
+            step_events, pileup_files, no_progress):
     """Fit the classical calibration (depth corrections, energy scale vs depth, light speed,
     time walk and offset, pile-up score) on simulated INPUT files with truth (no pile-up), write
     JSON. The pile-up score is fitted on --pileup files when given. --tree and --branch apply
@@ -30,15 +39,21 @@ def command(inputs, output, tree, branch_items, max_events, step_events, pileup_
 
     Use it with `xecreco predict -r classical` through XECRECO_CLASSICAL_CALIBRATION=calib.json,
     or from Python: ClassicalReconstructor(calibration="calib.json").
+
+    With -r CHECKPOINT: fit the checkpoint's energy-response calibration, a monotone
+    piecewise-linear correction of its reconstructed energy that puts median(E/E_true) at 1 on
+    every line of INPUT (e.g. `xecreco simulate --source 10,17.6,25,40,52.83,70,83,100`), and
+    write a copy of the checkpoint carrying it to -o; predict and export apply it.
     """
+    from xecreco.errors import UserError
     from xecreco.io.paths import check_output_file
-    from xecreco.models.classical.calibration import save_calibration
-    from xecreco.models.classical.fit import fit_calibration
 
-    check_output_file(output, [*inputs, *pileup_files])
     branches = branch_names(branch_items).to_dict() or None
-
     words = ["xecreco", "calibrate", *inputs]
+    if checkpoint is not None:
+        words += ["-r", checkpoint]
+    if min_line_events is not None:
+        words += ["--min-line-events", str(min_line_events)]
     if tree != "tree":
         words += ["--tree", tree]
     for item in branch_items:
@@ -48,6 +63,33 @@ def command(inputs, output, tree, branch_items, max_events, step_events, pileup_
     if max_events is not None:
         words += ["--max-events", str(max_events)]
     command_line = " ".join(shlex.quote(str(w)) for w in [*words, "-o", output])
+
+    if checkpoint is not None:
+        from xecreco.models.regressor.calibration import MIN_LINE_EVENTS, calibrate_checkpoint
+
+        if pileup_files or max_events is not None:
+            raise UserError("calibrate -r fits a regressor's energy scale on a scan: --pileup "
+                            "and --max-events belong to the classical calibration; drop them")
+        if checkpoint == "default":
+            from xecreco.models.bundled import BUNDLED_REGRESSOR
+
+            checkpoint = str(BUNDLED_REGRESSOR)
+        calibration = calibrate_checkpoint(
+            checkpoint, list(inputs), output, tree=tree, branches=branches,
+            step_events=step_events, min_events=min_line_events or MIN_LINE_EVENTS,
+            progress=not no_progress, source=command_line)
+        before = ", ".join(f"{line:g} MeV {100 * (r - 1):+.2f} %" for line, r in zip(
+            calibration.info["lines_MeV"], calibration.info["response_before"]))
+        click.echo(f"median E/E_true - 1 before: {before}", err=True)
+        click.echo(f"wrote {output}", err=True)
+        return
+
+    from xecreco.models.classical.calibration import save_calibration
+    from xecreco.models.classical.fit import fit_calibration
+
+    if min_line_events is not None:
+        raise UserError("--min-line-events belongs to calibrate -r CHECKPOINT; drop it or add -r")
+    check_output_file(output, [*inputs, *pileup_files])
     calibration = fit_calibration(
         list(inputs), tree=tree, max_events=max_events, step_events=step_events,
         progress=not no_progress, source=command_line, pileup_files=list(pileup_files),

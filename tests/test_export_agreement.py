@@ -77,6 +77,31 @@ def test_bundled_regressor_onnx_equals_predict_with_a_vertex(sim_file_small, tmp
     _assert_agree(_onnx_on_file(out, sim_file_small), _predict(BUNDLED, sim_file_small, tmp_path))
 
 
+def test_calibrated_regressor_onnx_equals_predict(sim_file_small, tmp_path):
+    """A checkpoint with a stored energy calibration: the ONNX graph applies the same
+    correction as predict (and it does change the energy)."""
+    import json
+
+    import onnx
+
+    from xecreco.models.regressor.calibration import PAYLOAD_KEY, EnergyCalibration
+    from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
+
+    cal = EnergyCalibration((0.03, 0.05, 0.054, 0.08), (0.0297, 0.0490, 0.0532, 0.0812))
+    payload = dict(load_checkpoint(BUNDLED))
+    payload[PAYLOAD_KEY] = cal.to_dict()
+    ckpt = save_checkpoint(tmp_path / "calibrated.pt", payload)
+    out = tmp_path / "calibrated.onnx"
+    assert export_onnx(ckpt, out, check_events=16)["tolerance_ratio"] <= 1.0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["energy_calibration"])["reco_gev"] == list(cal.reco_gev)
+    predicted = _predict(ckpt, sim_file_small, tmp_path)
+    _assert_agree(_onnx_on_file(out, sim_file_small), predicted)
+    plain = _predict(BUNDLED, sim_file_small, tmp_path)
+    assert np.allclose(predicted["energy"], cal.apply(plain["energy"].astype(np.float64)),
+                       rtol=2e-6)
+
+
 @pytest.fixture(scope="module")
 def fresh_checkpoints(tmp_path_factory, sim_file_small):
     """Tiny regressors trained for a few steps: vertex-blind (the flight-time correction applies)

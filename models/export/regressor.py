@@ -15,7 +15,8 @@ inside
     also ``|time| < 9e9`` and ``npho >= time_npho_threshold``), the per-event time reference and
     features of the checkpoint's :class:`~xecreco.normalization.NormalizationSpec`, the network,
     then :class:`~xecreco.models.regressor.reconstructor.OutputsToPhysical`, the same torch code that
-    ``xecreco predict -r CKPT`` runs: destandardisation, the time reference added back, the
+    ``xecreco predict -r CKPT`` runs: destandardisation, the checkpoint's energy calibration
+    (when it has one), the time reference added back, the
     flight-time correction to a known vertex (networks that did not see it), (u, v, w) ->
     (x, y, z), and (theta, phi) from the vertex to (x, y, z) where the vertex is known (from the
     direction head elsewhere).
@@ -79,16 +80,20 @@ class PhysicalModel(RawInputs):
         spec: input normalisation.
         scaling: target standardisation.
         time_npho_threshold: minimum npho (photons) for a sensor time to be valid (reader default).
+        energy_calibration: the checkpoint's energy calibration (None: none).
     """
 
     def __init__(self, model: nn.Module, spec: NormalizationSpec, scaling: TargetScaling,
-                 time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD):
+                 time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD,
+                 energy_calibration=None):
         super().__init__(spec, time_npho_threshold)
         self.model = model
         self.heads = tuple(model.head_names)
         self.uncertainty = bool(model.config["uncertainty"])
+        self.energy_calibration = energy_calibration
         self.physics = OutputsToPhysical(self.heads, scaling,
-                                         bool(getattr(model, "uses_vertex", False)))
+                                         bool(getattr(model, "uses_vertex", False)),
+                                         energy_calibration)
         self.output_names = output_names(self.heads, self.uncertainty,
                                          bool(model.config.get("quantiles")))
         self.scaling = scaling
@@ -158,7 +163,8 @@ def output_names(heads, uncertainty: bool, quantiles: bool = False) -> list[str]
 def build_physical_model(checkpoint: str | Path) -> PhysicalModel:
     """The export wrapper around a regressor checkpoint (UserError on bad checkpoints)."""
     member = load_member(checkpoint)
-    return PhysicalModel(member.model, member.normalization, member.scaling).eval()
+    return PhysicalModel(member.model, member.normalization, member.scaling,
+                         energy_calibration=member.energy_calibration).eval()
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFAULT_OPSET,
@@ -196,6 +202,9 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
         "model_config": json.dumps(wrapper.model.config, sort_keys=True),
         "normalization": json.dumps(wrapper.spec.to_dict(), sort_keys=True),
         "target_scaling": json.dumps(wrapper.scaling_dict, sort_keys=True),
+        "energy_calibration": json.dumps(None if wrapper.energy_calibration is None
+                                         else wrapper.energy_calibration.to_dict(),
+                                         sort_keys=True),
         "inputs": json.dumps({k: v for k, v in {
             "npho": "photons (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
             "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
@@ -238,7 +247,8 @@ def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
     if feature_diff > 1e-4:
         raise UserError(f"the export's input normalisation differs from NormalizationSpec by "
                         f"{feature_diff:.3g} in feature units; report this as an xecreco bug")
-    member = Member(wrapper.model, wrapper.spec, wrapper.scaling, "export check")
+    member = Member(wrapper.model, wrapper.spec, wrapper.scaling, "export check",
+                    wrapper.energy_calibration)
     predicted = CheckpointReconstructor([member], "check").reconstruct(batch)
     max_abs, worst, worst_name, max_rel = {}, 0.0, "", 0.0
     for name, got in zip(wrapper.output_names, onnx_out):

@@ -30,6 +30,11 @@ from xecreco.errors import UserError
 from xecreco.geometry import R_INNER, direction_to_angles
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS, TARGET_CENTRE_CM
 from xecreco.io.schema import FILL_THRESHOLD, FILL_VALUE, Status
+from xecreco.models.regressor.calibration import (
+    EnergyCalibration,
+    EnergyCorrection,
+    calibration_from_payload,
+)
 from xecreco.models.regressor.network import Regressor, build_model
 from xecreco.normalization import NormalizationSpec, TargetScaling
 from xecreco.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -156,7 +161,8 @@ class OutputsToPhysical(torch.nn.Module):
     used by :class:`CheckpointReconstructor` (float64) and the ONNX graph (float32).
 
     Per member (:meth:`member`): destandardise with the :class:`TargetScaling`, ``<q>_err`` from
-    log-variances, add the per-event time reference (ns) back, and for networks that did not see
+    log-variances, correct the energy (and its error) with the checkpoint's energy calibration
+    when it has one, add the per-event time reference (ns) back, and for networks that did not see
     the vertex move the time of flight from the target centre to the known vertex. Then
     (:meth:`finish`, after an ensemble mean): (u, v, w) -> (x, y, z) cm, and (theta, phi) deg
     from the vertex to (x, y, z) where the vertex is known, from the direction head elsewhere.
@@ -165,15 +171,22 @@ class OutputsToPhysical(torch.nn.Module):
         heads: the network's heads.
         scaling: its target standardisation.
         uses_vertex: whether the network itself saw the vertex (no flight correction then).
+        energy_calibration: the checkpoint's energy-response calibration
+            (:mod:`~xecreco.models.regressor.calibration`), applied to the destandardised energy
+            (GeV) and its error; None = none.
     """
 
-    def __init__(self, heads, scaling: TargetScaling, uses_vertex: bool):
+    def __init__(self, heads, scaling: TargetScaling, uses_vertex: bool,
+                 energy_calibration: EnergyCalibration | None = None):
         super().__init__()
         self.heads = tuple(heads)
         self.scalar_targets = [q for q in SCALAR_TARGETS if q in self.heads]
         self.mean = {q: float(scaling.mean.get(q, 0.0)) for q in self.scalar_targets}
         self.scale = {q: float(scaling.scale.get(q, 1.0)) for q in self.scalar_targets}
         self.uses_vertex = bool(uses_vertex)
+        self.energy_correction = (EnergyCorrection(energy_calibration)
+                                  if energy_calibration is not None and "energy" in self.heads
+                                  else None)
 
     def member(self, raw: dict, time_ref_ns: torch.Tensor, vertex) -> dict:
         """One network's outputs (``direction`` kept as a vector) and its ``<q>_err``."""
@@ -184,6 +197,10 @@ class OutputsToPhysical(torch.nn.Module):
                 out[q + "_err"] = torch.exp(0.5 * raw[q + "_logvar"]) * abs(self.scale[q])
             elif q + "_lo" in raw:  # quantile heads: half the 68 % interval
                 out[q + "_err"] = 0.5 * (raw[q + "_hi"] - raw[q + "_lo"]) * abs(self.scale[q])
+        if self.energy_correction is not None:
+            out["energy"], slope = self.energy_correction(out["energy"])
+            if "energy_err" in out:
+                out["energy_err"] = out["energy_err"] * slope
         if "time" in out:
             out["time"] = out["time"] + time_ref_ns.to(out["time"].dtype)
             if not self.uses_vertex and {"u", "v", "w"} <= set(out):
@@ -242,18 +259,21 @@ def flight_change_torch(xyz, vertex) -> torch.Tensor:
 
 @dataclass
 class Member:
-    """One loaded checkpoint: network, input normalisation, target scaling, path."""
+    """One loaded checkpoint: network, input normalisation, target scaling, path, and its
+    energy-response calibration (None: uncalibrated)."""
 
     model: Regressor
     normalization: NormalizationSpec
     scaling: TargetScaling
     path: str
+    energy_calibration: EnergyCalibration | None = None
 
     @property
     def physics(self) -> OutputsToPhysical:
         """This member's :class:`OutputsToPhysical`."""
         return OutputsToPhysical(self.model.head_names, self.scaling,
-                                 bool(getattr(self.model, "uses_vertex", False)))
+                                 bool(getattr(self.model, "uses_vertex", False)),
+                                 self.energy_calibration)
 
 
 def _default_name(paths: list[str]) -> str:
@@ -438,8 +458,9 @@ def _finalise(result: dict[str, np.ndarray], batch, n: int) -> dict[str, np.ndar
     return out
 
 
-def load_member(path: str | Path) -> Member:
-    """One checkpoint: payload checks, model, normalisation spec and target scaling."""
+def load_member(path: str | Path, energy_calibration: bool = True) -> Member:
+    """One checkpoint: payload checks, model, normalisation spec, target scaling and (unless
+    ``energy_calibration`` is False) the energy calibration stored in it."""
     payload = load_payload(path)
     check_payload(payload, path)
     model = model_from_payload(payload, path)
@@ -454,12 +475,14 @@ def load_member(path: str | Path) -> Member:
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: bad normalization/target_scaling in the checkpoint ({exc}); "
                         "re-save it with `xecreco train`") from None
-    return Member(model, normalization, scaling, str(path))
+    calibration = calibration_from_payload(payload, path) if energy_calibration else None
+    return Member(model, normalization, scaling, str(path), calibration)
 
 
 def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,
                                   batch_size: int = DEFAULT_BATCH_SIZE,
-                                  device: str = "cpu") -> CheckpointReconstructor:
+                                  device: str = "cpu",
+                                  energy_calibration: bool = True) -> CheckpointReconstructor:
     """A reconstructor from one checkpoint path, or an ensemble from a list of paths.
 
     Args:
@@ -467,10 +490,12 @@ def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,
         name: branch prefix (default: the first file's stem, ``_ens<k>`` appended for ensembles).
         batch_size: events per forward pass.
         device: torch device ("cpu", "cuda").
+        energy_calibration: apply each checkpoint's stored energy calibration (False: the raw
+            network response, as ``xecreco calibrate -r`` fits it).
     """
     paths = [str(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [
         str(p) for p in path_or_paths]
     if not paths:
         raise UserError("no checkpoint given: pass at least one checkpoint path")
-    members = [load_member(p) for p in paths]
+    members = [load_member(p, energy_calibration) for p in paths]
     return CheckpointReconstructor(members, name or _default_name(paths), batch_size, device)
