@@ -19,15 +19,15 @@ import math
 import numpy as np
 
 from xecreco.geometry import Face, design_geometry
-from xecreco.io.schema import INVALID_THRESHOLD
+from xecreco.normalization import valid_values
 
 __all__ = ["InpaintScorer", "score_file", "format_scores", "usable"]
 
 
 def usable(values: np.ndarray) -> np.ndarray:
-    """True where a file value is a real number (finite and not an invalid-sensor sentinel)."""
-    values = np.asarray(values)
-    return np.isfinite(values) & (np.abs(values) < INVALID_THRESHOLD)
+    """True where a file value is a real number (finite and not an invalid-sensor sentinel):
+    :func:`xecreco.normalization.valid_values`."""
+    return valid_values(np.asarray(values))
 
 
 class InpaintScorer:

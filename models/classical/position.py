@@ -4,14 +4,12 @@ The LSAF fits (S, u, v, w) per event by minimising
 
     chi2 = sum_i (n_i - S * Omega_i(u, v, w))^2 / (n_i / QE + (f n_i)^2 + sigma_noise^2)
 
-over the inner MPPCs of a (2h+1) x (2h+1) window around the seed (physics.md section 8). S is
-linear and profiled out in closed form; (u, v, w) are fitted by a Levenberg-Marquardt iteration
-run on all events of a batch at once (numpy, no per-event minimiser): finite-difference
-Jacobians are recomputed only for events whose point moved, and converged events drop out.
-
-The window sensors of every event are passed to
-:func:`xecreco.geometry.solid_angle_fraction` as per-point subsets, so one call serves the whole
-batch. Window sensors beyond the face edge or invalid (dead) get zero weight.
+over the inner MPPCs of a (2h+1) x (2h+1) window around the seed (physics.md section 8), with the
+project's one point-source light fit (:func:`xecreco.lightfit.fit_point_source`: S profiled,
+batched Levenberg-Marquardt, variance model of :func:`xecreco.lightfit.light_weights`). Here the
+fit starts at the photon-weighted mean (u, v) with the best of :data:`W_SCAN` as depth, and every
+trial point is kept within the window (plus one pitch). Window sensors beyond the face edge or
+invalid (dead) get zero weight.
 """
 
 from __future__ import annotations
@@ -22,17 +20,15 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from xecreco.geometry import R_INNER, Face, design_geometry, face_ids, solid_angle_fraction, uvw_to_xyz
+from xecreco.geometry import R_INNER, Face, design_geometry, face_ids, uvw_to_xyz
+from xecreco.geometry.constants import INNER_N_COLS as N_COLS
+from xecreco.geometry.constants import INNER_N_ROWS as N_ROWS
+from xecreco.lightfit import fit_point_source, light_weights, omega_of
 from xecreco.models.classical.calibration import ClassicalCalibration, interp_table
 
-N_ROWS = 93  # inner-face azimuth rows
-N_COLS = 44  # inner-face z columns
-MPPC_QE = 0.15  # nominal photon detection efficiency used for the Poisson term of the fit
-NOISE_PHOTONS = 15.0  # per-sensor noise floor in photons (about 2 pe / PDE)
-W_MIN, W_MAX = 0.05, 45.0  # fit bounds on w (cm)
 W_SCAN = (0.7, 3.0, 10.0)  # starting depths tried before the fit (cm)
-FD_STEP = 0.01  # finite-difference step for the Jacobian (cm)
-CONVERGED_STEP = 2e-3  # an accepted step smaller than this (cm) ends the fit of an event
+#: fewer used window sensors than this and the fit result is not trusted (ok False)
+MIN_FIT_SENSORS = 5
 
 
 @dataclass(frozen=True)
@@ -101,16 +97,15 @@ def window_data(npho, valid, rows, cols, grid: InnerGrid, rel_sigma: float) -> W
     c = cols[:, None] + grid.d_col[None, :]
     inside = (r >= 0) & (r < N_ROWS) & (c >= 0) & (c < N_COLS)
     ids = np.clip(r, 0, N_ROWS - 1) * N_COLS + np.clip(c, 0, N_COLS - 1)
-    n = np.take_along_axis(npho, ids, axis=1).astype(np.float64)
     ok = inside & np.take_along_axis(valid, ids, axis=1)
-    n = np.where(ok, n, 0.0)
-    variance = np.maximum(n, 0.0) / MPPC_QE + (rel_sigma * n) ** 2 + NOISE_PHOTONS**2
-    return WindowData(ids=ids, rows=rows, cols=cols, npho=n, weight=np.where(ok, 1.0 / variance, 0.0))
+    n, weight = light_weights(np.take_along_axis(npho, ids, axis=1).astype(np.float64), ok,
+                              rel_sigma)
+    return WindowData(ids=ids, rows=rows, cols=cols, npho=n, weight=weight)
 
 
 def window_omega(uvw: np.ndarray, data: WindowData) -> np.ndarray:
     """Omega/4pi (N, K) of each event's window sensors seen from its point ``uvw`` (N, 3) cm."""
-    return np.asarray(solid_angle_fraction(uvw_to_xyz(uvw), sensors=data.ids))
+    return omega_of(uvw, data.ids)
 
 
 def weighted_mean_uv(data: WindowData, grid: InnerGrid, half: int = 2) -> np.ndarray:
@@ -128,27 +123,17 @@ def weighted_mean_uv(data: WindowData, grid: InnerGrid, half: int = 2) -> np.nda
     return np.stack([u, v], axis=1)
 
 
-def _profile(uvw: np.ndarray, data: WindowData):
-    """Residual vector (N, K), chi2 (N,) and profiled scale S (N,) at the points ``uvw``."""
-    omega = window_omega(uvw, data)
-    wo = data.weight * omega
-    denom = (wo * omega).sum(axis=1)
-    scale = np.where(denom > 0, (wo * data.npho).sum(axis=1) / np.where(denom > 0, denom, 1.0), 0.0)
-    resid = np.sqrt(data.weight) * (data.npho - scale[:, None] * omega)
-    return resid, (resid**2).sum(axis=1), scale
-
-
-def _clip(uvw: np.ndarray, data: WindowData, grid: InnerGrid) -> np.ndarray:
-    """Keep u, v within the window (plus one pitch) and w within [W_MIN, W_MAX]."""
+def window_bounds(data: WindowData, grid: InnerGrid) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) (N, 3) cm of the fitted point: u, v within the window plus one pitch (w is
+    bounded by the light fit itself)."""
     half = int(grid.d_col.max()) + 1
     pitch_u = abs(grid.u_col[1] - grid.u_col[0])
     pitch_v = abs(grid.v_row[1] - grid.v_row[0])
-    out = uvw.copy()
     u0, v0 = grid.u_col[data.cols], grid.v_row[data.rows]
-    out[:, 0] = np.clip(out[:, 0], u0 - half * pitch_u, u0 + half * pitch_u)
-    out[:, 1] = np.clip(out[:, 1], v0 - half * pitch_v, v0 + half * pitch_v)
-    out[:, 2] = np.clip(out[:, 2], W_MIN, W_MAX)
-    return out
+    free = np.full(len(u0), np.inf)
+    lower = np.column_stack([u0 - half * pitch_u, v0 - half * pitch_v, -free])
+    upper = np.column_stack([u0 + half * pitch_u, v0 + half * pitch_v, free])
+    return lower, upper
 
 
 @dataclass
@@ -162,63 +147,17 @@ class LsafResult:
     ok: np.ndarray
 
 
-def fit_lsaf(data: WindowData, start_uv: np.ndarray, grid: InnerGrid, iterations: int) -> LsafResult:
-    """Batched Levenberg-Marquardt LSAF of (u, v, w), S profiled; starts at ``start_uv`` (N, 2).
-
-    The starting depth is the best of :data:`W_SCAN`.
-    """
-    n_events = len(start_uv)
-    n_used = (data.weight > 0).sum(axis=1)
-    best = None
-    for w0 in W_SCAN:
-        trial = np.column_stack([start_uv, np.full(n_events, w0)])
-        _, chi2, _ = _profile(trial, data)
-        if best is None:
-            best_uvw, best = trial, chi2
-        else:
-            better = chi2 < best
-            best_uvw = np.where(better[:, None], trial, best_uvw)
-            best = np.where(better, chi2, best)
-    uvw = best_uvw
-    resid, chi2, scale = _profile(uvw, data)
-    lam = np.full(n_events, 1e-2)
-    eye = np.eye(3)
-    active = np.arange(n_events)  # events still moving
-    stale = np.ones(n_events, dtype=bool)  # Jacobian must be recomputed (point moved)
-    jac = np.zeros(resid.shape + (3,))
-    for _ in range(iterations):
-        if len(active) == 0:
-            break
-        redo = active[stale[active]]
-        if len(redo):
-            sub = data.take(redo)
-            for j in range(3):
-                step = uvw[redo].copy()
-                step[:, j] += FD_STEP
-                jac[redo, :, j] = (_profile(step, sub)[0] - resid[redo]) / FD_STEP
-        ja, ra = jac[active], resid[active]
-        jtj = np.einsum("nki,nkj->nij", ja, ja)
-        grad = np.einsum("nki,nk->ni", ja, ra)
-        damped = jtj + lam[active, None, None] * (jtj * eye + 1e-9 * eye)
-        try:
-            delta = -np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            delta = np.zeros((len(active), 3))
-        delta = np.where(np.isfinite(delta), delta, 0.0)
-        sub = data.take(active)
-        trial = _clip(uvw[active] + delta, sub, grid)
-        t_resid, t_chi2, t_scale = _profile(trial, sub)
-        better = t_chi2 < chi2[active]
-        moved = active[better]
-        uvw[moved], resid[moved], chi2[moved], scale[moved] = (
-            trial[better], t_resid[better], t_chi2[better], t_scale[better],
-        )
-        lam[active] = np.where(better, lam[active] / 3.0, lam[active] * 4.0)
-        stale[active] = better
-        converged = better & (np.abs(delta).max(axis=1) < CONVERGED_STEP)
-        active = active[~converged & (lam[active] < 1e6)]
-    ok = np.isfinite(chi2) & np.all(np.isfinite(uvw), axis=1) & (scale > 0) & (n_used >= 5)
-    return LsafResult(uvw=uvw, scale=scale, chi2=chi2, n_used=n_used, ok=ok)
+def fit_lsaf(data: WindowData, start_uv: np.ndarray, grid: InnerGrid,
+             iterations: int) -> LsafResult:
+    """Batched LSAF of (u, v, w), S profiled (:func:`xecreco.lightfit.fit_point_source`);
+    starts at ``start_uv`` (N, 2) and the best depth of :data:`W_SCAN`, stays within the window
+    (:func:`window_bounds`). ``ok`` also needs :data:`MIN_FIT_SENSORS` used sensors."""
+    lower, upper = window_bounds(data, grid)
+    start = np.column_stack([start_uv, np.full(len(start_uv), W_SCAN[0])])
+    fit = fit_point_source(data.npho, data.weight, data.ids, start, iterations=iterations,
+                           lower=lower, upper=upper, start_depths=W_SCAN, min_sensors=0)
+    ok = fit.ok & (fit.n_used >= MIN_FIT_SENSORS)
+    return LsafResult(uvw=fit.uvw, scale=fit.scale, chi2=fit.chi2, n_used=fit.n_used, ok=ok)
 
 
 def incidence_tangents(uvw: np.ndarray, vertex: np.ndarray) -> np.ndarray:

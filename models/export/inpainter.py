@@ -44,7 +44,7 @@ from xecreco._version import __version__
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
-from xecreco.io.schema import INVALID_THRESHOLD, SENTINEL, BranchNames
+from xecreco.io.schema import SENTINEL, BranchNames
 from xecreco.models.export.onnx import (
     DEFAULT_OPSET,
     RawInputs,
@@ -55,7 +55,7 @@ from xecreco.models.export.onnx import (
 )
 from xecreco.models.inpaint.neural import NeuralInpainter, inpainter_from_checkpoint
 from xecreco.models.pipelines.inpaint import apply_dead_mask, output_arrays
-from xecreco.normalization import NormalizationSpec, scaled_npho
+from xecreco.normalization import NormalizationSpec, scaled_npho, valid_values
 
 __all__ = ["INPAINTER_INPUTS", "INPAINTER_OUTPUTS", "InpainterGraph",
            "check_inpainter_onnx", "export_inpainter_onnx", "sim_like_dead"]
@@ -158,7 +158,7 @@ def check_inpainter_onnx(model_bytes: bytes, inpainter: NeuralInpainter, npho: n
     npho_diff = np.abs(got_npho - want_npho)
     worst = disagreement(got_npho, want_npho, valid=np.ones(want_npho.shape, bool))
     rel = float((npho_diff / (np.abs(want_npho) + 1.0)).max())
-    got_set, want_set = got_time < INVALID_THRESHOLD, want_time < INVALID_THRESHOLD
+    got_set, want_set = valid_values(got_time), valid_values(want_time)
     borderline = np.abs(want_npho / inpainter.min_time_npho - 1.0) < 1e-3
     if np.any((got_set != want_set) & ~(borderline & want["inpainted"])):
         raise UserError("onnxruntime and torch give times to different sensors on the check "

@@ -39,9 +39,9 @@ import scipy.sparse as sp
 from xecreco.geometry import Face, Geometry, design_geometry, solid_angle_fraction, uvw_to_xyz
 from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
-
+from xecreco.lightfit import fit_point_source, light_weights, omega_of
 from xecreco.models.base import EventBatch
-from xecreco.models.inpaint.localfit import estimate_position, fit_point_source, omega_of, photon_weights
+from xecreco.models.inpaint.localfit import MIN_FIT_SENSORS, estimate_position
 from xecreco.models.inpaint.neighbours import immediate_neighbours, padded_rows, radius_neighbours
 from xecreco.models.registry import register_inpainter
 
@@ -291,9 +291,9 @@ class LocalFitInpainter(SolidAngleInpainter):
             return refined
         ev, j, patch = ev[bright], j[bright], patch[bright]
         light, usable = light[bright], usable[bright]
-        weight = np.where(usable, photon_weights(light), 0.0)
-        fit = fit_point_source(light, weight, patch, source.uvw[ev], self.geometry,
-                               n_iter=self.fit_iterations)
+        light, weight = light_weights(light, usable)
+        fit = fit_point_source(light, weight, patch, source.uvw[ev], iterations=self.fit_iterations,
+                               geometry=self.geometry, min_sensors=MIN_FIT_SENSORS)
         predicted = fit.scale * omega_of(fit.uvw, cols[j][:, None], self.geometry)[:, 0]
         sane = fit.ok & (predicted >= 0) & (predicted <= self.max_ratio * light.max(axis=1))
         refined[ev[sane], j[sane]] = predicted[sane]
