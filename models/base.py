@@ -2,9 +2,9 @@
 
 Every reconstruction (classical, neural regressor, ensembles, third-party plugins) is a
 :class:`Reconstructor`; every dead-channel repair (neural inpainter, baselines) is an
-:class:`Inpainter`. The prediction pipeline, the validation suite and the CLI only talk to these. Output names,
-units, :class:`~xecreco.io.schema.Status` codes and the fill value are the prediction-tree schema
-of :mod:`xecreco.io.schema`.
+:class:`Inpainter`. The prediction pipeline, the validation suite and the CLI only talk to these.
+Output names, units, :class:`~xecreco.io.schema.Status` codes and the fill value are the
+prediction-tree schema of :mod:`xecreco.io.schema`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Model: sensor i sees ``S * Omega_i(P) / 4 pi`` photons (solid angles from
 :func:`xecreco.geometry.solid_angle_fraction`). The fit minimises, for many independent sensor
 sets at once (one per row),
 
-    chi2 = sum_i w_i (n_i - S Omega_i(P) / 4 pi)^2,   1 / w_i = max(n_i, 0) / PDE + (f n_i)^2 + sigma_noise^2
+    chi2 = sum_i w_i (n_i - S Omega_i(P) / 4 pi)^2,
+    1 / w_i = max(n_i, 0) / PDE + (f n_i)^2 + sigma_noise^2
 
 (:func:`light_weights`: Poisson term of ``n_i / PDE`` photo-electrons, a relative calibration
 term ``f`` and a noise floor, physics.md section 8). S is linear and profiled out in closed form;

@@ -172,7 +172,8 @@ def reco_columns(obj, name: str, batch: EventBatch) -> dict[str, np.ndarray]:
 def _empty_columns(objects, out_names) -> dict[str, np.ndarray]:
     """Zero-length columns fixing the branch set of a prediction tree with no events."""
     columns = {b: np.zeros(0, dtype=np.int64) for b in RECO_ID_BRANCHES}
-    columns.update({b: np.zeros(0, dtype=dtype) for b, (dtype, _, _) in RECO_SUMMARY_BRANCHES.items()})
+    columns.update({b: np.zeros(0, dtype=dtype)
+                    for b, (dtype, _, _) in RECO_SUMMARY_BRANCHES.items()})
     for obj, name in zip(objects, out_names):
         outputs = list(obj.outputs)
         if not {"x", "y", "z"} & set(outputs) and {"u", "v", "w"} <= set(outputs):
