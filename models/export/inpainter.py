@@ -43,6 +43,7 @@ import torch
 from xecreco._version import __version__
 from xecreco.errors import UserError
 from xecreco.geometry import N_SENSORS
+from xecreco.geometry.constants import INNER_N_COLS
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.io.schema import SENTINEL, BranchNames
 from xecreco.models.export.onnx import (
@@ -122,7 +123,7 @@ def sim_like_dead(n: int, seed: int = 0) -> np.ndarray:
     dead = rng.random((n, N_SENSORS)) < 0.02
     for event in range(0, n, 2):
         row, col = rng.integers(0, 89), rng.integers(0, 40)
-        block = (44 * (row + np.arange(4))[:, None] + col + np.arange(4)[None]).ravel()
+        block = (INNER_N_COLS * (row + np.arange(4))[:, None] + col + np.arange(4)[None]).ravel()
         dead[event, block] = True
     if n > 1:
         dead[1] = False

@@ -23,6 +23,7 @@ from torch import nn
 from xecreco.errors import UserError
 from xecreco.geometry.constants import (
     LXE_LIGHT_SPEED_CM_PER_NS,
+    R_INNER,
     SPEED_OF_LIGHT_CM_PER_NS,
     TARGET_CENTRE_CM,
 )
@@ -103,7 +104,7 @@ class RegressionLoss(nn.Module):
     """
 
     def __init__(self, targets, types=None, beta=1.0, direction="angular", weights=None,
-                 weighting="manual", consistency=0.0, affine=None, r_inner=64.97, physics=None):
+                 weighting="manual", consistency=0.0, affine=None, r_inner=R_INNER, physics=None):
         super().__init__()
         self.physics = physics
         self.targets = list(targets)
@@ -267,7 +268,7 @@ class PhysicsTerms(nn.Module):
                  timing_tolerance_ns: float = 2.0, energy: float = 0.0,
                  energy_tolerance: float = 0.1, light_gain: float = 0.0, sensor_xyz_cm=None,
                  light_speed_cm_per_ns: float = LXE_LIGHT_SPEED_CM_PER_NS,
-                 r_inner: float = 64.97):
+                 r_inner: float = R_INNER):
         super().__init__()
         self.spec = normalization
         self.affine = dict(affine)
