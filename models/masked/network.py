@@ -32,6 +32,14 @@ fixed-seed generator in evaluation so validation losses are comparable):
 
 Invalid input sensors are never hidden on purpose and never enter the loss.
 
+Research switches (off by default): ``masking.fcmae`` applies FCMAE-style masking inside the
+encoder (:meth:`xecreco.models.nn.encoder.Encoder.encode` with ``keep``: hidden and invalid
+sensors' features are zeroed again after every spatial operation, so nothing is computed at or
+spread through masked positions); ``decoder.scale_by_face`` gives each rectangular-face decoder
+the width ``min(max_scale, sqrt(n_face / n_min)) x decoder.dim`` with n_face its sensor count
+(inner 4092, outer 234, US/DS 144) and n_min the smallest face's (top/bottom, 73), each with its
+own context projection (:func:`decoder_dims`).
+
 The training task (``mae``) is :mod:`xecreco.models.tasks.masked`.
 """
 
@@ -72,6 +80,7 @@ _MASKING = {
     "cluster_fill": 0.5,
     "max_groups": 0,
     "eval_seed": 1234,
+    "fcmae": False,
 }
 
 
@@ -97,7 +106,8 @@ def _preset(name: str, mode: str, validity: bool) -> dict:
         "config_version": MASKED_CONFIG_VERSION,
         "encoder": encoder,
         "validity_channels": validity,
-        "decoder": {"dim": 12 if name == "cpu" else 64, "hex_hidden": 32 if name == "cpu" else 128},
+        "decoder": {"dim": 12 if name == "cpu" else 64, "hex_hidden": 32 if name == "cpu" else 128,
+                    "scale_by_face": False, "max_scale": 4.0},
         "masking": dict(_MASKING, mode=mode),
     }
     return config
@@ -158,6 +168,20 @@ def resolve_masked_config(config: dict | None, task: str = "inpainter") -> dict:
             raise UserError(f"the '{LOCAL_PRESET}' preset needs validity_channels: true "
                             "(train it with task.name inpainter)")
     return merged
+
+
+def decoder_dims(decoder: dict) -> dict[str, int]:
+    """Width of each rectangular-face decoder (``decoder.scale_by_face``; else ``decoder.dim``
+    for all): ``round(dim x min(max_scale, sqrt(n_face / n_min)))``."""
+    from xecreco.geometry import FACE_COUNTS
+
+    dim = int(decoder["dim"])
+    if not decoder.get("scale_by_face"):
+        return {FACE_NAMES[f]: dim for f in RECT_FACES}
+    smallest = min(FACE_COUNTS.values())
+    cap = float(decoder.get("max_scale", 4.0))
+    return {FACE_NAMES[f]: int(round(dim * min(cap, float(np.sqrt(FACE_COUNTS[f] / smallest)))))
+            for f in RECT_FACES}
 
 
 def _neighbour_table() -> torch.Tensor:
@@ -266,31 +290,39 @@ class MaskedSensorModel(nn.Module):
         self.encoder = build_encoder(config["encoder"])
         dec = config["decoder"]
         dim = int(dec["dim"])
+        dims = decoder_dims(dec)
         token_dim = int(config["encoder"]["token_dim"])
-        self.context = nn.Linear(token_dim, dim)
+        if dec.get("scale_by_face"):  # one context projection per decoder width
+            self.context = None
+            self.face_context = nn.ModuleDict(
+                {name: nn.Linear(token_dim, d) for name, d in dims.items()})
+        else:
+            self.context = nn.Linear(token_dim, dim)
         self.hex_context = nn.Linear(token_dim, int(config["encoder"]["hex"]["dim"]))
         rect_channels = int(config["encoder"]["rect"]["dims"][-1])
         hex_channels = int(config["encoder"]["hex"]["dim"])
         self.rect_decoders = nn.ModuleDict()
         for face in RECT_FACES:
             self.rect_decoders[FACE_NAMES[face]] = _RectDecoder(
-                face_image_index(face), rect_channels, in_channels, dim)
+                face_image_index(face), rect_channels, in_channels, dims[FACE_NAMES[face]])
         self.hex_decoders = nn.ModuleDict()
         for face in HEX_FACES:
             self.hex_decoders[FACE_NAMES[face]] = _HexDecoder(
                 hex_channels, in_channels, hex_channels, int(dec["hex_hidden"]))
 
-    def _face_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _face_outputs(self, x: torch.Tensor, keep: torch.Tensor | None = None
+                      ) -> dict[str, torch.Tensor]:
         """{face name: (N, H*W, 2) per-cell or (N, n_nodes, 2) per-PMT output} of the
         encoder + decoders."""
-        tokens, maps = self.encoder.encode(x)
+        tokens, maps = self.encoder.encode(x, keep)  # keep: FCMAE masking in the encoder
         pooled = torch.cat(list(tokens.values()), dim=1).mean(dim=1)
-        context = self.context(pooled)
+        context = self.context(pooled) if self.context is not None else None
         hex_context = self.hex_context(pooled)
         out = {}
         for face in RECT_FACES:
             name = FACE_NAMES[face]
-            out[name] = self.rect_decoders[name](maps[name], x, context)
+            face_context = context if context is not None else self.face_context[name](pooled)
+            out[name] = self.rect_decoders[name](maps[name], x, face_context)
         for face in HEX_FACES:
             name = FACE_NAMES[face]
             ids = getattr(self, f"ids_{name}")
@@ -347,7 +379,8 @@ class MaskedSensorModel(nn.Module):
         if self.local is not None:
             out = self.local(x, mask | ~valid_npho)
         else:
-            out = self._assemble(self._face_outputs(x))
+            keep = show_npho > 0 if self.masking.get("fcmae") else None
+            out = self._assemble(self._face_outputs(x, keep))
         return {"sensors": out, "mask": mask, "target": target, "valid_npho": valid_npho,
                 "valid_time": valid_time}
 

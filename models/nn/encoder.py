@@ -16,6 +16,12 @@ time], 0 at invalid sensors; more channels, e.g. validity flags, with ``in_chann
   still know where on the detector a feature is.
 - Tokens: K learned queries per face cross-attend to the last stage (several tokens for the big
   faces); with ``multiscale`` every earlier stage of a rectangular face adds one more token.
+- FCMAE-style masking (``encode(features, keep)``, used by the masked models with
+  ``masking.fcmae``): the features of sensors without input (``keep`` False) are zeroed, and
+  after the stem, every ConvNeXt block, every downsampling and every HexNeXt block the features
+  of cells without a visible sensor (a stem patch, a downsampled cell all of whose children are
+  hidden, a hidden hex node) are set to zero again, x * (1 - mask), so hidden positions carry
+  nothing the spatial operations could spread (as a sparse convolution over the visible cells).
 
 :func:`build_encoder` returns an :class:`Encoder`; ``encoder(features)`` gives
 ``{face name: (N, K_face, token_dim)}`` in :data:`FACE_ORDER`. The MAE and inpainter reuse it
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from xecreco.geometry import N_SENSORS, Face, design_geometry, face_image_index, hex_graph
@@ -167,17 +174,34 @@ class RectFaceBackbone(nn.Module):
             cells = torch.where(self.patch_valid, cells, cells.new_zeros(()))
         return cells.reshape(n, self.stem_size[0], self.stem_size[1], -1)
 
-    def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """Channels-last maps (N, H_s, W_s, C_s) after every stage, from (N, 4760, C) features."""
+    def forward(self, features: torch.Tensor, keep: torch.Tensor | None = None
+                ) -> list[torch.Tensor]:
+        """Channels-last maps (N, H_s, W_s, C_s) after every stage, from (N, 4760, C) features.
+
+        ``keep`` (N, 4760) bool: sensors with input; given, the FCMAE masking of the module
+        docstring is applied (the caller has zeroed the hidden sensors' features)."""
         if self.patch_gather:
             x = self.stem.project(self.stem_patches(features))
         else:
             x = self.stem(self.image(features))
         if self.position_embed is not None:
             x = x + self.position_embed(self.cell_position)
+        if keep is None:
+            maps = []
+            for stage in self.stages:
+                x = stage(x)
+                maps.append(x)
+            return maps
+        visible = self.stem_patches(keep[..., None].to(x.dtype)).amax(dim=-1, keepdim=True)
+        x = x * visible
         maps = []
         for stage in self.stages:
-            x = stage(x)
+            for layer in stage:
+                x = layer(x)
+                if isinstance(layer, Patchify):  # a cell is visible if any child is
+                    visible = F.max_pool2d(visible.permute(0, 3, 1, 2), 2, ceil_mode=True
+                                           ).permute(0, 2, 3, 1)
+                x = x * visible
             maps.append(x)
         return maps
 
@@ -210,13 +234,21 @@ class HexFaceBackbone(nn.Module):
               for _ in range(depth)]
         )
 
-    def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, features: torch.Tensor, keep: torch.Tensor | None = None
+                ) -> list[torch.Tensor]:
         """[(N, n_nodes, dim)] node features after the blocks (a one-element list), from
-        (N, 4760, C) features."""
+        (N, 4760, C) features; ``keep`` (N, 4760) bool applies the FCMAE masking (hidden nodes
+        zeroed after the embedding and after every block)."""
         x = self.embed(torch.index_select(features, 1, self.sensor_ids))
         if self.position_embed is not None:
             x = x + self.position_embed(self.node_position)
-        return [self.blocks(self.norm(x))]
+        if keep is None:
+            return [self.blocks(self.norm(x))]
+        visible = torch.index_select(keep, 1, self.sensor_ids)[..., None].to(x.dtype)
+        x = self.norm(x) * visible
+        for block in self.blocks:
+            x = block(x) * visible
+        return [x]
 
 
 class Encoder(nn.Module):
@@ -289,13 +321,18 @@ class Encoder(nn.Module):
         """Number of tokens over all faces."""
         return sum(self.num_tokens.values())
 
-    def encode(self, features: torch.Tensor):
+    def encode(self, features: torch.Tensor, keep: torch.Tensor | None = None):
         """``(tokens, maps)``: ``tokens[face]`` (N, K, D); ``maps[face]`` the last feature map
-        (channels-last (N, H, W, C) for rectangular faces, (N, n_nodes, C) for hex faces)."""
+        (channels-last (N, H, W, C) for rectangular faces, (N, n_nodes, C) for hex faces).
+
+        ``keep`` (N, 4760) bool, optional: FCMAE masking (module docstring); the features of
+        sensors not kept are zeroed first."""
         tokens: dict[str, torch.Tensor] = {}
         maps: dict[str, torch.Tensor] = {}
+        if keep is not None:
+            features = features * keep[..., None].to(features.dtype)
         for name in FACE_ORDER:
-            stage_maps = self.backbones[name](features)
+            stage_maps = self.backbones[name](features, keep)
             face_tokens = []
             for fmap, pooler in zip(stage_maps, self.poolers[name]):
                 if isinstance(pooler, nn.Identity):
