@@ -33,6 +33,7 @@ TARGET_UNITS = {
     "w": "cm",
     "direction": "unit vector",
     "npileup": "photons",
+    "pileup": "0 or 1 (in-gate pile-up >= 5 MeV; BCE on a logit)",
 }
 LOSS_TYPES = ("smooth_l1", "huber", "mse", "gaussian_nll")
 DIRECTION_LOSSES = ("angular", "cosine")
@@ -72,10 +73,13 @@ class ModelConfig:
 
     The dict ``{"preset": preset, **overrides}`` is passed to the task's model builder and stored
     in every checkpoint, so the model is rebuilt from the checkpoint alone.
+    init_from: a checkpoint (.pt) whose matching tensors initialise the network, whose target
+    scaling and normalisation are kept (fine-tuning; :mod:`xecreco.train.init_from`).
     """
 
     preset: str = "cpu"
     overrides: dict = field(default_factory=dict)
+    init_from: Union[str, None] = None
 
 
 @dataclass
@@ -376,6 +380,8 @@ def load_config(config, overrides=()) -> TrainConfig:
     if base_dir is not None:
         cfg.data.train_files = [_relative_to(p, base_dir) for p in cfg.data.train_files]
         cfg.data.val_files = [_relative_to(p, base_dir) for p in cfg.data.val_files]
+        if cfg.model.init_from:
+            cfg.model.init_from = _relative_to(cfg.model.init_from, base_dir)
     return cfg
 
 

@@ -91,6 +91,14 @@ class _Trainer:
                                 "--resume to continue it or choose another -o RUN_DIR")
         ddp.barrier(info)
 
+        init = None  # model.init_from: weights, target scaling, normalisation (not on resume)
+        if cfg.model.init_from and not ckpt:
+            from xecreco.train import init_from
+
+            init = init_from.load_init_checkpoint(cfg.model.init_from)
+            cfg = self.cfg = init_from.with_normalization(cfg, init)
+        if source is None and init is not None:
+            source = init_from.build_source(task, cfg, init)
         self.source = source if source is not None else task.build_source(
             cfg, target_scaling=ckpt["target_scaling"] if ckpt else None)
         torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
@@ -98,6 +106,10 @@ class _Trainer:
         self.model = task.build_model(self.model_config).to(device)
         if task.prepare_model is not None and not ckpt:
             task.prepare_model(self.model, self.source)
+        if init is not None:
+            report = init_from.load_matching_weights(self.model, init, cfg.model.init_from)
+            if main:
+                print(init_from.describe(report, cfg.model.init_from), flush=True)
         self.loss = task.build_loss(cfg, self.source).to(device)
         self.module = TrainModule(self.model, self.loss)
         # run.parallel fsdp: validation runs on an unsharded copy (rank-local batches)

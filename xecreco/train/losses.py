@@ -3,8 +3,11 @@
 Scalar targets (energy, time, u, v, w, npileup) are compared in standardised units (stored mean
 and scale), so smooth-L1 / Huber ``beta`` is in standard deviations and needs no tiny value.
 The direction is compared as a unit vector: ``angular`` is the opening angle (rad), ``cosine`` is
-1 - cos. Task weighting is manual (fixed weights) or learned (homoscedastic uncertainty: each task
-loss L_i becomes exp(-s_i) L_i + s_i with a learned s_i).
+1 - cos. The binary ``pileup`` target (0 or 1, :mod:`xecreco.train.targets`) is trained with the
+binary cross-entropy on the network's logit (``binary_cross_entropy_with_logits``), whatever
+``types`` says; its ``pileup_logvar``, if any, is unused. Task weighting is manual (fixed
+weights) or learned (homoscedastic uncertainty: each task loss L_i becomes exp(-s_i) L_i + s_i
+with a learned s_i).
 
 Physics-informed terms (:class:`PhysicsTerms`, off by default; ``loss.timing`` and
 ``loss.energy_conservation`` in the training config): timing consistency (no sensor may fire
@@ -109,6 +112,8 @@ class RegressionLoss(nn.Module):
         self.physics = physics
         self.targets = list(targets)
         self.types = {t: (types or {}).get(t, "smooth_l1") for t in self.targets}
+        if "pileup" in self.types:
+            self.types["pileup"] = "bce"
         self.beta = float(beta)
         self.direction = direction
         self.weights = {t: float((weights or {}).get(t, 1.0)) for t in self.targets}
@@ -135,6 +140,8 @@ class RegressionLoss(nn.Module):
                     parts[name] = angle.mean()
                 else:
                     parts[name] = (1 - torch.cos(angle)).mean()
+            elif name == "pileup":
+                parts[name] = F.binary_cross_entropy_with_logits(pred, true)
             else:
                 logvar = outputs.get(f"{name}_logvar")
                 parts[name] = _scalar_loss(self.types[name], pred, true, self.beta,

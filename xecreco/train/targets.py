@@ -7,12 +7,20 @@
 | u, v, w | cm | ``uvwTruth[:, 0..2]`` |
 | direction | unit vector (N, 3) | ``emiAng`` (theta, phi deg), ``angles_to_direction`` |
 | npileup | count | ``nPileup`` |
+| pileup | 0 or 1 | ``pileupEnergy``, ``pileupGateFraction`` (see below) |
 
 Standardised targets (energy, time, u, v, w, npileup) need a spread in the training sample:
 :func:`fit_target_scaling` refuses, in one line naming the target, a target whose standard
 deviation is below ``1e-6`` of its mean (:func:`xecreco.normalization.has_spread`), e.g. the
 energy of a mono-energetic sample. Train on a spectrum (``xecreco simulate --energy 15:60``) or
 drop the target from ``task.targets``.
+
+The binary ``pileup`` target (trained with a BCE loss on the network's logit, not standardised)
+is 1 when the pile-up light inside the readout gate is significant: the in-gate energy
+equivalent of the pile-up photons, sum over photons of ``pileupEnergy`` x f(t0) / f(0)
+(``pileupGateFraction`` is f(t0), f(0) that of the default gate, docs/simulation.md), reaches
+:data:`PILEUP_LABEL_MEV` = 5 MeV, the threshold of the positives in the pile-up study of
+``xecreco validate``. Events with less in-gate pile-up light (including none) are 0.
 """
 
 from __future__ import annotations
@@ -22,10 +30,14 @@ import numpy as np
 from xecreco.errors import UserError
 from xecreco.normalization import TargetScaling, has_spread
 
+#: In-gate pile-up energy (MeV) from which an event is labelled pile-up (target ``pileup``).
+PILEUP_LABEL_MEV = 5.0
+
 #: How to get a spread into each target, for the no-spread error.
 _SPREAD_HINT = {
     "energy": "simulate a flat spectrum, e.g. `xecreco simulate --energy 15:60`",
     "npileup": "simulate with pile-up (`xecreco simulate --pileup-rate 2e6`)",
+    "pileup": "simulate with pile-up (`xecreco simulate --pileup-rate 2e6`)",
 }
 
 #: target -> the truth branches it needs (canonical names).
@@ -37,6 +49,7 @@ TRUTH_FOR_TARGET = {
     "w": ("uvwTruth",),
     "direction": ("emiAng",),
     "npileup": ("nPileup",),
+    "pileup": ("pileupEnergy", "pileupGateFraction"),
 }
 
 
@@ -50,7 +63,36 @@ def truth_branches(targets) -> list[str]:
     return names
 
 
+def in_gate_pileup_mev(energy_gev, gate_fraction=None):
+    """Per pile-up photon (jagged awkward array, MeV): the energy equivalent of its light inside
+    the readout gate, ``energy_gev`` x 1000 x ``gate_fraction`` / f(0) (f(0): the in-time
+    fraction of the default gate); the whole energy when ``gate_fraction`` is None."""
+    import awkward as ak
+
+    mev = ak.Array(energy_gev) * 1000.0
+    if gate_fraction is None:
+        return mev
+    from xecreco.sim.config import SimConfig
+    from xecreco.sim.gate import in_time_fraction
+
+    return mev * ak.Array(gate_fraction) / in_time_fraction(SimConfig())
+
+
+def pileup_label(energy_gev, gate_fraction, threshold_mev: float = PILEUP_LABEL_MEV):
+    """(N,) float64: 1 where the summed in-gate pile-up energy reaches ``threshold_mev``."""
+    import awkward as ak
+
+    total = ak.to_numpy(ak.fill_none(ak.sum(in_gate_pileup_mev(energy_gev, gate_fraction),
+                                            axis=1), 0.0))
+    return (np.asarray(total, dtype=np.float64) >= threshold_mev).astype(np.float64)
+
+
 def _truth(batch, name: str, names: dict) -> np.ndarray:
+    return np.asarray(_truth_raw(batch, name, names))
+
+
+def _truth_raw(batch, name: str, names: dict):
+    """The truth branch ``name`` as the reader gave it (awkward for jagged branches)."""
     key = names.get(name, name)
     if key not in batch.truth:
         raise UserError(
@@ -58,7 +100,7 @@ def _truth(batch, name: str, names: dict) -> np.ndarray:
             f"{', '.join(sorted(batch.truth)) or 'no truth branches'}; set data.branches or drop "
             "the target from task.targets"
         )
-    return np.asarray(batch.truth[key])
+    return batch.truth[key]
 
 
 def _columns(values, width: int, branch: str, n: int) -> np.ndarray:
@@ -101,6 +143,9 @@ def compute_targets(batch, targets, time_reference_ns: np.ndarray | None = None,
             out[target] = np.asarray(angles_to_direction(ang[:, 0], ang[:, 1]), dtype=np.float64)
         elif target == "npileup":
             out[target] = _truth(batch, "nPileup", names).astype(np.float64)
+        elif target == "pileup":
+            out[target] = pileup_label(_truth_raw(batch, "pileupEnergy", names),
+                                       _truth_raw(batch, "pileupGateFraction", names))
         else:
             raise ValueError(f"unknown target {target!r}")
     return out
