@@ -6,6 +6,8 @@ Usage: ``python benchmarks/run_all.py [--quick] [--only NAME ...]``. With ``--on
 benchmarks' records already in ``results.json`` are kept (each record carries the date it was
 measured), so one benchmark can be refreshed without rerunning all; e.g. ``--only baseline``
 reruns the side-by-side comparison with the build of 2026-11-27 (``bench_baseline.py``).
+The benchmarks of :data:`ON_DEMAND` (the hours-long regressor ablation) run only when named in
+``--only``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from _common import machine_info  # noqa: E402
 
 BEGIN, END = "<!-- bench-table-begin -->", "<!-- bench-table-end -->"
 COLUMNS = ("name", "events_per_s", "peak_rss_mb")  # the table's own columns
+#: benchmarks left out of a plain run (``--only NAME`` runs them): docs/ablation.md
+ON_DEMAND = ("ablation",)
 
 
 def run_script(script: Path, quick: bool) -> tuple[list[dict], str | None]:
@@ -98,7 +102,7 @@ def main() -> int:
     records, failures = [], {}
     for script in sorted(HERE.glob("bench_*.py")):
         name = script.stem.removeprefix("bench_")
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or (not args.only and name in ON_DEMAND):
             continue
         print(f"[bench] {script.name} ...", flush=True)
         got, error = run_script(script, args.quick)
