@@ -21,8 +21,9 @@ inside
     (x, y, z), and (theta, phi) from the vertex to (x, y, z) where the vertex is known (from the
     direction head elsewhere).
 outputs
-    ``energy`` GeV, ``u v w x y z`` cm, ``time`` ns, ``theta phi`` deg, ``npileup`` (enabled heads
-    only), ``<q>_err`` with uncertainty heads, and ``status`` int32 (0 ok, 1 no valid sensor,
+    ``energy`` GeV, ``u v w x y z`` cm, ``time`` ns, ``theta phi`` deg, ``npileup`` and
+    ``pileup_prob`` (probability in [0, 1], the sigmoid of the pileup head's logit) (enabled
+    heads only), ``<q>_err`` with uncertainty heads, and ``status`` int32 (0 ok, 1 no valid sensor,
     4 no valid time; float outputs are -1e10 where they cannot be computed).
 
 The torch input formulas mirror ``NormalizationSpec`` (the single definition); :func:`check_onnx`

@@ -5,7 +5,7 @@ the "pileup" head one logit (its sigmoid: the probability of >= 5 MeV of in-gate
 the "direction" head gives a unit 3-vector. With uncertainties on, every head also gives a
 log-variance ``<name>_logvar`` (N,) for a Gaussian negative log-likelihood: of the standardised
 target for scalar heads, of each unit-vector component for the direction head. With quantiles
-on, every scalar head also gives ``<name>_lo`` and ``<name>_hi`` (N,), its standardised
+on, every scalar head but "pileup" also gives ``<name>_lo`` and ``<name>_hi`` (N,), its standardised
 15.87 % and 84.13 % quantiles (a 68.27 % interval; trained with the pinball loss of
 :func:`xecreco.train.losses.quantile_loss`): value - softplus(a) and value + softplus(b) around
 the detached central value, so the interval always contains it and its training does not move
@@ -43,7 +43,7 @@ class TaskHead(nn.Module):
         self.name = name
         self.width = HEAD_WIDTHS[name]
         self.uncertainty = uncertainty
-        self.quantiles = bool(quantiles) and name != "direction"
+        self.quantiles = bool(quantiles) and name not in ("direction", "pileup")
         self.net = nn.Sequential(
             nn.LayerNorm(in_dim),
             nn.Linear(in_dim, hidden),

@@ -109,7 +109,7 @@ def model_from_payload(payload: dict, path) -> Regressor:
 
 def physical_outputs(heads) -> list[str]:
     """Physical output names (file units) a regressor with these heads produces: (u, v, w) add
-    (x, y, z) and the direction head gives (theta, phi)."""
+    (x, y, z), the direction head gives (theta, phi) and the pileup head ``pileup_prob``."""
     names = [q for q in ("energy", "u", "v", "w") if q in heads]
     if {"u", "v", "w"} <= set(heads):
         names += ["x", "y", "z"]
@@ -119,6 +119,8 @@ def physical_outputs(heads) -> list[str]:
         names += ["theta", "phi"]
     if "npileup" in heads:
         names.append("npileup")
+    if "pileup" in heads:
+        names.append("pileup_prob")
     return names
 
 
@@ -163,7 +165,8 @@ class OutputsToPhysical(torch.nn.Module):
     Per member (:meth:`member`): destandardise with the :class:`TargetScaling`, ``<q>_err`` from
     log-variances, correct the energy (and its error) with the checkpoint's energy calibration
     when it has one, add the per-event time reference (ns) back, and for networks that did not see
-    the vertex move the time of flight from the target centre to the known vertex. Then
+    the vertex move the time of flight from the target centre to the known vertex; the
+    ``pileup`` logit becomes ``pileup_prob`` = sigmoid(logit), in [0, 1]. Then
     (:meth:`finish`, after an ensemble mean): (u, v, w) -> (x, y, z) cm, and (theta, phi) deg
     from the vertex to (x, y, z) where the vertex is known, from the direction head elsewhere.
 
@@ -206,6 +209,8 @@ class OutputsToPhysical(torch.nn.Module):
             if not self.uses_vertex and {"u", "v", "w"} <= set(out):
                 out["time"] = out["time"] + flight_change_torch(
                     uvw_to_xyz_torch(out["u"], out["v"], out["w"]), vertex)
+        if "pileup" in raw:  # a logit: the probability that the event has >= 5 MeV of pile-up
+            out["pileup_prob"] = torch.sigmoid(raw["pileup"])
         if "direction" in raw:
             d = raw["direction"]
             out["direction"] = d
@@ -415,6 +420,8 @@ def _combine(per_member: list[dict[str, np.ndarray]], n: int) -> dict[str, np.nd
             result[q + "_err"] = np.sqrt(var)
 
     first = per_member[0]
+    if "pileup_prob" in first:  # ensemble: mean probability (no error output)
+        result["pileup_prob"] = np.mean([m["pileup_prob"] for m in per_member], axis=0)
     for q in SCALAR_TARGETS:
         if q in first:
             errors = [m[q + "_err"] for m in per_member] if q + "_err" in first else None

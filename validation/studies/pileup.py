@@ -8,7 +8,9 @@ separation |t_pileup - t_signal| (ns) of its most energetic pile-up photon.
   separation; the events without pile-up give the reference.
 - Tail fraction: fraction of events whose residual lies more than ``TAIL_SIGMAS`` reference
   sigma68 from the reference median (binomial error).
-- Identification: for every reconstruction with ``R_pileup_prob`` (or else ``R_npileup``) the
+- Identification: for every reconstruction with ``R_pileup_prob`` (the classical likelihood
+  score, or the sigmoid of a neural ``pileup`` head, e.g. ``default_pileup_prob``; or else
+  ``R_npileup``) the
   ROC curve (efficiency on events with pile-up vs fake rate on events without), its area, and the
   efficiency at 1% and 5% fake rate and at the nominal working point (probability >= 0.5 or
   npileup >= 0.5).
@@ -19,8 +21,7 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from xecreco.sim.config import SimConfig
-from xecreco.sim.gate import in_time_fraction
+from xecreco.train.targets import PILEUP_LABEL_MEV, in_gate_pileup_mev
 from xecreco.validation import plots
 from xecreco.validation.estimators import robust_widths, sigma68
 from xecreco.validation.studies.base import Context, StudyResult, Table, edges_from, fmt, pair
@@ -31,8 +32,9 @@ REQUIRES = ("nPileup",)
 TAIL_SIGMAS = 3.0
 N_BINS = 6
 MIN_BIN_ENTRIES = 30
-#: events whose in-gate pile-up energy reaches this (MeV) are the positives of the ROC.
-PILEUP_MIN_MEV = 5.0
+#: events whose in-gate pile-up energy reaches this (MeV) are the positives of the ROC (the
+#: label threshold of the neural ``pileup`` target).
+PILEUP_MIN_MEV = PILEUP_LABEL_MEV
 #: fake rate of the working point at which efficiencies are scanned.
 FAKE_RATE = 0.05
 #: one-sided high tail: E/E_true - 1 above this (%).
@@ -68,13 +70,12 @@ def in_gate_energy_mev(data) -> np.ndarray | None:
     """(N, k) jagged pile-up photon energies (MeV) as seen in the readout gate, or None.
 
     ``pileupEnergy`` x ``pileupGateFraction`` / f(0) when the gate fraction is in the file (f(0)
-    of the default gate, docs/simulation.md), else ``pileupEnergy`` (the whole light counts)."""
+    of the default gate, docs/simulation.md), else ``pileupEnergy`` (the whole light counts):
+    :func:`xecreco.train.targets.in_gate_pileup_mev`, the definition the ``pileup`` training
+    target uses too."""
     if data.missing("pileupEnergy"):
         return None
-    pe = ak.Array(data.truth["pileupEnergy"]) * 1000.0
-    if "pileupGateFraction" in data.truth:
-        pe = pe * ak.Array(data.truth["pileupGateFraction"]) / in_time_fraction(SimConfig())
-    return pe
+    return in_gate_pileup_mev(data.truth["pileupEnergy"], data.truth.get("pileupGateFraction"))
 
 
 def _per_event(data) -> dict | None:
