@@ -194,8 +194,8 @@ def markdown(records: list[dict], meta: dict) -> str:
         f"{meta['test_seed']}); {meta['date']}, {meta['machine']}. Errors: bootstrap "
         f"({meta['replicas']} replicas).",
         "",
-        "| variant | change | params | E σ68 (%) | E σ68 w≥2 cm (%) | E median (%) | u σ68 (mm) "
-        "| v σ68 (mm) | w σ68 (mm) | t σ68 (ps) | angle 68 % (mrad) | E coverage 68 % "
+        "| variant | change | params | E σ68 (%) | E σ68 w≥2 cm (%) | E median (%) "
+        "| u σ68 (mm) | v σ68 (mm) | w σ68 (mm) | t σ68 (ps) | angle 68 % (mrad) | E coverage 68 % "
         "| train ev/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -81,7 +81,8 @@ def test_sinusoidal_table_and_rope_relative_positions():
     shift = np.array([[13.0, -7.0, 42.0]])
 
     def score(pa, pb):
-        return float((apply_rope(q, *rope_angles(pa, 12)) * apply_rope(k, *rope_angles(pb, 12))).sum())
+        qa, kb = apply_rope(q, *rope_angles(pa, 12)), apply_rope(k, *rope_angles(pb, 12))
+        return float((qa * kb).sum())
 
     assert score(a, b) == pytest.approx(score(a + shift, b + shift), rel=1e-5)
     assert abs(score(a, b) - score(a, a)) > 1e-3  # but the distance matters
