@@ -162,7 +162,7 @@ def test_mc_dropout_and_quantile_errors_in_predict(tmp_path):
 @pytest.mark.parametrize("name,changes", [
     ("fusion", {"fusion": {"type": "perceiver", "latents": 4, "position": "sinusoidal"},
                 "quantiles": True}),
-    ("rope", {"fusion": {"position": "rope"}, "dropout": 0.1}),
+    ("rope", {"fusion": {"position": "rope"}, "dropout": 0.1, "mc_samples": 4}),
 ])
 def test_switches_export_to_onnx(tmp_path, name, changes):
     pytest.importorskip("onnxruntime")
@@ -174,3 +174,5 @@ def test_switches_export_to_onnx(tmp_path, name, changes):
     assert result["max_rel_diff"] < 1e-4
     if changes.get("quantiles"):
         assert "energy_err" in result["outputs"] and "theta_err" not in result["outputs"]
+    if changes.get("mc_samples"):  # the graph is the deterministic network: no MC error
+        assert "energy_err" not in result["outputs"]

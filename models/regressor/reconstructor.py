@@ -296,10 +296,12 @@ class CheckpointReconstructor:
         name: branch prefix, an identifier.
         batch_size: events per forward pass.
         device: torch device for inference.
+        mc_samples: MC-dropout passes per member (None: each model config's ``mc_samples``;
+            0: the deterministic network, as in the ONNX graph).
     """
 
     def __init__(self, members: list[Member], name: str, batch_size: int = DEFAULT_BATCH_SIZE,
-                 device: str = "cpu"):
+                 device: str = "cpu", mc_samples: int | None = None):
         if not name.isidentifier():
             raise UserError(f"reconstructor name '{name}' is not an identifier: use letters, "
                             "digits and underscores")
@@ -315,8 +317,10 @@ class CheckpointReconstructor:
             member.model.to(self.device)
         self.outputs = tuple(physical_outputs(members[0].model.head_names))
         config = members[0].model.config
-        self.has_uncertainty = bool(config["uncertainty"] or config.get("quantiles")
-                                    or config.get("mc_samples"))
+        #: MC-dropout passes per member (None: each model config's ``mc_samples``; 0: off)
+        self.mc_samples = mc_samples
+        mc = config.get("mc_samples", 0) if mc_samples is None else mc_samples
+        self.has_uncertainty = bool(config["uncertainty"] or config.get("quantiles") or mc)
         with_errors = self.has_uncertainty or len(members) > 1
         #: the ``<q>_err`` keys every reconstruct() call returns
         self.error_outputs = tuple(
@@ -370,7 +374,8 @@ class CheckpointReconstructor:
                 features, time_ref = member.normalization.features_and_reference(batch)
                 features_cache[key] = (features, np.asarray(time_ref, dtype=np.float64))
             features, time_ref = features_cache[key]
-            samples = int(member.model.config.get("mc_samples", 0))
+            samples = int(member.model.config.get("mc_samples", 0)
+                          if self.mc_samples is None else self.mc_samples)
             for seed in range(samples) if samples else (None,):
                 raw = self._forward(member, features, batch.vertex, mc_seed=seed)
                 per_member.append(self._physical(member, raw, time_ref, batch.vertex))
