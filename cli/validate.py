@@ -20,7 +20,9 @@ import click
 from xecreco.cli.options import branch_names, input_options
 from xecreco.errors import UserError
 
-STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannels")
+#: the study names of xecreco.validation.studies.STUDIES (kept here so --help imports nothing)
+STUDY_CHOICES = ("energy", "position", "angle", "timing", "pileup", "deadchannels", "scan",
+                 "calibration")
 
 
 @click.command("validate")

@@ -94,3 +94,14 @@ def test_skipped_without_error_branches(tmp_path):
     path = write_prediction_file(tmp_path / "plain.root", arrays)
     res = calibration.run(load_predictions([path]), Context(plot_dir=tmp_path / "plots"))
     assert res.skipped and "R_<quantity>_err" in res.skipped
+
+
+def test_cli_study_choices_match_the_studies(prediction_file, tmp_path):
+    from xecreco.cli.main import main
+    from xecreco.cli.validate import STUDY_CHOICES
+
+    assert set(STUDY_CHOICES) == set(STUDY_NAMES)
+    code = main(["validate", str(prediction_file), "-o", str(tmp_path / "r"), "--study",
+                 "calibration", "--format", "png", "--bootstrap", "5"])
+    assert code == 0
+    assert (tmp_path / "r" / "plots" / "calibration_pulls.png").is_file()
