@@ -26,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, machine_info, peak_rss_mb, timed  # noqa: E402
 
+from xecreco.geometry.constants import N_SENSORS  # noqa: E402
 from xecreco.io.reader import BatchReader  # noqa: E402
+from xecreco.io.schema import SENTINEL  # noqa: E402
 from xecreco.io.writer import RootWriter  # noqa: E402
 from xecreco.normalization import NormalizationSpec  # noqa: E402
 
-N_SENSORS = 4760
 TARGET_READ_NORMALISE_LZ4 = 10_000
 
 
@@ -42,8 +43,8 @@ def _write(path: Path, n_events: int, compression: str, seed: int = 0, chunk: in
             n = min(chunk, n_events - start)
             npho = rng.exponential(400.0, (n, N_SENSORS)).astype(np.float32)
             time = (1e-7 + rng.normal(0.0, 2e-9, (n, N_SENSORS))).astype(np.float32)
-            npho[:, dead] = 1e10
-            time[:, dead] = 1e10
+            npho[:, dead] = SENTINEL
+            time[:, dead] = SENTINEL
             writer.write({"npho": npho, "time": time, "run": np.zeros(n, np.int32),
                           "event": np.arange(start, start + n, dtype=np.int32)})
 

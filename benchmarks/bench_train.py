@@ -29,12 +29,13 @@ def _sample(path: Path, n: int) -> str:
         simulate_file(path, n, seed=1, progress=False)
         return "simulated"
     except ImportError:
+        from xecreco.geometry.constants import N_SENSORS
         from xecreco.io.writer import RootWriter
 
         rng = np.random.default_rng(1)
         arrays = {
-            "npho": rng.exponential(400.0, (n, 4760)).astype(np.float32),
-            "time": (1e-7 + rng.normal(0, 2e-9, (n, 4760))).astype(np.float32),
+            "npho": rng.exponential(400.0, (n, N_SENSORS)).astype(np.float32),
+            "time": (1e-7 + rng.normal(0, 2e-9, (n, N_SENSORS))).astype(np.float32),
             "run": np.zeros(n, np.int32), "event": np.arange(n, dtype=np.int32),
             "energyTruth": rng.uniform(0.015, 0.06, n).astype(np.float32),
             "timeTruth": rng.normal(0, 1, n).astype(np.float32),
