@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xecreco.io.schema import FILL_THRESHOLD
 from xecreco.validation import plots
 from xecreco.validation.estimators import Estimate, FitResult, clean, gauss_core_fit, robust_widths
 
@@ -255,6 +256,6 @@ def pull_summary(series, quantity: str, diff: np.ndarray, ok: np.ndarray, *,
     if quantity not in series.errors:
         return None
     err = series.errors[quantity][ok]
-    good = np.isfinite(err) & (err > 0) & (err < 1.0e9)
+    good = np.isfinite(err) & (err > 0) & (err < FILL_THRESHOLD)
     rob = robust_widths(diff[good] / err[good], replicas=replicas)
     return {"sigma68": _est(rob["sigma68"]), "median": _est(rob["median"]), "n": int(good.sum())}
