@@ -21,6 +21,9 @@ from xecreco.cli.options import branch_names, input_options
                    "the checkpoint with it to -o.")
 @click.option("--min-line-events", default=None, type=click.IntRange(min=10),
               help="With -r: fewest usable events per scan line [default: 200].")
+@click.option("--min-depth", "min_depth_cm", default=None, type=click.FloatRange(min=0.0),
+              help="With -r: fit on events with true depth w >= this (cm; 2 = the MEG deep "
+                   "class) [default: 0, all events].")
 @input_options
 @click.option("--max-events", default=None, type=click.IntRange(min=1),
               help="Use at most this many events (default: all; not with -r).")
@@ -30,7 +33,7 @@ from xecreco.cli.options import branch_names, input_options
               help="Simulated sample with pile-up truth for the pile-up probability (repeatable; "
                    "not with -r).")
 @click.option("--no-progress", is_flag=True, help="Do not show progress.")
-def command(inputs, output, checkpoint, min_line_events, tree, branch_items, max_events,
+def command(inputs, output, checkpoint, min_line_events, min_depth_cm, tree, branch_items, max_events,
             step_events, pileup_files, no_progress):
     """Fit the classical calibration (depth corrections, energy scale vs depth, light speed,
     time walk and offset, pile-up score) on simulated INPUT files with truth (no pile-up), write
@@ -54,6 +57,8 @@ def command(inputs, output, checkpoint, min_line_events, tree, branch_items, max
         words += ["-r", checkpoint]
     if min_line_events is not None:
         words += ["--min-line-events", str(min_line_events)]
+    if min_depth_cm is not None:
+        words += ["--min-depth", f"{min_depth_cm:g}"]
     if tree != "tree":
         words += ["--tree", tree]
     for item in branch_items:
@@ -77,6 +82,7 @@ def command(inputs, output, checkpoint, min_line_events, tree, branch_items, max
         calibration = calibrate_checkpoint(
             checkpoint, list(inputs), output, tree=tree, branches=branches,
             step_events=step_events, min_events=min_line_events or MIN_LINE_EVENTS,
+            min_depth_cm=min_depth_cm or 0.0,
             progress=not no_progress, source=command_line)
         before = ", ".join(f"{line:g} MeV {100 * (r - 1):+.2f} %" for line, r in zip(
             calibration.info["lines_MeV"], calibration.info["response_before"]))
@@ -87,8 +93,9 @@ def command(inputs, output, checkpoint, min_line_events, tree, branch_items, max
     from xecreco.models.classical.calibration import save_calibration
     from xecreco.models.classical.fit import fit_calibration
 
-    if min_line_events is not None:
-        raise UserError("--min-line-events belongs to calibrate -r CHECKPOINT; drop it or add -r")
+    if min_line_events is not None or min_depth_cm is not None:
+        raise UserError("--min-line-events and --min-depth belong to calibrate -r CHECKPOINT; "
+                        "drop them or add -r")
     check_output_file(output, [*inputs, *pileup_files])
     calibration = fit_calibration(
         list(inputs), tree=tree, max_events=max_events, step_events=step_events,

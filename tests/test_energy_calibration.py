@@ -152,6 +152,12 @@ def test_calibrate_command_fits_a_checkpoint_on_a_scan(tmp_path):
     assert main(["calibrate", "-r", str(BUNDLED_REGRESSOR), str(scans["fit"]), "-o", str(out),
                  "--min-line-events", "200", "--no-progress"]) == 0
     cal = calibration_from_payload(load_checkpoint(out), out)
+    deep = tmp_path / "deep.pt"
+    assert main(["calibrate", "-r", "default", str(scans["fit"]), "-o", str(deep),
+                 "--min-line-events", "150", "--min-depth", "2", "--no-progress"]) == 0
+    cal_deep = calibration_from_payload(load_checkpoint(deep), deep)
+    assert cal_deep.info["min_depth_cm"] == 2.0 and cal.info["min_depth_cm"] == 0.0
+    assert sum(cal_deep.info["events_per_line"]) < 0.85 * sum(cal.info["events_per_line"])
     assert cal.info["lines_MeV"] == pytest.approx([17.6, 52.83, 83.0], abs=1e-3)
     assert "calibrate" in cal.info["source"]
     for label, tolerance in (("fit", 1e-5), ("fresh", 0.004)):
@@ -178,7 +184,9 @@ def test_calibrate_r_mistakes_are_one_line(tmp_path, sim_file_small, capsys):
                  "--no-progress"]) == 2  # a 52.83 MeV sample is no scan
     assert main(["calibrate", "-r", str(BUNDLED_REGRESSOR), str(sim_file_small), "-o", str(out),
                  "--pileup", str(sim_file_small)]) == 2
+    assert main(["calibrate", str(sim_file_small), "-o", str(tmp_path / "c.json"),
+                 "--min-depth", "2"]) == 2  # a classical calibration has no depth cut
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("xecreco: error:") for line in err), err
-    assert "not a scan" in err[1] and "--pileup" in err[2]
+    assert len(err) == 4 and all(line.startswith("xecreco: error:") for line in err), err
+    assert "not a scan" in err[1] and "--pileup" in err[2] and "--min-depth" in err[3]
     assert not out.exists()

@@ -183,18 +183,22 @@ def calibration_from_payload(payload: dict, origin) -> EnergyCalibration | None:
 
 def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
                          branches: dict | None = None, step_events: int = 1000,
-                         min_events: int = MIN_LINE_EVENTS,
+                         min_events: int = MIN_LINE_EVENTS, min_depth_cm: float = 0.0,
                          progress: bool = False, source: str = "") -> EnergyCalibration:
     """Fit the energy calibration of ``checkpoint`` on scan files and write a calibrated copy.
 
     The checkpoint's uncalibrated energies are predicted on ``inputs`` (simulated scan: discrete
     true energies, see :func:`~xecreco.validation.studies.scan.scan_lines`); events with status
-    0, a finite energy and no simulated pile-up enter. ``output`` (never one of the inputs) is
-    written atomically with the calibration under :data:`PAYLOAD_KEY`.
+    0, a finite energy and no simulated pile-up enter, and with ``min_depth_cm`` > 0 only those
+    whose true depth (``uvwTruth`` w, cm) is at least that (2 cm: the MEG deep class, on which
+    energy resolutions are quoted; the response depends on depth, so the median is then 1 for
+    those events rather than for all). ``output`` (never one of the inputs) is written
+    atomically with the calibration under :data:`PAYLOAD_KEY`.
 
     Raises:
-        UserError: not a regressor checkpoint, no energy head, inputs without energyTruth or not
-            a scan, too few events per line, or a non-monotone response.
+        UserError: not a regressor checkpoint, no energy head, inputs without energyTruth (or
+            uvwTruth with ``min_depth_cm``) or not a scan, too few events per line, or a
+            non-monotone response.
     """
     import tempfile
 
@@ -231,11 +235,18 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
                                 "needs a simulated scan (xecreco simulate --source E1,E2,...)")
             names = ["uncalibrated_energy", "uncalibrated_status", "energyTruth"]
             names += ["nPileup"] if "nPileup" in t.keys() else []
+            if min_depth_cm > 0:
+                if "uvwTruth" not in t.keys():
+                    raise UserError(f"{inputs[0]}: no uvwTruth branch; --min-depth selects "
+                                    "events by their true depth: drop it or use simulated input")
+                names.append("uvwTruth")
             arrays = t.arrays(names, library="np")
     ok = (arrays["uncalibrated_status"] == 0) & np.isfinite(arrays["uncalibrated_energy"]) & (
         np.abs(arrays["uncalibrated_energy"]) < 1.0e9) & (arrays["energyTruth"] > 0)
     if "nPileup" in arrays:
         ok &= arrays["nPileup"] == 0
+    if min_depth_cm > 0:
+        ok &= arrays["uvwTruth"][:, 2] >= min_depth_cm
     true = arrays["energyTruth"][ok].astype(np.float64)
     lines = scan_lines(1000.0 * true, min_events=1)
     if lines is None:
@@ -245,6 +256,7 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
     calibration = fit_energy_calibration(
         arrays["uncalibrated_energy"][ok], true, lines / 1000.0, min_events=min_events,
         info={"source": source, "checkpoint": Path(str(checkpoint)).name,
+              "min_depth_cm": float(min_depth_cm),
               "inputs": [Path(p).name for p in inputs]})
     payload = dict(payload)
     payload[PAYLOAD_KEY] = calibration.to_dict()
