@@ -131,6 +131,7 @@ LINE_FIELDS = (
     ("e_sigma68_deep_pct", "w>=2cm", ("energy", "sigma68_percent")),
     ("e_median_pct", "all", ("energy", "median_percent")),
     ("e_median_deep_pct", "w>=2cm", ("energy", "median_percent")),
+    ("e_peak_deep_pct", "w>=2cm", ("energy", "peak_percent")),
     *((f"{q}_mm", "all", ("position", q, "sigma_mm")) for q in ("u", "v", "w")),
     *((f"{q}_deep_mm", "w>=2cm", ("position", q, "sigma_mm")) for q in ("u", "v", "w")),
 )
@@ -173,7 +174,7 @@ def scan_records(summary: dict, n_events: int) -> list[dict]:
             if name != ref:
                 base = series[ref]["lines"][i]
                 for key, cname, path in LINE_FIELDS:
-                    if "median" in key:
+                    if "median" in key or "peak" in key:
                         continue
                     r, e = _ratio(_get(line[cname], path), _get(base[cname], path))
                     rec[f"ratio_{key}"], rec[f"ratio_{key}_err"] = r, e

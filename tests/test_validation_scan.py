@@ -63,6 +63,8 @@ def test_scan_recovers_known_bias_resolution_and_depth_bins(tmp_path):
                                                                          median)
         deep = line["w>=2cm"]["energy"]
         assert close(deep["sigma_upper_percent"], 100 * GOOD.energy_sigma_deep, rel=0.08)
+        peak = deep["peak_percent"]  # the scale error moves the peak of the response too
+        assert abs(peak["value"] - bias) <= 4 * peak["error"] + 0.1, (line["energy_MeV"], peak)
         assert close(line["all"]["position"]["u"]["sigma_mm"], 10 * GOOD.position_sigma[0],
                      rel=0.08)
     for line in study["series"]["bad"]["lines"]:  # no scale error: medians near 0

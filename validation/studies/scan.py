@@ -4,7 +4,7 @@ A scan sample holds photons of a few discrete true energies (``xecreco simulate 
 with ``energies_mev``, or several single-line files validated together). For every line and
 every reconstruction, for all events and the deep ones (w >= 2 cm):
 
-- energy: upper-side sigma of the Gaussian + low-side exponential tail fit of
+- energy: upper-side sigma and peak of the Gaussian + low-side exponential tail fit of
   (E_reco - E_true) / E_true (%), its sigma68, and the median of E_reco / E_true - 1 (%) with a
   bootstrap error (the energy-scale figure: 0 for a linear scale);
 - position: Gaussian core sigma of u, v, w residuals (mm).
@@ -90,11 +90,13 @@ def line_edges(lines) -> np.ndarray:
 
 def energy_numbers(rel_percent: np.ndarray, replicas: int) -> dict:
     """Energy figures of one selection from its (E_reco - E_true) / E_true in %: upper sigma
-    (tail fit), its status, sigma68 and the median bias, each ``{"value", "error"}`` in %."""
+    and peak (tail fit), its status, sigma68 and the median bias, each ``{"value", "error"}``
+    in %."""
     fit = gauss_exp_tail_fit(rel_percent)
     rob = robust_widths(rel_percent, replicas=replicas)
     return {"n": int(rel_percent.size), "fit_status": fit.status,
             "sigma_upper_percent": pair(*fit.get("sigma")),
+            "peak_percent": pair(*fit.get("mu")),
             "sigma68_percent": pair(rob["sigma68"].value, rob["sigma68"].error),
             "median_percent": pair(rob["median"].value, rob["median"].error)}
 
