@@ -85,6 +85,23 @@ def test_predict_writes_name_pileup_prob(pileup_checkpoints, tmp_path):
         assert "nPileup" in tree.keys()
     assert prob.dtype == np.float32 and prob.shape == (20,)
     assert np.all((prob >= 0) & (prob <= 1))
+    # the validation loader reads the gate fractions and positions the pile-up study needs:
+    # its positives are the training label of the same events (light inside the gate)
+    from xecreco.train.targets import pileup_label
+    from xecreco.validation.data import load_predictions
+
+    data = load_predictions([out])
+    for name in ("pileupGateFraction", "pileupU", "pileupV"):
+        assert name in data.truth
+    with uproot.open(sim) as handle:
+        tree = handle["tree"]
+        label = pileup_label(tree["pileupEnergy"].array(), tree["pileupGateFraction"].array())
+    from xecreco.validation.studies.pileup import in_gate_energy_mev
+
+    in_gate = np.asarray([sum(e) for e in in_gate_energy_mev(data).tolist()])
+    np.testing.assert_array_equal(in_gate >= 5.0, label > 0.5)
+    full = np.asarray([sum(e) * 1000 for e in data.truth["pileupEnergy"].tolist()])
+    assert np.any(in_gate < full - 0.1)  # out-of-time photons count with f(t0) / f(0) < 1
 
 
 def test_onnx_export_has_pileup_prob(pileup_checkpoints, tmp_path):

@@ -61,6 +61,9 @@ TRUTH_BRANCHES = (
     "nPileup",
     "pileupEnergy",  # jagged GeV
     "pileupTime",  # jagged ns
+    "pileupU",  # jagged cm
+    "pileupV",  # jagged cm
+    "pileupGateFraction",  # jagged, fraction of the photon's light inside the readout gate
 )
 
 #: Candidate branches for the collected light of an event, in order of preference:
@@ -251,7 +254,7 @@ def _load_group(files: list, tree: str, recos: list | None) -> tuple:
 _SOURCE = "__file_index__"
 #: Truth branches that must agree between labels for an event matched on (run, event); the
 #: per-event light and dead-channel counts legitimately differ (raw vs inpainted input).
-_MATCHED_TRUTH = tuple(t for t in TRUTH_BRANCHES if t not in ("pileupEnergy", "pileupTime"))
+_MATCHED_TRUTH = tuple(t for t in TRUTH_BRANCHES if not t.startswith("pileup"))  # not jagged
 
 
 def _truth_mismatch(a, b) -> np.ndarray:
