@@ -17,7 +17,8 @@ A fingerprint of the sample itself (per-event light sums, truth) is stored too, 
 the simulator is told apart from a change in the pipelines.
 
 ``python tests/_pipeline_reference.py`` rewrites tests/data/pipeline_reference.npz from the code
-as it is now (done once, on commit ae8698b, before the restructuring).
+as it is now (first on commit ae8698b, before the restructuring; rewritten when a bundled model is
+replaced).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ the reference): a 52.83 MeV photon converting at a random (u, v, depth) in front
 face emits light isotropically; sensor i sees ``Y * area_i * cos_i / (4 pi d_i^2)`` photons
 (Gaussian noise of sqrt(mean) + 2 %) at ``t0 + d_i / v_light`` (80 ps jitter); 1 % of the sensors
 are dead. ``python tests/_reference_events.py`` rewrites tests/data/bundled_reference.npz with the
-outputs of the code as it is now (done once, on commit d9de2c2, before the speed work).
+outputs of the code as it is now (first on commit d9de2c2, before the speed work; rewritten when a bundled model is replaced,
+with code that had just passed against the previous reference, so the chain of checks holds).
 """
 
 from __future__ import annotations

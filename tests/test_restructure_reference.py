@@ -1,7 +1,8 @@
 """``predict -r classical -r default`` and ``inpaint`` write what they wrote before issue 12.
 
 The reference (tests/data/pipeline_reference.npz) was written by tests/_pipeline_reference.py on
-commit ae8698b, before the restructuring, from a fixed simulated sample (200 signal photons, 2 %
+commit ae8698b, before the restructuring (rewritten, with code that had just passed, each time a bundled model
+is replaced; last: 2026-12-02, the inpainter fine-tuned on dead readout groups), from a fixed simulated sample (200 signal photons, 2 %
 dead channels). Every floating-point value must agree within 1e-6 relative, integers exactly; for
 quantities that can be near zero (positions, angles, times) the relative scale is
 max(|reference|, rms of that quantity over the sample).
