@@ -595,6 +595,28 @@ def test_stale_temporary_files_and_folders_are_removed_only_when_their_process_i
     assert leftovers(tmp_path) == sorted([live_dir.name, other.name])
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_temporary_file_of_a_reused_pid_is_stale(tmp_path):
+    """A pid that now belongs to a process started after the temporary file was last written is
+    not its writer (pid reuse): the file is removed; the same pid with a fresh file is kept."""
+    from xecreco.io.paths import remove_stale_temps
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        out = tmp_path / "x.root"
+        old = tmp_path / f".x.root.{other.pid}.0a1b2c3d.tmp"
+        old.write_bytes(b"half")
+        hour_ago = time.time() - 3600
+        os.utime(old, (hour_ago, hour_ago))
+        fresh = tmp_path / f".x.root.{other.pid}.1a2b3c4d.tmp"
+        fresh.write_bytes(b"half")
+        assert remove_stale_temps(out) == [old]
+        assert leftovers(tmp_path) == [fresh.name]
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_calibration_json_killed_before_rename_is_cleaned_up_on_rerun(tmp_path):
     """save_calibration's temporary name carries the writer's pid: a run that dies between
     writing and renaming leaves it, the next run writing the same file removes it."""

@@ -96,14 +96,41 @@ def check_output_file(output, inputs=(), *, option: str = "-o/--output") -> Path
     return path
 
 
-def _running(pid: int) -> bool:
+def _running(pid: int, since: float | None = None) -> bool:
+    """True when process ``pid`` may still be the writer of a temporary file.
+
+    since: the file's modification time (s since the epoch). On Linux a process that is a zombie
+    (exited, not yet reaped), or that started after ``since``, is not the writer (its pid was
+    reused), so the file counts as stale.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError):
         return True  # exists (another user's) or not a pid we can judge: leave the file
-    return True
+    started = _linux_start_time(pid)
+    if started is None:
+        return True
+    state, start_s = started
+    if state == "Z":
+        return False
+    return since is None or start_s <= since + 1.0
+
+
+def _linux_start_time(pid: int) -> tuple[str, float] | None:
+    """(state letter, start time in s since the epoch) of ``pid`` from /proc, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
+    try:
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError, OSError):
+        return None
 
 
 def remove_stale_temps(output) -> list[Path]:
@@ -124,7 +151,13 @@ def remove_stale_temps(output) -> list[Path]:
         if not match or match.group("name") != path.name:
             continue
         pid = int(match.group("pid"))
-        if pid == os.getpid() or _running(pid):
+        if pid == os.getpid():
+            continue
+        try:
+            since = candidate.lstat().st_mtime
+        except OSError:
+            continue
+        if _running(pid, since):
             continue
         try:
             if candidate.is_dir() and not candidate.is_symlink():
