@@ -595,6 +595,21 @@ def test_stale_temporary_files_and_folders_are_removed_only_when_their_process_i
     assert leftovers(tmp_path) == sorted([live_dir.name, other.name])
 
 
+def test_stale_temporary_name_with_an_all_digit_random_part_is_removed(tmp_path):
+    """temp_path's random part is 8 hex digits, all decimal ones 2 % of the time: such a name
+    must still read as .NAME.<pid>.<random>.tmp (not .NAME.<pid>.<pid>.tmp of another output)."""
+    from xecreco.io.paths import remove_stale_temps
+
+    dead = _dead_pid()
+    out = tmp_path / "calib.json"
+    stale = tmp_path / f".calib.json.{dead}.66163380.tmp"
+    stale.write_bytes(b"half")
+    other = tmp_path / f".calib.json.{dead}.root.{dead}.12345678.tmp"  # output calib.json.N.root
+    other.write_bytes(b"")
+    assert remove_stale_temps(out) == [stale]
+    assert leftovers(tmp_path) == [other.name]
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
 def test_temporary_file_of_a_reused_pid_is_stale(tmp_path):
     """A pid that now belongs to a process started after the temporary file was last written is

@@ -22,7 +22,10 @@ __all__ = ["check_output_file", "same_file", "remove_stale_temps", "temp_path", 
 #: Temporary names (files or folders) of an output ``NAME`` while it is written, next to it:
 #: ``.NAME.<pid>.tmp`` or ``.NAME.<pid>.<random>.tmp`` (the writing process's id, so leftovers
 #: of a killed run can be recognised and removed by :func:`remove_stale_temps`).
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(\.[0-9A-Za-z]+)?\.tmp$")
+#: What follows ``.NAME.`` in a temporary name: the pid, the optional random part, ``.tmp``.
+#: (Matched after the known prefix: a greedy pattern over the whole name would read an all-digit
+#: random part as the pid and NAME.<pid> as the name, and keep the file forever.)
+_TEMP_SUFFIX = re.compile(r"^(?P<pid>\d+)(?:\.[0-9A-Za-z]+)?\.tmp$")
 
 
 def temp_path(output) -> Path:
@@ -147,8 +150,9 @@ def remove_stale_temps(output) -> list[Path]:
     except OSError:
         return removed
     for candidate in candidates:
-        match = _TEMP.match(candidate.name)
-        if not match or match.group("name") != path.name:
+        prefix = f".{path.name}."
+        match = _TEMP_SUFFIX.match(candidate.name[len(prefix):])
+        if not candidate.name.startswith(prefix) or not match:
             continue
         pid = int(match.group("pid"))
         if pid == os.getpid():
