@@ -74,7 +74,8 @@ def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys
 
     payload = dict(load_checkpoint(bundled.BUNDLED_REGRESSOR))
     payload["train_state"] = {"step": 7, "optimizer": {"state": {}}}
-    payload["config"] = {"data": {"train_files": ["/some/where/train.root"], "val_files": []}}
+    payload["config"] = {"data": {"train_files": ["/some/where/train.root"], "val_files": []},
+                         "model": {"preset": "cpu", "init_from": "/some/where/start.pt"}}
     source = tmp_path / "best.pt"
     save_checkpoint(source, payload)
     target = tmp_path / "bundled.pt"
@@ -83,6 +84,7 @@ def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys
     written = load_checkpoint(target)
     assert written["train_state"] == {}
     assert written["config"]["data"]["train_files"] == ["train.root"]
+    assert written["config"]["model"] == {"preset": "cpu", "init_from": "start.pt"}
     assert written["task"] == "regressor" and written["state_dict"].keys() == payload[
         "state_dict"].keys()
     assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*.tmp"))

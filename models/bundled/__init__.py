@@ -43,7 +43,8 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
 
     Keeps what a reconstructor or inpainter needs (model config, normalisation, target scaling,
     evaluated weights, metrics, the training config) and drops the optimizer / RNG state; data
-    file paths in the training config are reduced to their file names (no machine paths ship).
+    file paths in the training config (data files, ``model.init_from``) are reduced to their file
+    names (no machine paths ship).
     To replace a shipped model, ``output`` is :data:`BUNDLED_REGRESSOR` or
     :data:`BUNDLED_INPAINTER`. The file is written under a temporary name and renamed.
 
@@ -68,5 +69,9 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
             data[key] = [Path(str(f)).name for f in data[key]]
     if data:
         payload["config"] = {**payload["config"], "data": data}
+    model = dict(payload.get("config", {}).get("model", {}))
+    if model.get("init_from"):  # the checkpoint a fine-tune started from
+        model["init_from"] = Path(str(model["init_from"])).name
+        payload["config"] = {**payload["config"], "model": model}
     save_checkpoint(output, payload)
     return output
