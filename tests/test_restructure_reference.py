@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import _compare as compare
 import _pipeline_reference as pipeline
 from xecreco.models import bundled
 
@@ -41,19 +42,7 @@ def outputs(tmp_path_factory):
 
 
 def assert_close(name: str, have, want: np.ndarray) -> None:
-    """``have`` equals ``want`` (integers, booleans, strings) or agrees within RTOL (floats)."""
-    have = np.asarray(have)
-    assert have.shape == want.shape, f"{name}: shape {have.shape} != {want.shape}"
-    if want.dtype.kind != "f":
-        np.testing.assert_array_equal(have, want, err_msg=name)
-        return
-    if want.size == 0:
-        return
-    want = want.astype(np.float64)
-    scale = np.maximum(np.abs(want), np.sqrt(np.mean(want ** 2)))
-    scale = np.where(scale > 0, scale, 1.0)
-    worst = float(np.max(np.abs(have.astype(np.float64) - want) / scale))
-    assert worst <= RTOL, f"{name}: max relative difference {worst:.2e} > {RTOL:.0e}"
+    compare.assert_close(name, have, want, RTOL)
 
 
 def test_the_simulated_sample_is_the_reference_sample(outputs, reference):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from _compare import assert_close
 from _reference_events import (
     REFERENCE_FILE,
     inpainter_outputs,
@@ -50,15 +51,7 @@ def _assert_close(prefix: str, got: dict, reference: dict) -> None:
     expected = {k[len(prefix):]: v for k, v in reference.items() if k.startswith(prefix)}
     assert set(got) == set(expected), f"{prefix} outputs changed: {sorted(got)} vs {sorted(expected)}"
     for name, want in expected.items():
-        have = np.asarray(got[name])
-        assert have.shape == want.shape, name
-        if want.dtype.kind in "iu":
-            np.testing.assert_array_equal(have, want, err_msg=name)
-            continue
-        want = want.astype(np.float64)
-        scale = np.maximum(np.abs(want), np.sqrt(np.mean(want ** 2)))
-        worst = float(np.max(np.abs(have - want) / scale))
-        assert worst <= RTOL, f"{prefix}{name}: max relative difference {worst:.2e} > {RTOL:.0e}"
+        assert_close(prefix + name, got[name], want, RTOL)
 
 
 def test_bundled_regressor_network_outputs_unchanged(batch, reference):
