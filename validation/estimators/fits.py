@@ -51,6 +51,15 @@ FAILED_CHI2_NDOF = 10.0
 MIN_FIT_ENTRIES = 30
 
 
+def _fit_result(model: str, status: str, m: Minuit, names, *, derived=None, **fields) -> FitResult:
+    """The :class:`FitResult` of a usable (``ok`` or ``poor``) Minuit fit: value and Hesse error
+    of each parameter in ``names``; ``fields``: chi2, ndof, n, message, curve."""
+    return FitResult(model=model, status=status,
+                     values={p: float(m.values[p]) for p in names},
+                     errors={p: float(m.errors[p]) for p in names},
+                     derived=derived or {}, **fields)
+
+
 def _quality(m: Minuit, chi2: float, ndof: int, limits: dict) -> tuple[str, str]:
     if not m.valid:
         return "failed", "migrad did not converge to a valid minimum"
@@ -150,17 +159,8 @@ def gauss_core_fit(x, *, nsigma: float = 2.0, iterations: int = 2,
     width = edges[1] - edges[0]
     gauss = np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     ys = m.values["n"] * width * gauss
-    return FitResult(
-        model=model,
-        status=status,
-        values={k: float(m.values[k]) for k in ("mu", "sigma", "n")},
-        errors={k: float(m.errors[k]) for k in ("mu", "sigma", "n")},
-        chi2=chi2,
-        ndof=ndof,
-        n=int(x.size),
-        message=message,
-        curve=(xs, ys, width),
-    )
+    return _fit_result(model, status, m, ("mu", "sigma", "n"), chi2=chi2, ndof=ndof,
+                       n=int(x.size), message=message, curve=(xs, ys, width))
 
 
 # --------------------------------------------------------------------------- Gauss + exp tail
@@ -276,18 +276,8 @@ def gauss_exp_tail_fit(x, *, low: float = 6.0, high: float = 3.0,
     width = edges[1] - edges[0]
     shape = gauss_exp_tail_pdf(xs, m.values["mu"], m.values["sigma"], m.values["k"])
     ys = m.values["n"] * width * shape
-    return FitResult(
-        model=model,
-        status=status,
-        values={p: float(m.values[p]) for p in names},
-        errors={p: float(m.errors[p]) for p in names},
-        derived={"fwhm": fwhm},
-        chi2=chi2,
-        ndof=ndof,
-        n=int(x.size),
-        message=message,
-        curve=(xs, ys, width),
-    )
+    return _fit_result(model, status, m, names, derived={"fwhm": fwhm}, chi2=chi2, ndof=ndof,
+                       n=int(x.size), message=message, curve=(xs, ys, width))
 
 
 # --------------------------------------------------------------------------- calorimeter fit
@@ -342,14 +332,5 @@ def calorimeter_fit(energy_gev, resolution, error) -> FitResult:
         message = (message + "; " if message else "") + "at zero: " + ", ".join(at_zero)
     xs = np.linspace(e.min(), e.max(), 200)
     ys = calorimeter_resolution(xs, *[m.values[p] for p in ("a", "b", "c")])
-    return FitResult(
-        model=model,
-        status=status,
-        values={p: float(m.values[p]) for p in ("a", "b", "c")},
-        errors={p: float(m.errors[p]) for p in ("a", "b", "c")},
-        chi2=chi2,
-        ndof=ndof,
-        n=int(e.size),
-        message=message,
-        curve=(xs, ys, None),
-    )
+    return _fit_result(model, status, m, ("a", "b", "c"), chi2=chi2, ndof=ndof, n=int(e.size),
+                       message=message, curve=(xs, ys, None))
