@@ -80,11 +80,11 @@ def draw_group_masks(n_events: int, n_groups, rng: np.random.Generator,
     if counts.size and (counts.min() < 0 or counts.max() > n_tiles):
         raise UserError(f"dead-channel groups: counts must be in [0, {n_tiles}], got "
                         f"{counts.min()}..{counts.max()}")
-    # a random permutation of the tiles per event (the ranks of uniform keys); an event keeps
-    # the tiles ranked below its count. Column n_tiles (the PMTs' -1) is never dead.
-    ranks = np.argsort(np.argsort(rng.random((n_events, n_tiles)), axis=1), axis=1)
+    # a random permutation of the tiles per event (uniform keys sorted); an event keeps the
+    # first ``count`` tiles of its permutation. Column n_tiles (the PMTs' -1) is never dead.
+    order = np.argsort(rng.random((n_events, n_tiles)), axis=1)
     hit = np.zeros((n_events, n_tiles + 1), dtype=bool)
-    hit[:, :n_tiles] = ranks < counts[:, None]
+    np.put_along_axis(hit, order, np.arange(n_tiles) < counts[:, None], axis=1)
     return hit[:, index]
 
 
