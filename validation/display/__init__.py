@@ -8,50 +8,8 @@ and :func:`draw_unrolled` for any per-sensor values) and :mod:`~xecreco.validati
 
 from __future__ import annotations
 
-from xecreco.validation.display.event import (
-    EventView,
-    RecoPoint,
-    display_event,
-    event_figure,
-    inner_face_entry,
-    read_event,
-    read_reco_points,
-    reco_markers,
-    save_figures,
-    truth_markers,
-)
-from xecreco.validation.display.unrolled import (
-    DEAD_COLOUR,
-    INNER_HALF_U,
-    INNER_HALF_V,
-    INVALID_COLOUR,
-    MARKER_STYLES,
-    Marker,
-    UnrolledLayout,
-    build_layout,
-    draw_unrolled,
-    unrolled_layout,
-)
+from xecreco.validation.display import event, unrolled
+from xecreco.validation.display.event import *  # noqa: F403
+from xecreco.validation.display.unrolled import *  # noqa: F403
 
-__all__ = [
-    "Marker",
-    "MARKER_STYLES",
-    "UnrolledLayout",
-    "build_layout",
-    "unrolled_layout",
-    "draw_unrolled",
-    "EventView",
-    "RecoPoint",
-    "read_event",
-    "read_reco_points",
-    "inner_face_entry",
-    "truth_markers",
-    "reco_markers",
-    "event_figure",
-    "display_event",
-    "save_figures",
-    "INVALID_COLOUR",
-    "DEAD_COLOUR",
-    "INNER_HALF_U",
-    "INNER_HALF_V",
-]
+__all__ = [*unrolled.__all__, *event.__all__]
