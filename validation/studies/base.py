@@ -26,6 +26,7 @@ __all__ = [
     "safe_name",
     "fmt",
     "depth_classes",
+    "missing_truth",
     "DEPTH_SPLIT_CM",
 ]
 
@@ -75,6 +76,15 @@ class Context:
     bootstrap_replicas: int = 40
     formats: tuple = ("png", "pdf")
     results: dict = field(default_factory=dict)
+
+
+def missing_truth(res: StudyResult, data, requires) -> bool:
+    """True, with ``res.skipped`` saying which, when ``data`` lacks any of the truth branches
+    ``requires`` (the study then returns ``res`` as it is)."""
+    missing = data.missing(*requires)
+    if missing:
+        res.skipped = f"missing truth branch(es): {', '.join(missing)}"
+    return bool(missing)
 
 
 def safe_name(text: str) -> str:

@@ -24,6 +24,7 @@ from xecreco.validation.studies.base import (
     fit_summary,
     fmt,
     make_hist,
+    missing_truth,
     overlay_range,
     pair,
     pull_summary,
@@ -41,11 +42,9 @@ N_POSITION_BINS = 8
 
 def run(data, ctx: Context) -> StudyResult:
     res = StudyResult(NAME, TITLE)
-    missing = data.missing(*REQUIRES)
-    series = [s for s in data.series if s.has("energy")]
-    if missing:
-        res.skipped = f"missing truth branch(es): {', '.join(missing)}"
+    if missing_truth(res, data, REQUIRES):
         return res
+    series = [s for s in data.series if s.has("energy")]
     if not series:
         res.skipped = "no reconstruction has an energy output (R_energy)"
         return res

@@ -20,6 +20,7 @@ from xecreco.validation.studies.base import (
     edges_from,
     fmt,
     make_hist,
+    missing_truth,
     overlay_range,
     pair,
     safe_name,
@@ -47,9 +48,7 @@ def _xyz(data, series, ok):
 
 def run(data, ctx: Context) -> StudyResult:
     res = StudyResult(NAME, TITLE)
-    missing = data.missing(*REQUIRES)
-    if missing:
-        res.skipped = f"missing truth branch(es): {', '.join(missing)}"
+    if missing_truth(res, data, REQUIRES):
         return res
     series = [s for s in data.series if s.has(*AXES)]
     if not series:

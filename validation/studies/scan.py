@@ -33,6 +33,7 @@ from xecreco.validation.studies.base import (
     Table,
     binned_resolution,
     fmt,
+    missing_truth,
     pair,
 )
 
@@ -119,9 +120,7 @@ def depth_bins(w_cm: np.ndarray, resid_mm: dict, replicas: int) -> dict:
 
 def run(data, ctx: Context) -> StudyResult:
     res = StudyResult(NAME, TITLE)
-    missing = data.missing(*REQUIRES)
-    if missing:
-        res.skipped = f"missing truth branch(es): {', '.join(missing)}"
+    if missing_truth(res, data, REQUIRES):
         return res
     e_true = np.asarray(data.truth["energyTruth"], dtype=np.float64) * 1000.0  # MeV
     lines = scan_lines(e_true)

@@ -17,6 +17,7 @@ from xecreco.validation.studies.base import (
     Table,
     fmt,
     make_hist,
+    missing_truth,
     overlay_range,
     pair,
     pull_summary,
@@ -33,9 +34,7 @@ PS_PER_NS = 1000.0
 
 def run(data, ctx: Context) -> StudyResult:
     res = StudyResult(NAME, TITLE)
-    missing = data.missing(*REQUIRES)
-    if missing:
-        res.skipped = f"missing truth branch(es): {', '.join(missing)}"
+    if missing_truth(res, data, REQUIRES):
         return res
     series = [s for s in data.series if s.has("time")]
     if not series:
