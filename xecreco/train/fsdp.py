@@ -76,12 +76,8 @@ def full_state(state: dict) -> dict:
     """The state dict with every DTensor shard gathered into a full CPU tensor (collective:
     call on every rank, in the same order); plain tensors are copied to the CPU."""
     dtensor = _dtensor_type()
-    out = {}
-    for name, value in state.items():
-        if isinstance(value, dtensor):
-            value = value.full_tensor()
-        out[name] = value.detach().cpu().clone()
-    return out
+    return _to_cpu({name: value.full_tensor() if isinstance(value, dtensor) else value
+                    for name, value in state.items()})
 
 
 def shard_like(full: dict, like: dict) -> dict:
