@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xecreco.io.schema import FILL_THRESHOLD
 from xecreco.validation import plots
 from xecreco.validation.estimators import ONE_SIGMA
 from xecreco.validation.estimators.bootstrap import sorted_replicas
@@ -67,7 +68,8 @@ def pulls(data, series, quantity: str):
     truth = np.asarray(data.truth[branch], dtype=np.float64)
     truth = truth if column is None else truth[:, column]
     err = np.asarray(series.errors[quantity], dtype=np.float64)
-    ok = series.ok(quantity) & np.isfinite(truth) & np.isfinite(err) & (err > 0) & (err < 1.0e9)
+    ok = series.ok(quantity) & np.isfinite(truth) & np.isfinite(err) & (err > 0)
+    ok &= err < FILL_THRESHOLD
     diff = series.values[quantity][ok] - truth[ok]
     if quantity == "phi":
         diff = wrap_degrees(diff)
