@@ -50,7 +50,6 @@ __all__ = [
     "RECO_NAME_PATTERN",
     "INPAINTED_BRANCH",
     "BranchNames",
-    "branch_spec",
     "reco_branch",
     "status_branch",
     "reconstruction_names",
@@ -217,13 +216,6 @@ def reconstruction_names(branches) -> list[str]:
             if RECO_NAME_PATTERN.match(name):
                 names.append(name)
     return sorted(names)
-
-_SPECS = {spec.name: spec for spec in INPUT_BRANCHES}
-
-
-def branch_spec(name: str) -> BranchSpec | None:
-    """The :class:`BranchSpec` of a canonical branch name, or None if xecreco does not know it."""
-    return _SPECS.get(name)
 
 
 @dataclass(frozen=True)
