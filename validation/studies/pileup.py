@@ -58,12 +58,20 @@ def roc_curve(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndar
     return fake, eff, auc
 
 
-def _tail(r: np.ndarray, center: float, width: float) -> dict:
-    n = r.size
-    if n < MIN_BIN_ENTRIES or width is None:
+def _fraction(passed: np.ndarray) -> dict:
+    """Fraction of True entries of ``passed`` with its binomial error (at least that of one
+    entry in n); null without entries."""
+    n = passed.size
+    if n == 0:
         return pair(None, None)
-    f = float(np.mean(np.abs(r - center) > TAIL_SIGMAS * width))
+    f = float(np.mean(passed))
     return pair(f, np.sqrt(max(f * (1 - f), 1.0 / n) / n))
+
+
+def _tail(r: np.ndarray, center: float, width: float) -> dict:
+    if r.size < MIN_BIN_ENTRIES or width is None:
+        return pair(None, None)
+    return _fraction(np.abs(r - center) > TAIL_SIGMAS * width)
 
 
 def in_gate_energy_mev(data) -> np.ndarray | None:
@@ -113,22 +121,15 @@ def _binned_efficiency(coord, passed, sel, edges) -> list:
     bins = []
     for b in range(edges.size - 1):
         p = passed[sel & (idx == b)]
-        n = p.size
-        eff = float(p.mean()) if n else None
-        err = float(np.sqrt(max(eff * (1 - eff), 1.0 / n) / n)) if n else None
         bins.append({"center": float(0.5 * (edges[b] + edges[b + 1])), "low": float(edges[b]),
-                     "high": float(edges[b + 1]), "n": int(n),
-                     "status": "ok" if n else "empty", "efficiency": pair(eff, err)})
+                     "high": float(edges[b + 1]), "n": int(p.size),
+                     "status": "ok" if p.size else "empty", "efficiency": _fraction(p)})
     return bins
 
 
 def _high_tail(r: np.ndarray) -> dict:
     """Fraction of relative residuals (%) above +HIGH_TAIL_PERCENT, binomial error."""
-    n = r.size
-    if n == 0:
-        return pair(None, None)
-    f = float(np.mean(r > HIGH_TAIL_PERCENT))
-    return pair(f, float(np.sqrt(max(f * (1 - f), 1.0 / n) / n)))
+    return _fraction(r > HIGH_TAIL_PERCENT)
 
 
 def _s68(r, ctx) -> dict:
