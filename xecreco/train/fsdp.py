@@ -23,8 +23,6 @@ from torch import nn
 
 from xecreco.errors import UserError
 
-PARALLEL_MODES = ("ddp", "fsdp")
-
 
 def _dtensor_type():
     from torch.distributed.tensor import DTensor
