@@ -327,15 +327,23 @@ class CheckpointReconstructor:
             q + "_err" for q in ("energy", "u", "v", "w", "time", "theta", "phi", "npileup")
             if with_errors and q in self.outputs)
 
+    def _passes(self, member: Member, features: np.ndarray, vertex: np.ndarray | None,
+                samples: int):
+        """The standardised outputs of each pass: one deterministic pass (``samples`` 0) or
+        ``samples`` MC-dropout passes, dropout active and the torch RNG seeded with 0, 1, ...
+        (one dropout switch and RNG fork for all of them)."""
+        if not samples:
+            yield self._forward(member, features, vertex)
+            return
+        with torch.random.fork_rng(devices=[]), mc_dropout(member.model):
+            for seed in range(samples):
+                torch.manual_seed(seed)
+                yield self._forward(member, features, vertex)
+
     def _forward(self, member: Member, features: np.ndarray,
-                 vertex: np.ndarray | None, mc_seed: int | None = None) -> dict[str, np.ndarray]:
+                 vertex: np.ndarray | None) -> dict[str, np.ndarray]:
         """Standardised network outputs for (N, 4760, C) features (and the (N, 3) cm vertex for
-        models that use it; None = the target centre), as float64 numpy. With ``mc_seed`` the
-        dropout layers stay active (one MC-dropout pass, torch RNG seeded with it)."""
-        if mc_seed is not None:
-            with torch.random.fork_rng(devices=[]), mc_dropout(member.model):
-                torch.manual_seed(mc_seed)
-                return self._forward(member, features, vertex)
+        models that use it; None = the target centre), as float64 numpy."""
         chunks: list[dict[str, torch.Tensor]] = []
         uses_vertex = getattr(member.model, "uses_vertex", False)
         with torch.inference_mode():
@@ -352,11 +360,11 @@ class CheckpointReconstructor:
         return {k: torch.cat([c[k] for c in chunks]).double().numpy() for k in chunks[0]}
 
     @staticmethod
-    def _physical(member: Member, raw: dict[str, np.ndarray], time_ref_ns: np.ndarray,
-                  vertex: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _physical(physics: OutputsToPhysical, raw: dict[str, np.ndarray],
+                  time_ref_ns: np.ndarray, vertex: np.ndarray | None) -> dict[str, np.ndarray]:
         """:meth:`OutputsToPhysical.member` in float64 (numpy in and out)."""
         with torch.inference_mode():
-            out = member.physics.member({k: torch.from_numpy(v) for k, v in raw.items()},
+            out = physics.member({k: torch.from_numpy(v) for k, v in raw.items()},
                                         torch.from_numpy(time_ref_ns), _vertex_tensor(vertex))
         return {k: v.numpy() for k, v in out.items()}
 
@@ -376,9 +384,9 @@ class CheckpointReconstructor:
             features, time_ref = features_cache[key]
             samples = int(member.model.config.get("mc_samples", 0)
                           if self.mc_samples is None else self.mc_samples)
-            for seed in range(samples) if samples else (None,):
-                raw = self._forward(member, features, batch.vertex, mc_seed=seed)
-                per_member.append(self._physical(member, raw, time_ref, batch.vertex))
+            physics = member.physics
+            for raw in self._passes(member, features, batch.vertex, samples):
+                per_member.append(self._physical(physics, raw, time_ref, batch.vertex))
         result = _combine(per_member, n)
         with torch.inference_mode():
             result = OutputsToPhysical.finish({k: torch.from_numpy(v) for k, v in result.items()},
