@@ -104,10 +104,10 @@ def train_config(variant: str, train_file: Path, steps: int, batch_size: int, th
 
 def evaluate(checkpoint: Path, test_file: Path, replicas: int) -> dict:
     """Resolutions of ``checkpoint`` on ``test_file`` with bootstrap errors (see module doc)."""
-    from xecreco.geometry import angles_to_direction
     from xecreco.io.reader import iterate_batches
     from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
     from xecreco.validation.estimators import quantile, sigma68
+    from xecreco.validation.studies.angle import opening_angle_mrad
 
     reco = reconstructor_from_checkpoint(checkpoint, name="nn")
     truth_names = ["energyTruth", "timeTruth", "uvwTruth", "emiAng"]
@@ -135,9 +135,8 @@ def evaluate(checkpoint: Path, test_file: Path, replicas: int) -> dict:
     for i, q in enumerate("uvw"):
         est(f"{q}_sigma68_mm", (out[q] - truth["uvwTruth"][:, i])[ok], 10.0)
     est("time_sigma68_ps", (out["time"] - truth["timeTruth"])[ok], 1000.0)
-    d_reco = angles_to_direction(out["theta"][ok], out["phi"][ok])
-    d_true = angles_to_direction(truth["emiAng"][ok, 0], truth["emiAng"][ok, 1])
-    angle = np.arccos(np.clip(np.sum(d_reco * d_true, axis=-1), -1.0, 1.0)) * 1000.0
+    angle = opening_angle_mrad(out["theta"][ok], out["phi"][ok], truth["emiAng"][ok, 0],
+                               truth["emiAng"][ok, 1])
     e = quantile(angle, 0.6827, replicas=replicas)
     r["angle_68_mrad"], r["angle_68_mrad_err"] = e.value, e.error
     if "energy_err" in out:
