@@ -85,14 +85,19 @@ class EnergyCalibration:
         y = np.asarray(self.true_gev, dtype=np.float64)
         return np.concatenate([[y[0] / x[0]], np.diff(y) / np.diff(x), [y[-1] / x[-1]]])
 
+    def hinges(self) -> tuple[float, list[float], list[float]]:
+        """(s_0, knots x_k, slope changes c_k) of g(E) = s_0 E + sum_k c_k max(E - x_k, 0)."""
+        s = self.slopes()
+        return (float(s[0]), [float(v) for v in self.reco_gev],
+                [float(s[k + 1] - s[k]) for k in range(len(self.reco_gev))])
+
     def apply(self, energy_gev) -> np.ndarray:
         """g(E) in GeV for reconstructed energies in GeV (numpy, float64)."""
         e = np.asarray(energy_gev, dtype=np.float64)
-        x = np.asarray(self.reco_gev, dtype=np.float64)
-        s = self.slopes()
-        out = s[0] * e
-        for k in range(x.size):
-            out = out + (s[k + 1] - s[k]) * np.maximum(e - x[k], 0.0)
+        slope0, knots, changes = self.hinges()
+        out = slope0 * e
+        for knot, change in zip(knots, changes):
+            out = out + change * np.maximum(e - knot, 0.0)
         return out
 
     def to_dict(self) -> dict:
@@ -123,10 +128,7 @@ class EnergyCorrection(torch.nn.Module):
 
     def __init__(self, calibration: EnergyCalibration):
         super().__init__()
-        s = calibration.slopes()
-        self.slope0 = float(s[0])
-        self.knots = [float(v) for v in calibration.reco_gev]
-        self.changes = [float(s[k + 1] - s[k]) for k in range(len(self.knots))]
+        self.slope0, self.knots, self.changes = calibration.hinges()
 
     def forward(self, energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(g(E), g'(E)) for reconstructed energies E in GeV."""
