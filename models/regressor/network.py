@@ -6,8 +6,9 @@ verbatim in checkpoints, so a model is always rebuilt from its checkpoint alone)
 
 Forward: ``model(features)`` with ``features`` (N, 4760, C) float32 (normalised, see
 :mod:`xecreco.normalization`) returns a dict of *standardised* outputs: "energy", "time", "u",
-"v", "w" (N,), "direction" (N, 3) unit vector, "npileup" (N,) for the enabled heads, plus
-"<name>_logvar" (N,) when ``uncertainty`` is on. Destandardising (:class:`TargetScaling`) and the
+"v", "w" (N,), "direction" (N, 3) unit vector, "npileup" (N,), "pileup" (N,) logit for the
+enabled heads, plus "<name>_logvar" (N,) when ``uncertainty`` is on and "<name>_lo",
+"<name>_hi" (N,) for the scalar heads but "pileup" when ``quantiles`` is on. Destandardising (:class:`TargetScaling`) and the
 time reference are applied by :mod:`xecreco.models.regressor.reconstructor` and the ONNX wrapper.
 
 Presets and config resolution: :mod:`xecreco.models.regressor.presets`.
