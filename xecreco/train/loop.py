@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from xecreco.errors import UserError
-from xecreco.train import ddp, fsdp
+from xecreco.train import curriculum, ddp, fsdp
 from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 from xecreco.train.config import TrainConfig, write_config
 from xecreco.train.ema import ModelEma
@@ -125,9 +125,7 @@ class _Trainer:
             self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model
             self.eval_loss = self.loss
 
-        from xecreco.train.curriculum import from_config
-
-        self.curriculum = from_config(cfg)  # easy events first (None: all events)
+        self.curriculum = curriculum.from_config(cfg)  # easy events first (None: all events)
         micro = self.source.steps_per_epoch(info.world)
         self.steps_per_epoch = micro // cfg.optim.accumulation
         if self.steps_per_epoch < 1:
