@@ -98,7 +98,6 @@ class PhysicalModel(RawInputs):
         self.output_names = output_names(self.heads, self.uncertainty,
                                          bool(model.config.get("quantiles")))
         self.scaling = scaling
-        self.scaling_dict = scaling.to_dict()
 
     # ------------------------------------------------------------------ outputs
     def forward(self, npho: torch.Tensor, time: torch.Tensor,
@@ -202,7 +201,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
         "source_checkpoint": Path(checkpoint).name,
         "model_config": json.dumps(wrapper.model.config, sort_keys=True),
         "normalization": json.dumps(wrapper.spec.to_dict(), sort_keys=True),
-        "target_scaling": json.dumps(wrapper.scaling_dict, sort_keys=True),
+        "target_scaling": json.dumps(wrapper.scaling.to_dict(), sort_keys=True),
         "energy_calibration": json.dumps(None if wrapper.energy_calibration is None
                                          else wrapper.energy_calibration.to_dict(),
                                          sort_keys=True),
