@@ -130,8 +130,7 @@ def run(data, ctx: Context) -> StudyResult:
                     ref[s.reco] = e.value
                 base = ref.get(s.reco)
                 ratio = None if (e.value is None or not base) else e.value / base
-                res.summary.setdefault(s.name, {"label": s.label, "reco": s.reco,
-                                                "efficiency": s.efficiency()})[key] = {
+                _label_entry(res, s)[key] = {
                     f"sigma68_{unit}": pair(e.value, e.error), "ratio_to_first_label": ratio,
                     "n": e.n}
                 rows.append([s.reco, s.label, key, fmt(e.value, e.error) + f" {unit}",
@@ -160,6 +159,14 @@ def run(data, ctx: Context) -> StudyResult:
     return res
 
 
+def _label_entry(res: StudyResult, s) -> dict:
+    """The summary entry of series ``s``, created with its label, reconstruction and efficiency
+    (computed once, not per quantity)."""
+    if s.name not in res.summary:
+        res.summary[s.name] = {"label": s.label, "reco": s.reco, "efficiency": s.efficiency()}
+    return res.summary[s.name]
+
+
 def headline_losses(numbers: dict, reference: dict) -> dict:
     """``{headline key: loss in percent}``: 100 (numbers / reference - 1), None where either
     value is missing or the reference is not positive."""
@@ -185,8 +192,7 @@ def _headline_losses(data, ctx: Context, res: StudyResult) -> None:
         numbers = headline_numbers(summary, s.name)
         reference = headline_numbers(summary, first[s.reco].name)
         loss = headline_losses(numbers, reference)
-        entry = res.summary.setdefault(s.name, {"label": s.label, "reco": s.reco,
-                                                "efficiency": s.efficiency()})
+        entry = _label_entry(res, s)
         entry["headlines"] = {key: {f"value_{unit}": numbers[key], "loss_percent": loss[key]}
                               for key, _, _, unit in HEADLINES}
         entry["headlines_reference_label"] = first[s.reco].label
