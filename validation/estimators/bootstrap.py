@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP_REPLICAS", "BOOTSTRAP_MAX_SAMPLE", "bootstrap_error", "sorted_replicas"]
+__all__ = ["BOOTSTRAP_REPLICAS", "BOOTSTRAP_MAX_SAMPLE", "bootstrap_error", "bootstrap_errors",
+           "sorted_replicas"]
 
 #: bootstrap replicas of the robust widths.
 BOOTSTRAP_REPLICAS = 40
@@ -36,10 +37,16 @@ def sorted_replicas(x: np.ndarray, replicas: int, seed: int) -> tuple[np.ndarray
     return s, math.sqrt(m / n)
 
 
-def bootstrap_error(x: np.ndarray, stat, replicas: int, seed: int) -> float | None:
-    """Bootstrap standard error of ``stat`` (a function of sorted rows) on the sample ``x``."""
+def bootstrap_errors(x: np.ndarray, stats: dict, replicas: int, seed: int) -> dict:
+    """``{name: bootstrap standard error or None}`` of several statistics (functions of sorted
+    rows) on the sample ``x``, all from the same resampling."""
     resampled = sorted_replicas(x, replicas, seed)
     if resampled is None:
-        return None
+        return dict.fromkeys(stats)
     s, scale = resampled
-    return float(np.std(stat(s), ddof=1)) * scale
+    return {k: float(np.std(stat(s), ddof=1)) * scale for k, stat in stats.items()}
+
+
+def bootstrap_error(x: np.ndarray, stat, replicas: int, seed: int) -> float | None:
+    """Bootstrap standard error of ``stat`` (a function of sorted rows) on the sample ``x``."""
+    return bootstrap_errors(x, {"stat": stat}, replicas, seed)["stat"]

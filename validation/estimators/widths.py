@@ -16,7 +16,7 @@ import numpy as np
 from xecreco.validation.estimators.bootstrap import (
     BOOTSTRAP_REPLICAS,
     bootstrap_error,
-    sorted_replicas,
+    bootstrap_errors,
 )
 from xecreco.validation.estimators.results import Estimate
 
@@ -118,10 +118,5 @@ def robust_widths(x, *, min_entries: int = 10, replicas: int = BOOTSTRAP_REPLICA
         "iqr": iqr_sorted,
     }
     s0 = np.sort(x)
-    out = {k: Estimate(float(f(s0)), None, int(x.size)) for k, f in stats.items()}
-    resampled = sorted_replicas(x, replicas, seed)
-    if resampled is not None:
-        s, scale = resampled
-        for k, f in stats.items():
-            out[k].error = float(np.std(f(s), ddof=1)) * scale
-    return out
+    errors = bootstrap_errors(x, stats, replicas, seed)
+    return {k: Estimate(float(f(s0)), errors[k], int(x.size)) for k, f in stats.items()}

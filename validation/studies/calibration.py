@@ -18,7 +18,7 @@ import numpy as np
 from xecreco.io.schema import FILL_THRESHOLD
 from xecreco.validation import plots
 from xecreco.validation.estimators import ONE_SIGMA
-from xecreco.validation.estimators.bootstrap import sorted_replicas
+from xecreco.validation.estimators.bootstrap import bootstrap_errors
 from xecreco.validation.estimators.widths import quantile_sorted, sigma68_sorted
 from xecreco.validation.studies.base import (
     MIN_BIN_ENTRIES,
@@ -94,13 +94,9 @@ def pull_statistics(pull: np.ndarray, replicas: int = 40, seed: int = 0) -> dict
         out.update({k: pair(None, None) for k in stats})
         return out
     s0 = np.sort(pull)
-    resampled = sorted_replicas(pull, replicas, seed)
+    errors = bootstrap_errors(pull, stats, replicas, seed)
     for key, stat in stats.items():
-        error = None
-        if resampled is not None:
-            s, scale = resampled
-            error = float(np.std(stat(s), ddof=1)) * scale
-        out[key] = pair(float(stat(s0)), error)
+        out[key] = pair(float(stat(s0)), errors[key])
     return out
 
 
