@@ -73,13 +73,11 @@ class Regressor(nn.Module):
         self.register_buffer("sinusoidal", sinusoidal_table(face_index, dim)
                              if self.position == "sinusoidal" else None, persistent=False)
         heads, dropout = int(fusion["heads"]), float(config["dropout"])
-        self.rotary = None
         if self.position == "rope":  # CLS at the target centre, tokens at their face centroids
             centroids = self.encoder.face_descriptor[:, :3].numpy() * POSITION_SCALE_CM
             cos, sin = rope_angles(np.concatenate([np.zeros((1, 3)), centroids]), dim // heads)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
-            self.rotary = True
         if fusion["type"] == "perceiver":
             rect_c = int(config["encoder"]["rect"]["dims"][-1])
             hex_c = int(config["encoder"]["hex"]["dim"])
@@ -136,7 +134,7 @@ class Regressor(nn.Module):
             x = self.perceiver(maps, x)
         else:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-            rotary = (self.rope_cos, self.rope_sin) if self.rotary else None
+            rotary = (self.rope_cos, self.rope_sin) if self.position == "rope" else None
             for layer in self.fusion:
                 x = layer(x, rotary)
         x = self.norm(x)
