@@ -86,8 +86,7 @@ def prepare_regressor(model, source) -> None:
     batch = source.calibration_batch()
     energy = batch["truth"].get("energy")
     calibrate(batch["features"].to(next(model.parameters()).device),
-                               None if energy is None else torch.as_tensor(energy),
-                               source.scaling)
+              None if energy is None else torch.as_tensor(energy), source.scaling)
 
 
 def regressor_source(cfg, target_scaling=None):
