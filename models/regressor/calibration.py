@@ -207,6 +207,7 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
     import uproot
 
     from xecreco.io.paths import check_output_file
+    from xecreco.io.schema import FILL_THRESHOLD
     from xecreco.models.pipelines.predict import predict_files
     from xecreco.models.regressor.reconstructor import (
         CheckpointReconstructor,
@@ -243,8 +244,8 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
                                     "events by their true depth: drop it or use simulated input")
                 names.append("uvwTruth")
             arrays = t.arrays(names, library="np")
-    ok = (arrays["uncalibrated_status"] == 0) & np.isfinite(arrays["uncalibrated_energy"]) & (
-        np.abs(arrays["uncalibrated_energy"]) < 1.0e9) & (arrays["energyTruth"] > 0)
+    ok = (arrays["uncalibrated_status"] == 0) & (
+        np.abs(arrays["uncalibrated_energy"]) < FILL_THRESHOLD) & (arrays["energyTruth"] > 0)
     if "nPileup" in arrays:
         ok &= arrays["nPileup"] == 0
     if min_depth_cm > 0:
