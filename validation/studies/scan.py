@@ -27,11 +27,11 @@ import numpy as np
 from xecreco.validation import plots
 from xecreco.validation.estimators import gauss_core_fit, gauss_exp_tail_fit, robust_widths
 from xecreco.validation.studies.base import (
-    DEPTH_SPLIT_CM,
     Context,
     StudyResult,
     Table,
     binned_resolution,
+    depth_classes,
     fmt,
     missing_truth,
     pair,
@@ -50,8 +50,8 @@ LINE_TOLERANCE_MEV = 1.0e-3
 W_EDGES_CM = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0, 40.0)
 #: depth bins with at least this many events are the ones the issue-14 targets judge.
 MIN_DEPTH_BIN_EVENTS = 200
-#: depth classes of the per-line table: name -> selection of true w (cm).
-CLASSES = {"all": lambda w: np.ones(w.shape, bool), "w>=2cm": lambda w: w >= DEPTH_SPLIT_CM}
+#: depth classes of the per-line table (of :func:`~xecreco.validation.studies.base.depth_classes`).
+CLASSES = ("all", "w>=2cm")
 AXES = ("u", "v", "w")
 
 
@@ -134,6 +134,7 @@ def run(data, ctx: Context) -> StudyResult:
         return res
     uvw = np.asarray(data.truth["uvwTruth"], dtype=np.float64)
     which = line_index(e_true, lines)
+    depth = depth_classes(uvw[:, 2])
     clean = np.ones(len(data), bool)
     if "nPileup" in data.truth:
         clean = np.asarray(data.truth["nPileup"]) == 0
@@ -144,7 +145,7 @@ def run(data, ctx: Context) -> StudyResult:
     res.overall["w_edges_cm"] = list(W_EDGES_CM)
     res.overall["min_depth_bin_events"] = MIN_DEPTH_BIN_EVENTS
     rows_e, rows_p, rows_d = [], [], []
-    graphs = {"all": [], "w>=2cm": []}
+    graphs = {cname: [] for cname in CLASSES}
     reps = ctx.bootstrap_replicas
     for s in series:
         ok = s.ok("energy", *AXES) & clean & (which >= 0)
@@ -154,8 +155,8 @@ def run(data, ctx: Context) -> StudyResult:
         for i, line in enumerate(lines):
             sel = ok & (which == i)
             entry = {"energy_MeV": float(line), "n": int(sel.sum())}
-            for cname, cut in CLASSES.items():
-                c = sel & cut(uvw[:, 2])
+            for cname in CLASSES:
+                c = sel & depth[cname]
                 entry[cname] = {"energy": energy_numbers(rel[c], reps),
                                 "position": position_numbers({q: resid[q][c] for q in AXES})}
                 en, pos = entry[cname]["energy"], entry[cname]["position"]
