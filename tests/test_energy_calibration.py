@@ -20,7 +20,7 @@ from xecreco.models.regressor.calibration import (
     fit_energy_calibration,
 )
 from xecreco.models.regressor.reconstructor import OutputsToPhysical, reconstructor_from_checkpoint
-from xecreco.train.checkpoint import load_checkpoint
+from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 
 from _nn_helpers import SCALING, make_checkpoint
 
@@ -156,6 +156,10 @@ def test_calibrate_command_fits_a_checkpoint_on_a_scan(tmp_path):
     assert main(["calibrate", "-r", "default", str(scans["fit"]), "-o", str(deep),
                  "--min-line-events", "150", "--min-depth", "2", "--no-progress"]) == 0
     cal_deep = calibration_from_payload(load_checkpoint(deep), deep)
+    # the bundled model carries its own calibration: the raw response is a copy without it
+    raw = tmp_path / "default_regressor.pt"
+    save_checkpoint(raw, {k: v for k, v in load_checkpoint(BUNDLED_REGRESSOR).items()
+                          if k != PAYLOAD_KEY})
     assert cal_deep.info["min_depth_cm"] == 2.0 and cal.info["min_depth_cm"] == 0.0
     assert sum(cal_deep.info["events_per_line"]) < 0.85 * sum(cal.info["events_per_line"])
     assert cal.info["lines_MeV"] == pytest.approx([17.6, 52.83, 83.0], abs=1e-3)
@@ -163,7 +167,7 @@ def test_calibrate_command_fits_a_checkpoint_on_a_scan(tmp_path):
     for label, tolerance in (("fit", 1e-5), ("fresh", 0.004)):
         pred = tmp_path / f"pred_{label}.root"
         assert main(["predict", str(scans[label]), "-o", str(pred), "-r", str(out), "-r",
-                     str(BUNDLED_REGRESSOR), "--name", "calibrated=cal", "--name",
+                     str(raw), "--name", "calibrated=cal", "--name",
                      "default_regressor=raw", "--no-progress"]) == 0
         with uproot.open(pred) as handle:
             t = handle["reco"].arrays(["cal_energy", "raw_energy", "energyTruth"], library="np")
