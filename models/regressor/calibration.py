@@ -2,8 +2,9 @@
 energy.
 
 A network trained on a limited spectrum, with a loss that pulls towards the conditional mean of
-the leakage tail, has a reconstructed-energy scale that drifts with energy (the bundled model:
-+1.0 to +1.3 % below 60 MeV, -0.3 to -0.8 % at 70-90 MeV). The calibration is a monotone
+the leakage tail, has a reconstructed-energy scale that drifts with energy (the bundled model's
+network: +1.1 to +1.3 % at 17.6-52.83 MeV, +0.4 % at 70, -0.5 % at 83 and -1.3 % at 100 MeV;
+docs/models.md). The calibration is a monotone
 piecewise-linear map g of the reconstructed energy, fitted on a scan sample of discrete true
 energies (:func:`~xecreco.validation.studies.scan.scan_lines`):
 
