@@ -24,6 +24,7 @@ import uproot
 
 from xecreco.errors import UserError
 from xecreco.io.paths import make_temp_dir
+from xecreco.io.rootfile import count_entries
 from xecreco.io.writer import RootWriter
 
 __all__ = ["entry_ranges", "merge_parts", "run_spawned", "run_distributed", "torchrun_rank"]
@@ -34,7 +35,7 @@ MERGE_STEP = "64 MB"
 
 def merge_parts(parts: list[Path], branch_lists: list[list[str]], output: Path, job) -> int:
     """Concatenate the part files in order into ``output``; returns the number of entries."""
-    nonempty = [i for i, p in enumerate(parts) if _entries(p, job.out_tree) > 0]
+    nonempty = [i for i, p in enumerate(parts) if count_entries(p, job.out_tree) > 0]
     names = branch_lists[nonempty[0]] if nonempty else branch_lists[0]
     total = 0
     with RootWriter(output, tree=job.out_tree, provenance=job.provenance) as writer:
@@ -48,11 +49,6 @@ def merge_parts(parts: list[Path], branch_lists: list[list[str]], output: Path, 
                     writer.write(arrays)
                     total += len(arrays["entry"])
     return total
-
-
-def _entries(path: Path, tree: str) -> int:
-    with uproot.open(path) as handle:
-        return int(handle[tree].num_entries)
 
 
 def entry_ranges(total: int, parts: int) -> list[tuple[int, int]]:
