@@ -81,6 +81,26 @@ def test_labelled_files_are_matched_by_run_event(tmp_path):
     assert any("without a match" in n for n in summary["notes"])
 
 
+def test_labelled_files_with_a_dead_count_keep_label_reco_efficiency(tmp_path):
+    # a per-event dead count that varies: the scan vs the count fills the summary entries first;
+    # the entries must still carry the label, reconstruction and efficiency of their series
+    n_dead = np.random.default_rng(5).integers(0, 20, 1000).astype(np.int32)
+    paths = []
+    for label, model, seed in (("raw", BAD, 21), ("inpainted", GOOD, 21)):
+        arrays = synthetic_predictions(1000, {"classical": model}, seed=seed)
+        arrays["nDead"] = n_dead
+        paths.append(write_prediction_file(tmp_path / f"{label}.root", arrays))
+    summary = validate(paths, tmp_path / "rep", labels=["raw", "inpainted"],
+                       studies=["deadchannels"], progress=False, bootstrap_replicas=10)
+    series = summary["studies"]["deadchannels"]["series"]
+    for label in ("raw", "inpainted"):
+        entry = series[f"classical ({label})"]
+        assert "energy_vs_dead_count" in entry
+        assert entry["label"] == label
+        assert entry["reco"] == "classical"
+        assert entry["efficiency"] is not None
+
+
 def test_predicted_uncertainties_give_pulls(tmp_path):
     from dataclasses import replace
 

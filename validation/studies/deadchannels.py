@@ -100,7 +100,8 @@ def run(data, ctx: Context) -> StudyResult:
                 bins = binned_resolution(count[ok].astype(np.float64), r, edges, core=False,
                                          replicas=ctx.bootstrap_replicas)
                 scan.append((s.name, bins))
-                res.summary.setdefault(s.name, {})[f"{spec[0]}_vs_dead_count"] = bins
+                entry = _label_entry(res, s) if labelled else res.summary.setdefault(s.name, {})
+                entry[f"{spec[0]}_vs_dead_count"] = bins
             if scan:
                 any_plot = True
                 plots.binned_graph(axes[0, j], scan, "dead channels in the event",
