@@ -21,6 +21,7 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
+from xecreco.train.metrics import rank_auc
 from xecreco.train.targets import PILEUP_LABEL_MEV, in_gate_pileup_mev
 from xecreco.validation import plots
 from xecreco.validation.estimators import robust_widths, sigma68
@@ -43,7 +44,9 @@ HIGH_TAIL_PERCENT = 3.0
 
 def roc_curve(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(fake rate, efficiency, AUC) for a score where larger means "pile-up"; ``label`` True for
-    events with pile-up. Ties are handled by evaluating at distinct score values only."""
+    events with pile-up. The curve is evaluated at distinct score values only (ties); the AUC is
+    :func:`xecreco.train.metrics.rank_auc` (tied scores count half, the trapezoid area of this
+    curve; NaN without both classes)."""
     score = np.asarray(score, dtype=np.float64)
     label = np.asarray(label, dtype=bool)
     order = np.argsort(-score, kind="stable")
@@ -54,8 +57,7 @@ def roc_curve(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndar
     npos, nneg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
     eff = np.r_[0.0, tp[last] / npos]
     fake = np.r_[0.0, fp[last] / nneg]
-    auc = float(np.sum(np.diff(fake) * 0.5 * (eff[1:] + eff[:-1])))  # trapezoid rule
-    return fake, eff, auc
+    return fake, eff, rank_auc(score, label)
 
 
 def _fraction(passed: np.ndarray) -> dict:
