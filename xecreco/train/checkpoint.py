@@ -23,6 +23,7 @@ import torch
 
 from xecreco._version import __version__
 from xecreco.errors import UserError
+from xecreco.io.rootfile import first_line
 
 FORMAT = "xecreco-checkpoint"
 FORMAT_VERSION = 1
@@ -104,10 +105,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch's unpickler raises IndexError, struct.error,
         # UnicodeDecodeError, ... on bytes that are not a checkpoint (a ROOT file): all mean this
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"checkpoint {path} is corrupt or truncated ({reason[:160]}); re-copy it or use "
-            "another checkpoint (e.g. last.pt)"
+            f"checkpoint {path} is corrupt or truncated ({first_line(exc)[:160]}); re-copy it "
+            "or use another checkpoint (e.g. last.pt)"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(
