@@ -11,7 +11,7 @@ import torch
 from xecreco.errors import UserError
 from xecreco.train.api import train
 from xecreco.train.config import load_config
-from xecreco.train.curriculum import Curriculum, difficulty
+from xecreco.train.curriculum import CRITERIA, Curriculum, difficulty
 
 from train_helpers import dump_params, tiny_config, tiny_task, write_training_file
 
@@ -48,6 +48,9 @@ def test_threshold_and_selection():
         Curriculum(10, 0.5, ["edge"], targets=["energy"])
     with pytest.raises(UserError, match="curriculum.start"):
         load_config({"curriculum": {"enabled": True, "start": 0}})
+    with pytest.raises(UserError, match="curriculum.criteria.*" + ", ".join(CRITERIA)):
+        load_config({"curriculum": {"enabled": True, "criteria": ["energy", "bogus"]}})
+    assert load_config({"curriculum": {"criteria": list(CRITERIA)}}).curriculum.criteria
     assert load_config({}).curriculum.enabled is False
 
 

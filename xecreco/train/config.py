@@ -318,8 +318,10 @@ def _check_values(cfg: TrainConfig) -> None:
     cur = cfg.curriculum
     need(0 < cur.start <= 1, "curriculum.start", "must be in (0, 1]")
     need(cur.steps >= 1, "curriculum.steps", "must be >= 1")
-    need(bool(cur.criteria) and all(c in ("energy", "edge", "depth") for c in cur.criteria),
-         "curriculum.criteria", "a non-empty list of energy, edge, depth")
+    from xecreco.train.curriculum import CRITERIA
+
+    need(bool(cur.criteria) and all(c in CRITERIA for c in cur.criteria),
+         "curriculum.criteria", f"a non-empty list of {', '.join(CRITERIA)}")
     need(r.log_every >= 1, "run.log_every", "must be >= 1")
     need(lo.direction in DIRECTION_LOSSES, "loss.direction",
          f"one of {', '.join(DIRECTION_LOSSES)}")
