@@ -6,11 +6,12 @@ import awkward as ak
 import numpy as np
 import pytest
 
+from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS
 from xecreco.io.reader import BatchReader, iterate_batches
 from xecreco.io.rootfile import count_entries, list_branches
 from xecreco.io.validity import ReaderStats, apply_validity
-from xecreco.io.schema import SENTINEL
+from xecreco.io.schema import SENTINEL, BranchNames
 from xecreco.io.writer import RootWriter
 
 
@@ -117,6 +118,18 @@ def test_extras_and_renamed_branches(input_file_factory):
     np.testing.assert_array_equal(batch.truth["energyTruth"], written["energyTruth"])
     np.testing.assert_array_equal(batch.extras["uvwTruth"], written["uvwTruth"])
     assert "nphoton" in list_branches(path)
+    names = BranchNames(npho="nphoton", time="tpmt", energyTruth="Egamma")
+    again = next(iter(BatchReader(path, branches=names, truth=["energyTruth"])))
+    np.testing.assert_array_equal(again.npho, written["npho"])
+
+
+def test_branch_names_of_a_dict_or_an_instance():
+    names = BranchNames(npho="nphoton")
+    assert BranchNames.of(names) is names
+    assert BranchNames.of({"npho": "nphoton"}) == names
+    assert BranchNames.of(None) == BranchNames()
+    with pytest.raises(UserError, match="nphoo"):
+        BranchNames.of({"nphoo": "x"})
 
 
 def test_vertex_and_missing_ids(tmp_path):

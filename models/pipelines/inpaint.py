@@ -176,8 +176,7 @@ def inpaint_file(input, output, inpainter: str | Inpainter | None = None, dead_f
     model_file = inpainter if isinstance(inpainter, (str, Path)) and Path(inpainter).is_file() \
         else None
     check_output_file(output, [*files, dead_file, model_file])
-    names = (branches if isinstance(branches, BranchNames)
-             else BranchNames.from_dict(branches))
+    names = BranchNames.of(branches)
     out_tree = out_tree or tree
     model = resolve_inpainter(inpainter)
     dead_ids = read_dead_list(dead_file) if dead_file is not None else None

@@ -41,7 +41,7 @@ def inspect_file(path, tree: str = DEFAULT_TREE, max_events: int = 1000,
     has no such tree, lacks ``npho``/``time``, or the tree is empty.
     """
     path = Path(path)
-    names = branches if isinstance(branches, BranchNames) else BranchNames.from_dict(branches)
+    names = BranchNames.of(branches)
     with open_root(path) as handle:
         ttree = open_tree(handle, tree, path)
         entries = int(ttree.num_entries)

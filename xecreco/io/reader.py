@@ -93,8 +93,7 @@ class BatchReader:
     ):
         self.files = as_file_list(files)
         self.tree = tree
-        self.names = (branches if isinstance(branches, BranchNames)
-                      else BranchNames.from_dict(branches))
+        self.names = BranchNames.of(branches)
         self.time_npho_threshold = float(time_npho_threshold)
         self.prefetch = bool(prefetch)
         self.stats = ReaderStats()

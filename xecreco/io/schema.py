@@ -287,6 +287,12 @@ class BranchNames:
         return cls.from_dict(mapping)
 
     @classmethod
+    def of(cls, branches: "BranchNames | dict | None") -> "BranchNames":
+        """``branches`` itself when it is a :class:`BranchNames`, else :meth:`from_dict` of it
+        (``{canonical: name_in_file}`` or None for the defaults)."""
+        return branches if isinstance(branches, cls) else cls.from_dict(branches)
+
+    @classmethod
     def from_dict(cls, mapping: dict | None) -> "BranchNames":
         """Build from ``{canonical: name_in_file}``; an unknown canonical name is a UserError."""
         mapping = dict(mapping or {})
