@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 
@@ -265,3 +266,23 @@ def test_bf16_and_learned_weighting_run(tmp_path):
     state = load_checkpoint(tmp_path / "r" / "last.pt")["train_state"]
     log_vars = state["loss"]["loss.log_vars"]
     assert log_vars.shape == (6,) and float(log_vars.abs().sum()) > 0
+
+
+def test_result_json_is_written_atomically(tmp_path, monkeypatch):
+    import pathlib
+
+    from xecreco.train.loop import write_result
+
+    path = write_result(tmp_path, {"steps": 3, "best_value": np.float32(0.5)})
+    assert json.loads(path.read_text()) == {"steps": 3, "best_value": 0.5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+    def fail(self, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pathlib.Path, "replace", fail)
+    with pytest.raises(OSError):
+        write_result(tmp_path, {"steps": 4})
+    # the old result stays whole and no temporary name is left next to it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+    assert json.loads(path.read_text())["steps"] == 3

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from xecreco.errors import UserError
+from xecreco.io.paths import temp_path
 from xecreco.train import curriculum, ddp, fsdp
 from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 from xecreco.train.config import TrainConfig, write_config
@@ -64,6 +65,19 @@ def run_training(cfg: TrainConfig, run_dir, resume: bool = False, task: TaskSpec
         return _Trainer(cfg, run_dir, resume, task, source, callbacks, info, device).run()
     finally:
         ddp.shutdown(info)
+
+
+def write_result(run_dir: Path, result: dict) -> Path:
+    """Write ``result`` as ``run_dir/result.json`` atomically: a fresh temporary name of
+    :func:`xecreco.io.paths.temp_path`, renamed on success and removed on failure."""
+    path = Path(run_dir) / "result.json"
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(json.dumps(result, indent=2, default=float))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 class _Trainer:
@@ -440,9 +454,7 @@ class _Trainer:
             "world": info.world,
         }
         if info.is_main:
-            tmp = self.run_dir / "result.json.tmp"
-            tmp.write_text(json.dumps(result, indent=2, default=float))
-            tmp.replace(self.run_dir / "result.json")
+            write_result(self.run_dir, result)
         return result
 
     def _log_train(self, running: dict, n: int, lr: float, tick: float, tick_events: int) -> None:
