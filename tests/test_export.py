@@ -124,3 +124,35 @@ def test_presets_export_with_all_heads(tmp_path, preset):
     result = export_onnx(ckpt, tmp_path / f"{preset}.onnx", check_events=8)
     assert result["max_rel_diff"] < 1e-4
     assert "npileup" in result["outputs"] and "npileup_err" in result["outputs"]
+
+
+def test_save_checked_uses_a_fresh_temporary_name(tmp_path, monkeypatch):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from xecreco.errors import UserError
+    from xecreco.models.export import onnx as export_onnx_module
+
+    def proto():
+        node = helper.make_node("Identity", ["x"], ["y"])
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+            "x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info(
+                "y", TensorProto.FLOAT, [1])])
+        return helper.make_model(graph)
+
+    names = []
+    real_save = onnx.save
+    monkeypatch.setattr(onnx, "save", lambda p, f: (names.append(f), real_save(p, f)))
+    out = tmp_path / "m.onnx"
+    for _ in range(2):
+        assert export_onnx_module.save_checked(proto(), {"k": "v"}, lambda data: 1, out) == 1
+    assert len(names) == 2 and names[0] != names[1]  # a random part, not only the pid
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    assert read_metadata(str(out))["k"] == "v"
+
+    def mismatch(data):
+        raise UserError("disagrees")
+
+    with pytest.raises(UserError):
+        export_onnx_module.save_checked(proto(), {}, mismatch, tmp_path / "bad.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

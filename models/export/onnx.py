@@ -22,6 +22,7 @@ from torch import nn
 from xecreco.geometry import R_INNER, design_geometry
 from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.batch import EventBatch
+from xecreco.io.paths import temp_path
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
 from xecreco.io.schema import FILL_VALUE, SENTINEL
 from xecreco.normalization import NormalizationSpec, validity_masks
@@ -119,8 +120,9 @@ def batch_from_raw(npho: np.ndarray, time: np.ndarray,
 
 def save_checked(proto, metadata: dict, check, output: Path) -> dict:
     """Store ``metadata`` (str -> str) in the ONNX ``proto``, run ``check(serialised bytes)``
-    (which raises UserError on a mismatch) and only then write ``output`` atomically (temporary
-    name, renamed); returns what ``check`` returned."""
+    (which raises UserError on a mismatch) and only then write ``output`` atomically (a fresh
+    temporary name of :func:`xecreco.io.paths.temp_path`, renamed on success and removed on
+    failure); returns what ``check`` returned."""
     import onnx
 
     for key, value in metadata.items():
@@ -128,13 +130,12 @@ def save_checked(proto, metadata: dict, check, output: Path) -> dict:
         entry.key, entry.value = key, value
     result = check(proto.SerializeToString())
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp = temp_path(output)
     try:
         onnx.save(proto, str(tmp))
         os.replace(tmp, output)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return result
 
 
