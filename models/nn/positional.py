@@ -39,7 +39,7 @@ def sinusoidal_table(positions: np.ndarray, dim: int) -> torch.Tensor:
     i = np.arange((dim + 1) // 2, dtype=np.float64)[None]
     angle = positions / np.power(10000.0, 2.0 * i / dim)
     table = np.zeros((positions.shape[0], dim))
-    table[:, 0::2] = np.sin(angle)[:, : (dim + 1) // 2]
+    table[:, 0::2] = np.sin(angle)
     table[:, 1::2] = np.cos(angle)[:, : dim // 2]
     return torch.tensor(table, dtype=torch.float32)
 
