@@ -180,6 +180,16 @@ def test_patterns_are_the_file_pipeline_on_the_same_events(sim_file, tmp_path):
     # the patterns differ from each other (fewer photons where groups were lost)
     assert not np.allclose(energy["grouped"], energy["clean"])
     assert not np.allclose(energy["scattered"], energy["grouped"])
+    # the input summaries count each pattern's dead sensors, as predict on the damaged file does
+    masks = pattern_masks(mask)
+    for path, label in zip(files, labels):
+        assert np.all(_column(path, "nDead") == masks[label].sum())
+    predict_files([sim_file], tmp_path / "raw.root", [_LightSum()], progress=False)
+    whole = files[labels.index("grouped+scattered")]
+    np.testing.assert_array_equal(_column(whole, "nDead"), _column(tmp_path / "raw.root", "nDead"))
+    np.testing.assert_allclose(_column(whole, "nphoSum"), _column(tmp_path / "raw.root", "nphoSum"),
+                               rtol=1e-5)
+    assert _column(whole, "nDead")[0] > 0
 
 
 def test_dead_pattern_inputs_are_checked(sim_file, tmp_path):

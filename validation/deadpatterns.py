@@ -122,6 +122,9 @@ class RepairedReconstructor:
         self.name = base.name
         self.outputs = tuple(base.outputs)
         self.checksum = getattr(base, "checksum", None)
+        #: the sensors this pattern marks dead: the prediction tree's nDead and nphoSum count
+        #: them (models.pipelines.predict), as for a file whose npho holds the pattern
+        self.dead_mask = repair.mask
 
     def reconstruct(self, batch) -> dict[str, np.ndarray]:
         return self.base.reconstruct(self.repair(batch))

@@ -185,13 +185,17 @@ def _empty_columns(objects, out_names) -> dict[str, np.ndarray]:
 
 
 def _batch_columns(batch: EventBatch, objects, out_names, truth) -> dict:
+    # sensors a reconstructor marks dead itself (``dead_mask``, (4760,) bool: the dead-pattern
+    # predictions of xecreco.validation.deadpatterns read the clean values) count as dead
+    masks = [m for m in (getattr(obj, "dead_mask", None) for obj in objects) if m is not None]
+    valid = batch.valid_npho & ~np.any(masks, axis=0) if masks else batch.valid_npho
     columns = {
         "run": batch.run,
         "event": batch.event,
         "entry": batch.entry,
         # event summaries of the input for the validation scans (RECO_SUMMARY_BRANCHES)
-        "nDead": (~batch.valid_npho).sum(axis=1).astype(np.int32),
-        "nphoSum": np.where(batch.valid_npho, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
+        "nDead": (~valid).sum(axis=1).astype(np.int32),
+        "nphoSum": np.where(valid, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
         .astype(np.float32),
     }
     for obj, name in zip(objects, out_names):
