@@ -46,11 +46,11 @@ sentinels 0.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from xecreco.earliest import mean_earliest as _mean_earliest
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
 from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
@@ -359,45 +359,6 @@ def scaled_npho(features, scheme: str):
     if scheme == "linear":
         return features
     raise UserError(f"unknown npho scheme '{scheme}': use one of {', '.join(NPHO_SCHEMES)}")
-
-
-_USABLE_LIMIT = 1e38  # earliest "times" above this are the +inf of unusable sensors
-
-
-def _mean_earliest(time_s: np.ndarray, usable: np.ndarray, k: int):
-    """Mean (s, float64) of the k earliest usable times per row, and whether any was usable.
-
-    numpy: unusable sensors read +inf; the k smallest values of every row come from ``torch.topk``
-    when torch is loaded already (a selection, about twice as fast as ``np.partition`` and
-    parallel over rows on the intra-op threads), else from ``np.partition`` (numpy-only callers
-    do not pay for importing torch). Both select the same values; they are summed in float64.
-    NaN at a usable sensor ranks last and is never counted. For torch tensors (export graphs)
-    the same selection is summed in the tensor's dtype.
-    """
-    if _is_tensor(time_s):  # torch (the ONNX graphs): the same selection, summed in float32
-        import torch
-
-        masked = time_s.where(usable, time_s.new_full((), math.inf))
-        earliest = torch.topk(masked, min(k, masked.shape[1]), dim=1, largest=False).values
-        finite = earliest < _USABLE_LIMIT
-        count = finite.to(time_s.dtype).sum(dim=1)
-        total = earliest.where(finite, earliest.new_zeros(())).sum(dim=1)
-        return total / count.clamp(min=1.0), count > 0
-    masked = np.where(usable, time_s, np.float32(np.inf)).astype(np.float32, copy=False)
-    k = min(k, masked.shape[1])
-    if masked.shape[0] == 0:
-        return np.zeros(0), np.zeros(0, dtype=bool)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        earliest = torch.topk(torch.from_numpy(masked), k, dim=1, largest=False,
-                              sorted=False).values.numpy().astype(np.float64)
-    else:
-        earliest = np.partition(masked, k - 1, axis=1)[:, :k].astype(np.float64)
-    finite = earliest < _USABLE_LIMIT
-    counts = finite.sum(axis=1)
-    sums = np.where(finite, earliest, 0.0).sum(axis=1)
-    found = counts > 0
-    return np.where(found, sums / np.maximum(counts, 1), 0.0), found
 
 
 def _as_vector(value) -> float | list[float]:
