@@ -14,7 +14,6 @@ the next chunk while the caller works on the current one (``prefetch``).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +24,7 @@ import uproot
 
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
+from xecreco.io.prefetch import prefetch
 from xecreco.io.rootfile import READ_ERRORS, as_file_list, first_line, open_root, open_tree
 from xecreco.io.schema import (
     DEFAULT_TREE,
@@ -194,30 +194,11 @@ class BatchReader:
 
     def __iter__(self) -> Iterator[EventBatch]:
         chunks = self._read_chunks()
-        if not self.prefetch:
-            for batch, stats in chunks:
-                self.stats.add(stats)
-                yield batch
-            return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xecreco-reader") as pool:
-            pending = pool.submit(next, chunks, None)
-            try:
-                while True:
-                    item = pending.result()
-                    if item is None:
-                        return
-                    pending = pool.submit(next, chunks, None)
-                    batch, stats = item
-                    self.stats.add(stats)
-                    yield batch
-            finally:
-                pending.cancel()
-                if not pending.cancelled():
-                    try:
-                        pending.result()
-                    except Exception:  # noqa: BLE001 - the consumer stopped early; drop read-ahead
-                        pass
-                chunks.close()
+        if self.prefetch:
+            chunks = prefetch(chunks, name="xecreco-reader")
+        for batch, stats in chunks:
+            self.stats.add(stats)
+            yield batch
 
     def _read_chunks(self):
         for plan in self._plans:

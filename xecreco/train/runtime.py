@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from xecreco.errors import UserError
+from xecreco.io.prefetch import available_cores
 from xecreco.train import ddp
 from xecreco.train.config import TrainConfig
 from xecreco.train.tasks import model_outputs
@@ -47,11 +48,7 @@ def intra_op_threads(cfg: TrainConfig, info: ddp.DistInfo) -> int:
     if cfg.run.threads:
         return cfg.run.threads
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, local_world) - cfg.data.workers)
+    return max(1, available_cores() // max(1, local_world) - cfg.data.workers)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
