@@ -111,6 +111,23 @@ def test_gallery_holds_the_worst_events_and_the_page_shows_them(files):
     assert json.loads((out / "summary.json").read_text())["worst_events"]["fast"]["u"][0] == first
 
 
+def test_gallery_is_drawn_in_every_plot_format(files, tmp_path):
+    from xecreco.validation.api import validate
+
+    _, pred, sim, _, _ = files
+    out = tmp_path / "report"
+    summary = validate([pred], out, studies=["energy"], progress=False, bootstrap_replicas=2,
+                       formats=("svg", "png"), input_files=[sim], worst=1)
+    images = [Path(it["image"]) for obs in OBSERVABLES
+              for it in summary["worst_events"]["fast"][obs]]
+    assert len(images) == len(OBSERVABLES) and all(i.suffix == ".svg" for i in images)
+    for image in images:
+        assert (out / image).is_file() and (out / image.with_suffix(".png")).is_file()
+    page = (out / "index.html").read_text()
+    assert f'<img src="{images[0]}"' in page
+    assert f'<a href="{images[0].with_suffix(".png")}">PNG</a>' in page
+
+
 def test_worst_needs_the_input_and_events_that_are_in_it(files, tmp_path):
     from xecreco.cli.main import main
     from xecreco.io.writer import RootWriter

@@ -115,7 +115,7 @@ def validate(prediction_files, output_dir, recos=None, studies=None, labels=None
 
             gallery, gallery_notes = build_gallery(data, input_files, worst, ctx.plot_dir,
                                                    tree=input_tree, branches=input_branches,
-                                                   progress=progress)
+                                                   formats=formats, progress=progress)
         efficiency = {s.name: {"efficiency": s.efficiency(), "n_ok": int((s.status == 0).sum()),
                                "status_counts": _status_counts(s.status)} for s in data.series}
         summary = {

@@ -4,7 +4,8 @@
 For every reconstruction (series) and headline observable, the N events with the largest
 absolute residual among the events the studies use (status 0, finite output, truth present)
 are drawn with the event display (:mod:`xecreco.validation.display`) into
-``plots/worst_<series>_<observable>_<rank>.png``. Residuals, in the report's units:
+``plots/worst_<series>_<observable>_<rank>.<ext>`` (every plot format of the report; the page
+shows the first). Residuals, in the report's units:
 
 - energy: (E_reco - E_true) / E_true in %;
 - u, v, w: reco - truth (``uvwTruth``) in mm;
@@ -140,11 +141,13 @@ def _reco_points(data, index: int):
 
 
 def build_gallery(data, input_files, n: int, plot_dir, *, tree: str = "tree",
-                  branches: dict | None = None,
+                  branches: dict | None = None, formats=("png", "pdf"),
                   progress: bool = False) -> tuple[list[GalleryItem], list[str]]:
-    """Draw the ``n`` worst events per (series, observable) into ``plot_dir``; returns the
-    items in report order (series, observable, rank) and notes for the report. ``tree`` and
-    ``branches`` (``{canonical: name in file}``) describe the input files."""
+    """Draw the ``n`` worst events per (series, observable) into ``plot_dir``, one file per
+    format of ``formats`` (matplotlib extensions; an item's ``image`` is the first, the one
+    the page shows); returns the items in report order (series, observable, rank) and notes
+    for the report. ``tree`` and ``branches`` (``{canonical: name in file}``) describe the input
+    files."""
     import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
@@ -169,7 +172,7 @@ def build_gallery(data, input_files, n: int, plot_dir, *, tree: str = "tree",
         for obs in OBSERVABLES:
             resid, truth, reco = residuals(data, s, obs)
             for rank, i in enumerate(worst_indices(resid, n, present)):
-                image = f"worst_{safe_name(s.name)}_{obs}_{rank}.png"
+                image = f"worst_{safe_name(s.name)}_{obs}_{rank}.{formats[0]}"
                 plan.append(GalleryItem(
                     series=s.name, observable=obs, rank=rank, index=int(i),
                     run=int(data.run[i]), event=int(data.event[i]),
@@ -187,6 +190,8 @@ def build_gallery(data, input_files, n: int, plot_dir, *, tree: str = "tree",
                 f"{item.residual:+.2f} {OBSERVABLES[item.observable][2]} (true "
                 f"{item.truth:.2f}, reco {item.reco:.2f} {OBSERVABLES[item.observable][3]})")
         fig = event_figure(views[key], _reco_points(data, item.index), note=note)
-        fig.savefig(plot_dir / item.image, format="png", dpi=80)
+        stem = item.image.rsplit(".", 1)[0]
+        for ext in formats:
+            fig.savefig(plot_dir / f"{stem}.{ext}", format=ext, dpi=80 if ext == "png" else None)
         plt.close(fig)
     return plan, notes

@@ -86,9 +86,10 @@ def _table_html(table) -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def _gallery_html(gallery) -> list[str]:
+def _gallery_html(gallery, formats=("png",)) -> list[str]:
     """The worst-event section: one sub-section per (series, observable), one figure per event
-    with its caption (run, event, truth, reco, residual)."""
+    (the image in the first of ``formats``) with its caption (run, event, truth, reco,
+    residual) and links to the other formats."""
     parts = ['<h2 id="worst">Worst events</h2>',
              '<p class="note">Per reconstruction and observable, the events with the largest '
              "|residual| among those entering the studies (status 0), drawn on the unrolled "
@@ -101,11 +102,13 @@ def _gallery_html(gallery) -> list[str]:
         if (item.series, item.observable) != current:
             current = (item.series, item.observable)
             parts.append(f"<h3>{html.escape(item.series)}: {html.escape(item.observable)}</h3>")
+        stem = html.escape(item.image.rsplit(".", 1)[0])
+        links = "".join(f' <a href="plots/{stem}.{ext}">{ext.upper()}</a>' for ext in formats[1:])
         parts.append(
             f'<figure class="worst"><img src="plots/{html.escape(item.image)}" '
             f'alt="worst {html.escape(item.observable)} event {item.rank + 1} of '
             f'{html.escape(item.series)}" loading="lazy">'
-            f"<figcaption>{html.escape(item.caption())}</figcaption></figure>"
+            f"<figcaption>{html.escape(item.caption())}{links}</figcaption></figure>"
         )
     return parts
 
@@ -159,7 +162,7 @@ def write_html(path: Path, results, meta: dict, gallery=()) -> None:
                 f"<figcaption>{fig} {links}</figcaption></figure>"
             )
     if gallery:
-        parts.extend(_gallery_html(gallery))
+        parts.extend(_gallery_html(gallery, meta.get("formats", ("png", "pdf"))))
     parts.append('<p class="note">Machine-readable numbers: <a href="summary.json">summary.json'
                  '</a>; histograms: <a href="histograms.root">histograms.root</a>.</p>')
     parts.append("</body></html>")
