@@ -27,6 +27,10 @@ class Reconstructor(Protocol):
     ``reconstruct`` returns a dict with one float32 array of length N per name in ``outputs``
     (file units: GeV, cm, ns, deg), optional ``<name>_err`` arrays, and an int32 ``status``
     array (:class:`Status`). Outputs never contain NaN.
+
+    Optional: a method ``prepare(batch)`` returning the reconstructor's per-batch inputs (numpy
+    work only, safe to run in another thread); the prediction pipeline then runs it ahead in its
+    reader thread and calls ``reconstruct(batch, prepared=...)`` with the result.
     """
 
     name: str

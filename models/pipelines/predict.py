@@ -1,6 +1,6 @@
 """Streaming ROOT -> ROOT prediction: ``xecreco predict`` and the validation suite use this.
 
-:func:`predict_files` reads the input files chunk by chunk (:func:`xecreco.io.reader.iterate_batches`),
+:func:`predict_files` reads the input files chunk by chunk (:class:`xecreco.io.reader.BatchReader`),
 runs every reconstructor on each chunk and appends the prediction tree (DESIGN.md section 2) with
 :class:`xecreco.io.writer.RootWriter` (bounded memory, written under a temporary name and renamed
 only on success). Branches, in order: ``run``, ``event``, ``entry``; for each reconstruction R:
@@ -12,6 +12,11 @@ Parallel prediction: ``nproc > 1`` spawns that many worker processes; launched b
 (``WORLD_SIZE > 1``), every rank takes part. Either way each worker predicts one contiguous entry
 range into a part file, and the parts are merged in order into the output, so the result is
 identical to a single-process run (:mod:`xecreco.models.pipelines.sharding`).
+
+Pipelining: a background thread reads the next chunk and does everything that comes before
+the models (summary columns, each reconstructor's optional ``prepare(batch)``, e.g. the network
+features) while the models run on the current chunk; torch then gets the cores minus that
+thread's (:func:`predict_threads`). Same output, bit for bit, as ``pipelined=False``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +33,9 @@ import numpy as np
 from xecreco.errors import UserError
 from xecreco.geometry import uvw_to_xyz
 from xecreco.io.paths import check_output_file
+from xecreco.io.prefetch import available_cores, prefetch
 from xecreco.io.provenance import describe_files, file_checksum, make_provenance
-from xecreco.io.reader import BatchReader, iterate_batches
+from xecreco.io.reader import BatchReader
 from xecreco.io.rootfile import count_entries, list_branches
 from xecreco.io.schema import (
     DEFAULT_RECO_TREE,
@@ -49,7 +56,8 @@ from xecreco.models.base import EventBatch
 from xecreco.models.pipelines.sharding import run_distributed, run_spawned, torchrun_rank
 from xecreco.models.registry import create_reconstructor
 
-__all__ = ["predict_files", "resolve_reconstructors", "COPIED_TRUTH", "reco_columns"]
+__all__ = ["predict_files", "resolve_reconstructors", "COPIED_TRUTH", "reco_columns",
+           "predict_threads"]
 
 #: Input branches copied to the prediction tree when every input file has them.
 COPIED_TRUTH: tuple[str, ...] = TRUTH_BRANCHES + ("energyVisible",) + PILEUP_TRUTH_BRANCHES
@@ -125,14 +133,19 @@ def _describe(obj, out_name: str, spec) -> dict:
 
 
 # --------------------------------------------------------------------------- columns
-def reco_columns(obj, name: str, batch: EventBatch) -> dict[str, np.ndarray]:
+def reco_columns(obj, name: str, batch: EventBatch, prepared=None) -> dict[str, np.ndarray]:
     """Run one reconstructor on ``batch``: ``{f"{name}_{q}": array}`` for the prediction tree.
 
+    ``prepared`` (optional) is what ``obj.prepare(batch)`` returned, for reconstructors that
+    have that method (their inputs, e.g. network features, computed ahead in the reader thread).
     Float outputs become float32 with NaN / inf replaced by FILL_VALUE (those events get
     status FIT_FAILED if they were OK); ``status`` defaults to OK.
     """
     n = len(batch)
-    result = obj.reconstruct(batch)
+    if prepared is None:
+        result = obj.reconstruct(batch)
+    else:
+        result = obj.reconstruct(batch, prepared=prepared)
     outputs = tuple(obj.outputs)
     missing = [q for q in outputs if q not in result]
     if missing:
@@ -184,25 +197,65 @@ def _empty_columns(objects, out_names) -> dict[str, np.ndarray]:
     return columns
 
 
-def _batch_columns(batch: EventBatch, objects, out_names, truth) -> dict:
-    # sensors a reconstructor marks dead itself (``dead_mask``, (4760,) bool: the dead-pattern
-    # predictions of xecreco.validation.deadpatterns read the clean values) count as dead
-    masks = [m for m in (getattr(obj, "dead_mask", None) for obj in objects) if m is not None]
-    valid = batch.valid_npho & ~np.any(masks, axis=0) if masks else batch.valid_npho
-    columns = {
+def _summary_columns(batch: EventBatch) -> dict:
+    """Identifiers and the input's event summaries (RECO_SUMMARY_BRANCHES) of one chunk."""
+    return {
         "run": batch.run,
         "event": batch.event,
         "entry": batch.entry,
         # event summaries of the input for the validation scans (RECO_SUMMARY_BRANCHES)
-        "nDead": (~valid).sum(axis=1).astype(np.int32),
-        "nphoSum": np.where(valid, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
+        "nDead": (~batch.valid_npho).sum(axis=1).astype(np.int32),
+        "nphoSum": np.where(batch.valid_npho, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
         .astype(np.float32),
     }
-    for obj, name in zip(objects, out_names):
-        columns.update(reco_columns(obj, name, batch))
+
+
+@dataclass
+class _Chunk:
+    """One chunk as the reader thread hands it on: the batch, its summary columns and each
+    reconstructor's prepared inputs (None for those without ``prepare``)."""
+
+    batch: EventBatch
+    summary: dict
+    prepared: list
+
+
+def _prepare_chunk(batch: EventBatch, objects) -> _Chunk:
+    """The reader thread's share of the work on one chunk (everything before the models)."""
+    prepared = [obj.prepare(batch) if hasattr(obj, "prepare") else None for obj in objects]
+    return _Chunk(batch=batch, summary=_summary_columns(batch), prepared=prepared)
+
+
+def _chunk_columns(chunk: _Chunk, objects, out_names, truth) -> dict:
+    """All branches of one chunk, in the tree's order (ids, summaries, reconstructions, truth)."""
+    columns = dict(chunk.summary)
+    for obj, name, prepared in zip(objects, out_names, chunk.prepared):
+        columns.update(reco_columns(obj, name, chunk.batch, prepared))
     for key in truth:
-        columns[key] = batch.truth[key]
+        columns[key] = chunk.batch.truth[key]
     return columns
+
+
+def predict_threads(processes: int = 1) -> int:
+    """torch intra-op threads of one predicting process: its share of the cores minus the one
+    that the reader thread (reading, normalising ahead) keeps busy, at least 1."""
+    return max(1, available_cores() // max(1, processes) - 1)
+
+
+@contextmanager
+def _torch_threads(threads: int | None):
+    """torch's intra-op thread count set to ``threads`` inside the block (restored after);
+    nothing happens when ``threads`` is None or torch is not loaded."""
+    torch = sys.modules.get("torch")
+    if threads is None or torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- one range
@@ -219,29 +272,52 @@ class _Job:
     step_events: int
     truth: list[str]
     provenance: dict = field(default_factory=dict)
+    processes: int = 1  # predicting processes on this machine (they share its cores)
+    pipelined: bool = True  # read and prepare chunks ahead in a background thread
+    threads: int | None = None  # torch intra-op threads; None: predict_threads(processes)
 
 
 def _predict_range(job: _Job, objects, path: Path, start: int, stop: int, progress: bool) -> list[str]:
-    """Predict entries [start, stop) into ``path``; returns the branch names written."""
+    """Predict entries [start, stop) into ``path``; returns the branch names written.
+
+    Pipelined (``job.pipelined``): one background thread reads the next chunk, computes its
+    summary columns and each reconstructor's ``prepare`` while this thread runs the models on
+    the current one and writes it (:func:`xecreco.io.prefetch.prefetch`: one chunk ahead, the
+    reader's own error raised here, the thread stopped on any exception). Same chunks, same
+    order, same values as the sequential path. The output is written under a temporary name
+    and renamed only when every chunk was written (:class:`RootWriter`).
+    """
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=stop - start, unit="ev", desc="predict", file=sys.stderr, leave=False)
     written: list[str] | None = None
+    threads = job.threads if job.threads is not None else (
+        predict_threads(job.processes) if job.pipelined else None)
     try:
-        with RootWriter(path, tree=job.out_tree, provenance=job.provenance) as writer:
+        with _torch_threads(threads), RootWriter(path, tree=job.out_tree,
+                                                 provenance=job.provenance) as writer:
             if stop > start:
-                for batch in iterate_batches(
+                batches = BatchReader(
                     job.inputs, tree=job.tree, branches=job.branches or None,
                     truth=list(job.truth) or None, step_events=job.step_events,
-                    entry_start=start, entry_stop=stop,
-                ):
-                    columns = _batch_columns(batch, objects, job.out_names, job.truth)
-                    writer.write(columns)
-                    written = written or list(columns)
-                    if bar is not None:
-                        bar.update(len(batch))
+                    entry_start=start, entry_stop=stop, prefetch=False,
+                )
+                if job.pipelined:
+                    chunks = prefetch(batches, lambda b: _prepare_chunk(b, objects),
+                                      name="xecreco-predict-reader")
+                else:
+                    chunks = (_prepare_chunk(b, objects) for b in batches)
+                try:
+                    for chunk in chunks:
+                        columns = _chunk_columns(chunk, objects, job.out_names, job.truth)
+                        writer.write(columns)
+                        written = written or list(columns)
+                        if bar is not None:
+                            bar.update(len(chunk.batch))
+                finally:
+                    chunks.close()
             if written is None:
                 columns = _empty_columns(objects, job.out_names)
                 writer.write(columns)
@@ -285,6 +361,8 @@ def predict_files(
     nproc: int = 1,
     progress: bool = True,
     branches: dict | None = None,
+    pipelined: bool = True,
+    threads: int | None = None,
 ) -> dict:
     """Run reconstructors over ROOT files and write the prediction tree to ``output``.
 
@@ -299,6 +377,10 @@ def predict_files(
         nproc: worker processes (each predicts a contiguous entry range; parts merged in order).
         progress: show a progress bar on stderr (single-process only).
         branches: ``{canonical: name in file}`` for inputs with non-canonical branch names.
+        pipelined: read, summarise and prepare the next chunk in a background thread while the
+            models run on this one (same output as False, bit for bit).
+        threads: torch intra-op threads while predicting (None: :func:`predict_threads`, this
+            process's share of the cores minus the reader thread's; restored afterwards).
 
     Returns:
         dict with ``output``, ``events``, ``seconds``, ``events_per_s``, ``names``, ``nproc``,
@@ -338,7 +420,8 @@ def predict_files(
     job = _Job(
         inputs=inputs, tree=tree, branches=dict(branches or {}), specs=specs,
         out_names=out_names, out_tree=out_tree, step_events=step, truth=truth,
-        provenance=provenance,
+        provenance=provenance, processes=world if world > 1 else int(nproc),
+        pipelined=bool(pipelined), threads=threads,
     )
     merged = True
     if world > 1:

@@ -368,20 +368,29 @@ class CheckpointReconstructor:
                                         torch.from_numpy(time_ref_ns), _vertex_tensor(vertex))
         return {k: v.numpy() for k, v in out.items()}
 
-    def reconstruct(self, batch) -> dict[str, np.ndarray]:
-        """Physical outputs (float32, file units), ``<q>_err`` where available, int32 status."""
+    def prepare(self, batch) -> dict[NormalizationSpec, tuple[np.ndarray, np.ndarray]]:
+        """The network inputs of ``batch``: ``{spec: (features, time reference ns float64)}``,
+        once per distinct normalisation of the members. numpy only (no model), so a pipeline
+        can run it ahead in another thread and pass it to :meth:`reconstruct`."""
+        prepared: dict[NormalizationSpec, tuple[np.ndarray, np.ndarray]] = {}
+        for member in self.members:
+            key = member.normalization  # frozen dataclass: members with equal specs share features
+            if key not in prepared:
+                features, time_ref = member.normalization.features_and_reference(batch)
+                prepared[key] = (features, np.asarray(time_ref, dtype=np.float64))
+        return prepared
+
+    def reconstruct(self, batch, prepared=None) -> dict[str, np.ndarray]:
+        """Physical outputs (float32, file units), ``<q>_err`` where available, int32 status.
+        ``prepared``: :meth:`prepare` of this batch when the caller computed it already."""
         n = len(batch)
         if n == 0:
             empty = {q: np.zeros(0, np.float32) for q in self.outputs + self.error_outputs}
             return {**empty, "status": np.zeros(0, np.int32)}
         per_member = []
-        features_cache: dict[NormalizationSpec, tuple[np.ndarray, np.ndarray]] = {}
+        features_cache = self.prepare(batch) if prepared is None else prepared
         for member in self.members:
-            key = member.normalization  # frozen dataclass: members with equal specs share features
-            if key not in features_cache:
-                features, time_ref = member.normalization.features_and_reference(batch)
-                features_cache[key] = (features, np.asarray(time_ref, dtype=np.float64))
-            features, time_ref = features_cache[key]
+            features, time_ref = features_cache[member.normalization]
             samples = int(member.model.config.get("mc_samples", 0)
                           if self.mc_samples is None else self.mc_samples)
             physics = member.physics
