@@ -169,6 +169,23 @@ def test_explain_classical_gives_occlusion_only(sim_file_small, tmp_path, capsys
             assert summary["occlusion"]["faces"][face][q]["ratio"] == pytest.approx(1.0, abs=1e-9)
 
 
+def test_explain_writes_every_plot_format(sim_file_small, tmp_path, capsys):
+    out = tmp_path / "formats"
+    (out / "plots").mkdir(parents=True)
+    (out / "plots" / "explain_old.pdf").write_text("an earlier page's plot")
+    (out / "plots" / "energy_resolution.pdf").write_text("a validation report's plot")
+    rc = main(["explain", str(sim_file_small), "-r", "classical", "-o", str(out), "--events",
+               "60", "--no-progress", "--format", "svg", "--format", "pdf"])
+    assert rc == 0
+    html = (out / "index.html").read_text()
+    assert _images(html) == ["plots/explain_occlusion.svg"]
+    assert '<a href="plots/explain_occlusion.pdf">PDF</a>' in html
+    assert (out / "plots" / "explain_occlusion.pdf").stat().st_size > 1000
+    assert not (out / "plots" / "explain_occlusion.png").exists()
+    assert not (out / "plots" / "explain_old.pdf").exists()  # replaced with the page
+    assert (out / "plots" / "energy_resolution.pdf").exists()  # not an explain file
+
+
 def test_explain_user_errors_are_one_line(input_file_factory, tmp_path, capsys):
     from xecreco.sim import SimConfig, simulate_file
 

@@ -4,8 +4,9 @@ For any reconstruction, per-face occlusion (:mod:`.occlusion`). For a neural reg
 bundled ``default`` or any regressor checkpoint) also gradient x input per face and mean saliency
 maps (:mod:`.gradients`) and the fusion attention between tokens per depth class
 (:mod:`.attention`). The folder receives ``index.html``, ``explain.json`` and
-``plots/explain_*.png``; everything is written to a hidden temporary folder first and moved into
-place at the end, so an interrupted run leaves no half-written page.
+``plots/explain_*.<ext>`` (PNG, or each of ``formats``); everything is written to a hidden
+temporary folder first and moved into place at the end, so an interrupted run leaves no
+half-written page.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ DEFAULT_GRADIENT_EVENTS = 150
 MIN_EVENTS = 50
 #: Truth branches the residuals need.
 REQUIRED_TRUTH = ("energyTruth", "uvwTruth", "timeTruth")
+#: File suffixes of the plot formats (earlier explain plots with these are replaced).
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _load_events(files, tree: str, events: int, branches=None):
@@ -86,7 +89,7 @@ def _is_neural(reconstructor) -> bool:
 
 def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVENTS,
             gradient_events: int = DEFAULT_GRADIENT_EVENTS, tree: str = "tree",
-            branches=None, progress: bool = True) -> dict:
+            branches=None, formats=("png",), progress: bool = True) -> dict:
     """Write the explain page of ``reconstructor`` on simulated ``input_files`` to ``output_dir``.
 
     Args:
@@ -100,6 +103,8 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
         gradient_events: events for gradients and attention (the first of those).
         branches: :class:`~xecreco.io.schema.BranchNames` for files whose branches are named
             differently (None: the canonical names).
+        formats: plot file formats (matplotlib extensions: png, pdf, svg); the page shows the
+            first and links the others.
         progress: print one line per step to stderr.
     Returns:
         The summary written to ``explain.json``: ``occlusion``, and for neural reconstructions
@@ -123,6 +128,9 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
                         f"{MIN_EVENTS}")
     if gradient_events < 1:
         raise UserError(f"--gradient-events must be at least 1, got {gradient_events}")
+    formats = tuple(formats)
+    if not formats:
+        raise UserError("no plot format given; use e.g. --format png")
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: exists and is not a folder; give a folder for the page")
@@ -151,7 +159,7 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
         say(f"occlusion: {len(batch)} events, 7 reconstructions")
         occ = occlusion(reco, batch, progress=lambda face: say(f"occlusion: {face} masked"))
         summary["occlusion"] = occ.to_dict()
-        images["occlusion"] = [(page.occlusion_figure(occ, plot_dir),
+        images["occlusion"] = [(page.occlusion_figure(occ, plot_dir, formats),
                                 "σ68 with each face masked, relative to nothing masked")]
         if neural:
             from xecreco.validation.explain.attention import fusion_attention
@@ -164,13 +172,14 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
             table = grad.face_table()
             summary["grad_x_input"] = table
             summary["gradient_units"] = grad.units
-            images["gradients"] = [(page.face_bar_figure(table, grad.units, plot_dir),
+            images["gradients"] = [(page.face_bar_figure(table, grad.units, plot_dir, formats),
                                     "gradient × input summed per face, mean over events")]
             images["saliency"] = []
             for q, sal in grad.saliency.items():
                 say(f"saliency map: {q}")
-                images["saliency"].append((page.saliency_figure(sal, q, grad.units[q], plot_dir),
-                                           f"mean saliency of {q}"))
+                images["saliency"].append((
+                    page.saliency_figure(sal, q, grad.units[q], plot_dir, formats),
+                    f"mean saliency of {q}"))
             say("fusion attention")
             member = reco.members[0]
             att = fusion_attention(member, sub, sub.truth["uvwTruth"][:, 2])
@@ -180,11 +189,11 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
             summary["attention"] = {"labels": att.labels, "classes": att.classes,
                                     "counts": att.counts, "cls_by_face": att.cls_by_face(),
                                     "weights": att.weights}
-            images["attention"] = [(page.attention_figure(att, layer, plot_dir),
+            images["attention"] = [(page.attention_figure(att, layer, plot_dir, formats),
                                     f"fusion layer {layer + 1}: mean attention per depth class")
                                    for layer in range(att.weights.shape[0])]
         write_summary(work / "explain.json", summary)
-        page.write_page(work / "index.html", summary, images)
+        page.write_page(work / "index.html", summary, images, formats)
         outputs = _publish(work, output_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -194,13 +203,14 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
 
 
 def _publish(work: Path, output_dir: Path) -> dict:
-    """Move the finished page into ``output_dir`` (atomic renames); explain plots of an earlier
-    page that this one does not produce are removed, other files are left alone."""
+    """Move the finished page into ``output_dir`` (atomic renames); explain plots (any of the
+    plot formats) of an earlier page that this one does not produce are removed, other files are
+    left alone."""
     plots = output_dir / "plots"
     plots.mkdir(exist_ok=True)
-    new = sorted(p.name for p in (work / "plots").glob("*.png"))
-    for old in plots.glob("explain_*.png"):
-        if old.name not in new:
+    new = sorted(p.name for p in (work / "plots").iterdir() if p.is_file())
+    for old in plots.glob("explain_*"):
+        if old.suffix in _PLOT_SUFFIXES and old.name not in new:
             old.unlink()
     for name in new:
         os.replace(work / "plots" / name, plots / name)

@@ -1,4 +1,5 @@
-"""The explain page: figures (PNG) and ``index.html`` of :func:`xecreco.validation.explain.explain`.
+"""The explain page: figures (PNG, or the formats asked for) and ``index.html`` of
+:func:`xecreco.validation.explain.explain`.
 
 Figures are drawn with the validation report's style (:mod:`xecreco.validation.plots`) and the
 detector pictures with the event display's :func:`~xecreco.validation.display.draw_unrolled`.
@@ -32,14 +33,17 @@ _DPI = 80
 _LABELS = {"energy": "energy", "u": "u", "v": "v", "w": "w", "time": "time"}
 
 
-def _save(fig, plot_dir: Path, name: str) -> str:
+def _save(fig, plot_dir: Path, name: str, formats=("png",)) -> str:
+    """Write ``plot_dir/name.<ext>`` for every format, close; returns the file name of the
+    first (the one the page shows)."""
     plot_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(plot_dir / f"{name}.png", dpi=_DPI)
+    for ext in formats:
+        fig.savefig(plot_dir / f"{name}.{ext}", dpi=_DPI if ext == "png" else None)
     plt.close(fig)
-    return f"{name}.png"
+    return f"{name}.{formats[0]}"
 
 
-def occlusion_figure(occ, plot_dir: Path) -> str:
+def occlusion_figure(occ, plot_dir: Path, formats=("png",)) -> str:
     """Bars of sigma68(face masked) / sigma68(nothing masked) per face, one panel per output."""
     outputs = occ.outputs
     fig, axes = plots.figure(1, len(outputs), panel_size=(3.6, 3.6))
@@ -54,10 +58,10 @@ def occlusion_figure(occ, plot_dir: Path) -> str:
         ax.set_title(f"{_LABELS[q]} (unmasked {_fmt(occ.baseline[q]['sigma68'])} "
                      f"{OUTPUT_UNITS[q]})", fontsize=10)
     axes[0, 0].set_ylabel("σ68 masked / unmasked")
-    return _save(fig, plot_dir, "explain_occlusion")
+    return _save(fig, plot_dir, "explain_occlusion", formats)
 
 
-def face_bar_figure(table: dict, unit_of: dict, plot_dir: Path) -> str:
+def face_bar_figure(table: dict, unit_of: dict, plot_dir: Path, formats=("png",)) -> str:
     """Bars of the event-mean gradient x input summed per face, one panel per output."""
     outputs = list(table)
     fig, axes = plots.figure(1, len(outputs), panel_size=(3.6, 3.6))
@@ -72,10 +76,11 @@ def face_bar_figure(table: dict, unit_of: dict, plot_dir: Path) -> str:
         ax.set_title(f"{_LABELS[q]} ({unit_of[q]})", fontsize=10)
     axes[0, 0].legend(fontsize=8)
     axes[0, 0].set_ylabel("gradient × input per face")
-    return _save(fig, plot_dir, "explain_grad_x_input")
+    return _save(fig, plot_dir, "explain_grad_x_input", formats)
 
 
-def saliency_figure(saliency: np.ndarray, q: str, unit: str, plot_dir: Path) -> str:
+def saliency_figure(saliency: np.ndarray, q: str, unit: str, plot_dir: Path,
+                    formats=("png",)) -> str:
     """Mean |d q / d x| on the unrolled detector: npho channel left, time channel right."""
     fig, axes = plt.subplots(1, 2, figsize=(15, 6.2))
     for ax, channel, label in zip(axes, (0, 1), ("npho feature", "time feature")):
@@ -84,10 +89,10 @@ def saliency_figure(saliency: np.ndarray, q: str, unit: str, plot_dir: Path) -> 
                       title=f"mean |d {q} / d {label}|",
                       cbar_label=f"{unit} per feature unit", legend=False)
     fig.subplots_adjust(left=0.05, right=0.97, bottom=0.1, top=0.92, wspace=0.15)
-    return _save(fig, plot_dir, f"explain_saliency_{q}")
+    return _save(fig, plot_dir, f"explain_saliency_{q}", formats)
 
 
-def attention_figure(att, layer: int, plot_dir: Path) -> str:
+def attention_figure(att, layer: int, plot_dir: Path, formats=("png",)) -> str:
     """Mean attention (query row -> key column) of one fusion layer, one panel per depth
     class."""
     n = len(att.classes)
@@ -105,7 +110,7 @@ def attention_figure(att, layer: int, plot_dir: Path) -> str:
             ax.set_ylabel("query token", fontsize=8)
     fig.subplots_adjust(left=0.07, right=0.9, bottom=0.22, top=0.92, wspace=0.35)
     fig.colorbar(image, cax=fig.add_axes((0.92, 0.22, 0.015, 0.7)), label="attention weight")
-    return _save(fig, plot_dir, f"explain_attention_layer{layer + 1}")
+    return _save(fig, plot_dir, f"explain_attention_layer{layer + 1}", formats)
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -122,14 +127,17 @@ def _table(caption: str, columns, rows) -> str:
             f"<tbody>{body}</tbody></table>")
 
 
-def _figure(image: str, caption: str) -> str:
+def _figure(image: str, caption: str, formats=("png",)) -> str:
+    stem = html.escape(image.rsplit(".", 1)[0])
+    links = "".join(f' <a href="plots/{stem}.{ext}">{ext.upper()}</a>' for ext in formats[1:])
     return (f'<figure><img src="plots/{html.escape(image)}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            f"<figcaption>{html.escape(caption)}{links}</figcaption></figure>")
 
 
-def write_page(path: Path, summary: dict, images: dict) -> None:
+def write_page(path: Path, summary: dict, images: dict, formats=("png",)) -> None:
     """index.html from the explain ``summary`` (as written to explain.json) and the ``images``
-    (section -> list of (file name, caption))."""
+    (section -> list of (file name, caption)), each shown in the first of ``formats`` with links
+    to the others."""
     occ = summary["occlusion"]
     outputs = occ["outputs"]
     units = occ["units"]
@@ -166,7 +174,7 @@ def write_page(path: Path, summary: dict, images: dict) -> None:
     parts.append(_table("σ68 with one face masked (× ratio to unmasked ± paired bootstrap error)",
                         ["masked"] + [f"{q} ({units[q]})" for q in outputs] + ["efficiency"],
                         rows))
-    parts += [_figure(i, c) for i, c in images.get("occlusion", [])]
+    parts += [_figure(i, c, formats) for i, c in images.get("occlusion", [])]
     if summary["neural"]:
         grad = summary["grad_x_input"]
         parts.append('<h2 id="gradients">Gradient × input per face</h2>')
@@ -182,12 +190,12 @@ def write_page(path: Path, summary: dict, images: dict) -> None:
         parts.append(_table("Gradient × input: mean / mean |.| per event",
                             ["face"] + [f"{q} ({summary['gradient_units'][q]})" for q in grad],
                             rows))
-        parts += [_figure(i, c) for i, c in images.get("gradients", [])]
+        parts += [_figure(i, c, formats) for i, c in images.get("gradients", [])]
         parts.append('<h2 id="saliency">Mean saliency maps</h2>')
         parts.append('<p class="note">|d output / d input feature| per sensor, averaged over '
                      "events, on the unrolled detector (log colour scale); left the npho feature, "
                      "right the time feature.</p>")
-        parts += [_figure(i, c) for i, c in images.get("saliency", [])]
+        parts += [_figure(i, c, formats) for i, c in images.get("saliency", [])]
         parts.append('<h2 id="attention">Fusion attention between tokens</h2>')
         parts.append('<p class="note">Attention weights of the transformer fusion, averaged over '
                      "heads and over the events of each class of the true depth w; a row is a "
@@ -200,7 +208,7 @@ def write_page(path: Path, summary: dict, images: dict) -> None:
                                 [[c] + [f"{v[f]:.3f}" if v[f] == v[f] else "–"
                                         for f in ("CLS",) + FACE_ORDER]
                                  for c, v in per_class.items()]))
-        parts += [_figure(i, c) for i, c in images.get("attention", [])]
+        parts += [_figure(i, c, formats) for i, c in images.get("attention", [])]
     parts.append('<p class="note">Machine-readable numbers: <a href="explain.json">explain.json'
                  "</a>.</p></body></html>")
     Path(path).write_text("\n".join(parts), encoding="utf-8")
