@@ -106,6 +106,9 @@ def command(predictions, output, recos, studies, labels, tree, data_files, recon
         if branches and not input_files:
             raise UserError("--branch maps branches of --data or --input files; prediction "
                             "files always have xecreco's names (drop --branch)")
+        if branches and not worst:
+            raise UserError("--branch maps branches of the --input files, which are read for "
+                            "--worst only: add --worst N or drop --branch")
         summary = validate(list(predictions), output, recos=list(recos) or None,
                            studies=list(studies) or None, labels=list(labels) or None,
                            progress=progress, tree=tree, bootstrap_replicas=bootstrap,

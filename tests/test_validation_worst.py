@@ -145,3 +145,15 @@ def test_worst_needs_the_input_and_events_that_are_in_it(files, tmp_path):
                  bootstrap_replicas=2, input_files=[other], worst=1)
     assert main(["validate", str(pred), "-o", str(tmp_path / "r2"), "--worst", "1",
                  "--no-progress"]) == 2
+
+
+def test_branch_with_input_but_no_worst_is_a_user_error(files, tmp_path, capsys):
+    from xecreco.cli.main import main
+
+    _, pred, sim, _, _ = files
+    rc = main(["validate", str(pred), "-o", str(tmp_path / "r"), "--input", str(sim),
+               "--branch", "npho=nphoton", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0
+    assert "--branch" in err and "--worst N" in err
+    assert not (tmp_path / "r").exists()  # refused before any work
