@@ -33,8 +33,8 @@ from xecreco.cli.options import branch_names, input_options
               help="Simulated sample with pile-up truth for the pile-up probability (repeatable; "
                    "not with -r).")
 @click.option("--no-progress", is_flag=True, help="Do not show progress.")
-def command(inputs, output, checkpoint, min_line_events, min_depth_cm, tree, branch_items, max_events,
-            step_events, pileup_files, no_progress):
+def command(inputs, output, checkpoint, min_line_events, min_depth_cm, tree, branch_items,
+            max_events, step_events, pileup_files, no_progress):
     """Fit the classical calibration (depth corrections, energy scale vs depth, light speed,
     time walk and offset, pile-up score) on simulated INPUT files with truth (no pile-up), write
     JSON. The pile-up score is fitted on --pileup files when given. --tree and --branch apply

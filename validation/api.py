@@ -196,8 +196,8 @@ def validate_data(data_files, reconstructors, output_dir, *, tree: str = "tree",
                   formats=("png", "pdf"), bootstrap_replicas: int = 40,
                   dead_patterns: bool = False, inpainter=None) -> dict:
     """Predict ``reconstructors`` on simulated input files into ``output_dir/predictions.root``
-    (with :func:`xecreco.models.pipelines.predict.predict_files`), then :func:`validate` it (with the
-    worst-event gallery of the ``data_files`` when ``worst`` > 0).
+    (with :func:`xecreco.models.pipelines.predict.predict_files`), then :func:`validate` it
+    (with the worst-event gallery of the ``data_files`` when ``worst`` > 0).
 
     ``tree`` and ``branches`` (``{canonical: name in file}``) describe the data files, for the
     prediction and the gallery; ``formats`` and ``bootstrap_replicas`` are passed to

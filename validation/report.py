@@ -95,8 +95,8 @@ def _gallery_html(gallery, formats=("png",)) -> list[str]:
              "|residual| among those entering the studies (status 0), drawn on the unrolled "
              "detector: npho (log) and sensor times, dead sensors red, sensors without a valid "
              "value grey, hollow star = true first interaction, crosses = reconstructions, "
-             "diamonds = pile-up photons (energy in MeV). Residuals: energy in %, u, v, w in mm, time in "
-             "ps.</p>"]
+             "diamonds = pile-up photons (energy in MeV). Residuals: energy in %, u, v, w in mm, "
+             "time in ps.</p>"]
     current = None
     for item in gallery:
         if (item.series, item.observable) != current:

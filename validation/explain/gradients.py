@@ -1,10 +1,12 @@
 """Gradients of the neural regressor's physical outputs with respect to its input features.
 
-For every member network of a :class:`~xecreco.models.regressor.reconstructor.CheckpointReconstructor`
-the input features ``x`` (N, 4760, 2) [normalised npho, normalised time] come from the member's own
+For every member network of a
+:class:`~xecreco.models.regressor.reconstructor.CheckpointReconstructor` the input features ``x``
+(N, 4760, 2) [normalised npho, normalised time] come from the member's own
 :class:`~xecreco.normalization.NormalizationSpec`, and the outputs are the physical ones of
-:class:`~xecreco.models.regressor.reconstructor.OutputsToPhysical` (destandardised, time reference and any
-flight correction included), in display units: energy MeV, u, v, w mm, time ps.
+:class:`~xecreco.models.regressor.reconstructor.OutputsToPhysical` (destandardised, time
+reference and any flight correction included), in display units: energy MeV, u, v, w mm, time
+ps.
 
 - saliency: ``|d output / d x|`` per sensor and channel, averaged over events (output units per
   feature unit);
