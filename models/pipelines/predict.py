@@ -197,15 +197,20 @@ def _empty_columns(objects, out_names) -> dict[str, np.ndarray]:
     return columns
 
 
-def _summary_columns(batch: EventBatch) -> dict:
-    """Identifiers and the input's event summaries (RECO_SUMMARY_BRANCHES) of one chunk."""
+def _summary_columns(batch: EventBatch, objects=()) -> dict:
+    """Identifiers and the input's event summaries (RECO_SUMMARY_BRANCHES) of one chunk.
+
+    Sensors a reconstructor marks dead itself (its ``dead_mask``, (4760,) bool: the dead-pattern
+    predictions of xecreco.validation.deadpatterns read the clean values) count as dead."""
+    masks = [m for m in (getattr(obj, "dead_mask", None) for obj in objects) if m is not None]
+    valid = batch.valid_npho & ~np.any(masks, axis=0) if masks else batch.valid_npho
     return {
         "run": batch.run,
         "event": batch.event,
         "entry": batch.entry,
         # event summaries of the input for the validation scans (RECO_SUMMARY_BRANCHES)
-        "nDead": (~batch.valid_npho).sum(axis=1).astype(np.int32),
-        "nphoSum": np.where(batch.valid_npho, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
+        "nDead": (~valid).sum(axis=1).astype(np.int32),
+        "nphoSum": np.where(valid, batch.npho, 0.0).sum(axis=1, dtype=np.float64)
         .astype(np.float32),
     }
 
@@ -223,7 +228,7 @@ class _Chunk:
 def _prepare_chunk(batch: EventBatch, objects) -> _Chunk:
     """The reader thread's share of the work on one chunk (everything before the models)."""
     prepared = [obj.prepare(batch) if hasattr(obj, "prepare") else None for obj in objects]
-    return _Chunk(batch=batch, summary=_summary_columns(batch), prepared=prepared)
+    return _Chunk(batch=batch, summary=_summary_columns(batch, objects), prepared=prepared)
 
 
 def _chunk_columns(chunk: _Chunk, objects, out_names, truth) -> dict:
