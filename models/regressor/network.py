@@ -202,6 +202,25 @@ class Regressor(nn.Module):
             self.light_gain.fill_(float(torch.median(ratio)))
         self.reference_on.fill_(1.0)
 
+    @torch.no_grad()
+    def reference_residuals(self, features: torch.Tensor, truth: dict) -> dict[str, np.ndarray]:
+        """Target minus light-summary reference, physical units ((N,) GeV for energy, cm for u
+        and v), of the referenced outputs that are heads here and in ``truth`` ({name: (N,)});
+        empty without a summary. Call after :meth:`calibrate_references` (energy needs
+        ``light_gain``)."""
+        if self.summary is None:
+            return {}
+        references = {}
+        for start in range(0, len(features), 1024):  # bounded memory for large samples
+            _, part = self.summary(features[start:start + 1024])
+            for key, value in part.items():
+                references.setdefault(key, []).append(value.double())
+        references = {key: torch.cat(parts).cpu().numpy() for key, parts in references.items()}
+        physical = {"energy": float(self.light_gain) * references["light"],
+                    "u": references["u"], "v": references["v"]}
+        return {name: np.asarray(truth[name], dtype=np.float64) - physical[name]
+                for name in REFERENCED_OUTPUTS if name in self.head_names and name in truth}
+
 
 def build_model(model_config: dict | str | None = None) -> Regressor:
     """A :class:`Regressor` from a model config (resolved with :func:`resolve_model_config`)."""

@@ -77,16 +77,53 @@ def regressor_model_config(cfg) -> dict:
     return resolve_model_config(config)
 
 
+def robust_spread(values: np.ndarray) -> float:
+    """Half the width of the central 68 % interval of the finite ``values`` (a standard
+    deviation for a Gaussian, insensitive to tails such as the leakage of deep showers)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    lo, hi = np.percentile(values, [15.865, 84.135])
+    return float(0.5 * (hi - lo))
+
+
+def rescale_to_residuals(model, source) -> dict[str, float]:
+    """``loss.reference_scale: residual``: set the scale of each referenced target (energy, u, v)
+    to the robust spread of target - reference on the first ``data.scaling_events`` training
+    events, in the source's target scaling (what the loss, the checkpoint and the reconstructor
+    use). Returns the new scales; the model's reference buffers follow at the next
+    ``calibrate_references``."""
+    batch = source.calibration_batch(source.data.scaling_events)
+    device = next(model.parameters()).device
+    residuals = model.reference_residuals(batch["features"].to(device), batch["truth"])
+    scales = {}
+    for name, residual in residuals.items():
+        spread = robust_spread(residual)
+        if not spread > 0:
+            raise UserError(f"loss.reference_scale: residual: target '{name}' equals its light "
+                            "reference on every calibration event; use reference_scale: target")
+        source.scaling.scale[name] = scales[name] = spread
+    return scales
+
+
 def prepare_regressor(model, source) -> None:
     """Calibrate the light-summary references on the first training events (models without
-    ``calibrate_references``, e.g. plugin regressors, need nothing)."""
+    ``calibrate_references``, e.g. plugin regressors, need nothing); with
+    ``loss.reference_scale: residual`` (and a target scaling fitted here, not loaded from an
+    earlier checkpoint) the referenced targets are standardised by their residual spread."""
     calibrate = getattr(model, "calibrate_references", None)
     if calibrate is None:
         return
     batch = source.calibration_batch()
     energy = batch["truth"].get("energy")
-    calibrate(batch["features"].to(next(model.parameters()).device),
-              None if energy is None else torch.as_tensor(energy), source.scaling)
+    features = batch["features"].to(next(model.parameters()).device)
+    energy = None if energy is None else torch.as_tensor(energy)
+    calibrate(features, energy, source.scaling)
+    if getattr(source, "reference_scale", "target") == "residual" and source.scaling_fitted \
+            and hasattr(model, "reference_residuals"):
+        scales = rescale_to_residuals(model, source)
+        calibrate(features, energy, source.scaling)
+        print("residual target scales: " + ", ".join(f"{k} {v:.4g}" for k, v in scales.items()),
+              flush=True)
 
 
 def regressor_source(cfg, target_scaling=None):
@@ -94,8 +131,10 @@ def regressor_source(cfg, target_scaling=None):
     ours = cfg.model_config().get("preset", DEFAULT_PRESET) in PRESETS
     summary = regressor_model_config(cfg)["summary"] if ours else None
     need_vertex = cfg.loss.consistency > 0 or bool(summary and summary["vertex"])
-    return RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization, seed=cfg.run.seed,
-                      need_vertex=need_vertex, target_scaling=target_scaling)
+    source = RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization,
+                        seed=cfg.run.seed, need_vertex=need_vertex, target_scaling=target_scaling)
+    source.reference_scale = cfg.loss.reference_scale  # read by prepare_regressor
+    return source
 
 
 class _BatchLoss(torch.nn.Module):

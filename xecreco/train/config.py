@@ -113,6 +113,11 @@ class LossConfig:
     within ``energy_tolerance`` (relative) of ``light_gain`` x collected photons; light_gain in
     GeV per photon, None = the median energy / light of the first ``data.batch_size`` training
     events. Both 0 (off) by default (:class:`xecreco.train.losses.PhysicsTerms`).
+    reference_scale: how the outputs built on a light-summary reference (energy, u, v) are
+    standardised: ``target`` (the spread of the target over the sample) or ``residual`` (the
+    robust spread of target - reference, so the network's corrections are of order 1 and each
+    target weighs in the loss in units of its own resolution; fitted on the first
+    ``data.scaling_events`` training events before the first step).
     """
 
     types: dict = field(default_factory=dict)
@@ -126,6 +131,7 @@ class LossConfig:
     energy_conservation: float = 0.0
     energy_tolerance: float = 0.1
     light_gain: Union[float, None] = None
+    reference_scale: str = "target"
 
 
 @dataclass
@@ -326,6 +332,8 @@ def _check_values(cfg: TrainConfig) -> None:
     need(lo.direction in DIRECTION_LOSSES, "loss.direction",
          f"one of {', '.join(DIRECTION_LOSSES)}")
     need(lo.weighting in ("manual", "learned"), "loss.weighting", "one of manual, learned")
+    need(lo.reference_scale in ("target", "residual"), "loss.reference_scale",
+         "one of target, residual")
     need(lo.beta > 0, "loss.beta", "must be > 0")
     need(lo.consistency >= 0, "loss.consistency", "must be >= 0")
     for key in ("timing", "timing_tolerance_ns", "energy_conservation", "energy_tolerance"):

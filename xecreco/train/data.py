@@ -284,6 +284,7 @@ class RootSource:
         except (TypeError, ValueError, KeyError) as exc:
             raise UserError(f"config section 'normalization' is invalid: {exc}") from None
         self.scaling = self._load_scaling(target_scaling) if target_scaling else self._fit_scaling()
+        self.scaling_fitted = not target_scaling  # False when given (resume, init_from)
         self.encoder = EventEncoder(self.spec, self.scaling, self.targets, need_vertex)
 
     # -- standardisation ------------------------------------------------------------------
@@ -326,13 +327,14 @@ class RootSource:
             return np.asarray(self.scaling.destandardize(name, values))
         return np.asarray(values)
 
-    def calibration_batch(self) -> dict:
-        """The first ``data.batch_size`` training events, unaugmented, with physical ``truth``
-        (the same on every rank; used to calibrate model references before training)."""
+    def calibration_batch(self, events: int | None = None) -> dict:
+        """The first ``events`` (default ``data.batch_size``) training events, unaugmented, with
+        physical ``truth`` (the same on every rank; used to calibrate model references before
+        training)."""
         from xecreco.io.reader import iterate_batches
 
         first = self.train_range[0]
-        stop = min(self.train_range[1], first + self.data.batch_size)
+        stop = min(self.train_range[1], first + (events or self.data.batch_size))
         batch = next(iterate_batches(self.train_files, tree=self.data.tree, branches=self.branches,
                                      truth=self.truth, step_events=stop - first,
                                      entry_start=first, entry_stop=stop))
