@@ -44,6 +44,9 @@ def command(inputs, output, reconstructors, renames, tree, branch_items, out_tre
     R_phi, R_status (and more where available) for each reconstruction R, plus the truth
     branches of the input, in input order. Under torchrun every rank takes an entry range.
     """
+    from xecreco.threads import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before torch loads: idle OpenMP threads sleep, not spin
     from xecreco.models.pipelines.predict import predict_files
 
     branches = branch_names(branch_items).to_dict()

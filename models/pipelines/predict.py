@@ -33,7 +33,7 @@ import numpy as np
 from xecreco.errors import UserError
 from xecreco.geometry import uvw_to_xyz
 from xecreco.io.paths import check_output_file
-from xecreco.io.prefetch import available_cores, prefetch
+from xecreco.io.prefetch import prefetch
 from xecreco.io.provenance import describe_files, file_checksum, make_provenance
 from xecreco.io.reader import BatchReader
 from xecreco.io.rootfile import count_entries, list_branches
@@ -55,6 +55,7 @@ from xecreco.io.writer import RootWriter
 from xecreco.models.base import EventBatch
 from xecreco.models.pipelines.sharding import run_distributed, run_spawned, torchrun_rank
 from xecreco.models.registry import create_reconstructor
+from xecreco.threads import available_cores
 
 __all__ = ["predict_files", "resolve_reconstructors", "COPIED_TRUTH", "reco_columns",
            "predict_threads"]

@@ -9,19 +9,15 @@ item where it happened; the items before it are yielded first. When the caller s
 (``break``, an exception, ``KeyboardInterrupt``, ``close()`` of the generator), the background
 thread is told to stop, the source iterator is closed in that thread and the thread is joined
 before the generator returns, so nothing keeps running or holds open files.
-
-:func:`available_cores` is the number of cores this process may run on, the one rule for
-choosing thread counts (intra-op threads beside a background thread or data workers).
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from typing import Callable, Iterable, Iterator, TypeVar
 
-__all__ = ["prefetch", "available_cores"]
+__all__ = ["prefetch"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -29,13 +25,6 @@ R = TypeVar("R")
 _END = object()  # the source is exhausted
 #: Seconds between checks of the stop flag while a queue is full or empty.
 _POLL_S = 0.05
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 class _Failure:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from xecreco.errors import UserError
-from xecreco.io.prefetch import available_cores
+from xecreco.threads import available_cores
 from xecreco.train import ddp
 from xecreco.train.config import TrainConfig
 from xecreco.train.tasks import model_outputs
