@@ -87,14 +87,14 @@ def test_an_error_in_prepare_is_raised_as_itself(sim_file_small, tmp_path, monke
     assert not output.exists()
 
 
-def test_torch_threads_leave_a_core_to_the_reader_and_are_restored(sim_file_small, tmp_path,
-                                                                   monkeypatch, default_reco):
+def test_torch_threads_share_the_cores_and_are_restored(sim_file_small, tmp_path,
+                                                        monkeypatch, default_reco):
     import torch
 
     import xecreco.models.pipelines.predict as predict
 
     monkeypatch.setattr(predict, "available_cores", lambda: 4)
-    assert predict_threads() == 3 and predict_threads(2) == 1 and predict_threads(8) == 1
+    assert predict_threads() == 4 and predict_threads(3) == 1 and predict_threads(8) == 1
     seen = []
     original = default_reco.reconstruct
 

@@ -54,3 +54,26 @@ def test_the_background_stays_at_most_depth_items_ahead_and_stops_on_break():
 def test_bad_depth():
     with pytest.raises(ValueError):
         list(prefetch(range(3), depth=0))
+
+
+def test_normalised_batches_ahead_give_the_features_of_each_batch_in_order():
+    import numpy as np
+
+    from xecreco.io.batch import N_SENSORS, EventBatch
+    from xecreco.normalization import NormalizationSpec, normalised_batches
+
+    rng = np.random.default_rng(3)
+    batches = []
+    for k in range(4):
+        npho = rng.exponential(400.0, (5 + k, N_SENSORS)).astype(np.float32)
+        time = rng.normal(1e-7, 2e-9, npho.shape).astype(np.float32)
+        ids = np.arange(len(npho), dtype=np.int64)
+        batches.append(EventBatch(npho=npho, time=time, valid_npho=npho > 20,
+                                  valid_time=npho > 50, run=ids, event=ids, entry=ids))
+    spec = NormalizationSpec()
+    got = list(normalised_batches(iter(batches), spec))
+    assert [b for b, _, _ in got] == batches
+    for (_, features, reference), batch in zip(got, batches):
+        want, want_reference = spec.features_and_reference(batch)
+        np.testing.assert_array_equal(features, want)
+        np.testing.assert_array_equal(reference, want_reference)

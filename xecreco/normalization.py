@@ -54,6 +54,7 @@ from xecreco.earliest import mean_earliest as _mean_earliest
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
 from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
+from xecreco.io.prefetch import prefetch
 from xecreco.io.schema import INVALID_THRESHOLD
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "NPHO_SCHEMES",
     "NormalizationSpec",
     "TargetScaling",
+    "normalised_batches",
     "scaled_npho",
     "valid_values",
     "validity_masks",
@@ -339,6 +341,21 @@ class NormalizationSpec:
     def _features_block(self, npho_raw, time_raw, valid_npho, valid_time, offset, out) -> None:
         self._npho_channel(npho_raw, valid_npho, out=out[:, :, 0])
         self._time_channel(time_raw, valid_time, offset, out=out[:, :, 1])
+
+
+def normalised_batches(batches, spec: NormalizationSpec, *, ahead: bool = True):
+    """Yield ``(batch, features, time_reference_ns)`` for each batch of ``batches`` (e.g. a
+    :class:`~xecreco.io.reader.BatchReader`), the features computed by
+    :meth:`NormalizationSpec.features_and_reference`; with ``ahead`` in a background thread, one
+    batch ahead of the caller (:func:`xecreco.io.prefetch.prefetch`: same values, same order,
+    errors raised as themselves)."""
+    def normalise(batch):
+        return (batch, *spec.features_and_reference(batch))
+
+    if not ahead:
+        yield from map(normalise, batches)
+        return
+    yield from prefetch(batches, normalise, name="xecreco-normalise")
 
 
 def scaled_npho(features, scheme: str):
