@@ -44,6 +44,15 @@ def machine_info() -> dict:
     return info
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average now (None where the OS does not give it); other
+    users' load depresses wall-clock rates, so benchmarks record it at start and end."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, machine_info, peak_rss_mb  # noqa: E402
+from _common import emit, load_average, machine_info, peak_rss_mb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE_COMMIT = "d9de2c2"
@@ -95,22 +96,29 @@ def _train_once(config_file: Path, data: Path, run_dir: Path, env: dict, steps: 
             "events": result["train_events"]}
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _predict_once(data: Path, out: Path, env: dict, n_events: int) -> dict:
     command = [sys.executable, "-m", "xecreco", "predict", str(data), "-o", str(out),
                "-r", "default", "--no-progress"]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu_s()
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent)
     if proc.returncode != 0 and "no-progress" in proc.stderr:  # a build without the flag
         command.remove("--no-progress")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu_s()
         proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent)
     wall = time.perf_counter() - start
+    cpu = _children_cpu_s() - cpu
     if proc.returncode != 0:
         raise RuntimeError(f"predict failed: {proc.stderr.strip().splitlines()[-1:]}")
     match = re.search(r"; ([0-9.]+) events/s\)", proc.stdout + proc.stderr)
     out.unlink(missing_ok=True)
     return {"events_per_s": float(match.group(1)) if match else n_events / wall,
-            "events_per_s_incl_start": n_events / wall, "wall_s": wall}
+            "events_per_s_incl_start": n_events / wall, "wall_s": wall,
+            "events_per_cpu_s": n_events / cpu if cpu > 0 else 0.0}
 
 
 def gemm_peak_flops(size: int = 2048, repeats: int = 8) -> float:
@@ -181,10 +189,35 @@ def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int =
     return rates
 
 
+def _predict_record(table: dict, repeats: int, n_events: int, load_start, load_end) -> dict:
+    """The predict comparison: best of the repeats of each build (the command's events/s, with
+    interpreter start, and per CPU-second of the command's process tree) and their ratios."""
+    def best(runs, key="events_per_s"):
+        return max(r[key] for r in runs)
+
+    base, now = best(table["baseline"]), best(table["now"])
+    return {"name": "baseline_ratio_predict_default", "events_per_s": now,
+            "baseline_events_per_s": base, "ratio_vs_baseline": now / base,
+            "target_ratio": TARGET_PREDICT_RATIO, "floor_ratio": FLOOR_PREDICT_RATIO,
+            "events_per_s_incl_start": best(table["now"], "events_per_s_incl_start"),
+            "baseline_events_per_s_incl_start": best(table["baseline"],
+                                                     "events_per_s_incl_start"),
+            "events_per_cpu_s": best(table["now"], "events_per_cpu_s"),
+            "baseline_events_per_cpu_s": best(table["baseline"], "events_per_cpu_s"),
+            "ratio_per_cpu_s": (best(table["now"], "events_per_cpu_s")
+                                / best(table["baseline"], "events_per_cpu_s")),
+            "all_events_per_s": {k: [round(r["events_per_s"]) for r in v]
+                                 for k, v in table.items()},
+            "load_average_start": load_start, "load_average_end": load_end,
+            "repeats": repeats, "events": n_events, "baseline_commit": BASELINE_COMMIT}
+
+
 def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAULT_BASE_DIR,
-        keep: bool = False, with_compile: bool = False) -> list[dict]:
-    """Baseline vs current build: one record each for training, predict and the GEMM peak."""
+        keep: bool = False, with_compile: bool = False, predict_only: bool = False) -> list[dict]:
+    """Baseline vs current build: one record each for training, predict and the GEMM peak
+    (``predict_only``: the predict record alone, the quick check of a predict change)."""
     repeats = repeats or (1 if quick else 3)
+    load_start = load_average()
     n_events = 2048 if quick else 6144
     steps = 12 if quick else 40
     base_path = install_baseline(Path(base_dir))
@@ -198,6 +231,8 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
         predict = {name: [] for name in builds}
         for repeat in range(repeats):
             for name, (env, tree) in builds.items():
+                if predict_only:
+                    break
                 run_dir = work / f"train_{name}_{repeat}"
                 train[name].append(_train_once(tree / "configs" / "train-cpu.yaml", data,
                                                run_dir, env, steps))
@@ -205,6 +240,9 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
             for name, (env, _) in builds.items():
                 predict[name].append(_predict_once(data, work / f"pred_{name}.root", env,
                                                    n_events))
+        load_end = load_average()
+        if predict_only:
+            return [_predict_record(predict, repeats, n_events, load_start, load_end)]
         peak = gemm_peak_flops()
         rates = _model_rates(with_compile=with_compile)
     finally:
@@ -224,19 +262,16 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
                                          FLOOR_TRAIN_RATIO),
                                         ("predict_default", predict, TARGET_PREDICT_RATIO,
                                          FLOOR_PREDICT_RATIO)):
-        base, now = best(table["baseline"]), best(table["now"])
-        record = {"name": f"baseline_ratio_{label}", "events_per_s": now,
-                  "baseline_events_per_s": base, "ratio_vs_baseline": now / base,
-                  "target_ratio": target, "floor_ratio": floor,
-                  "repeats": repeats, "events": n_events, "baseline_commit": BASELINE_COMMIT}
         if label == "train_cpu_preset":
-            record["steps"] = steps
-            record["fraction_of_fp32_peak"] = 3.0 * flops * now / peak
+            base, now = best(table["baseline"]), best(table["now"])
+            record = {"name": f"baseline_ratio_{label}", "events_per_s": now,
+                      "baseline_events_per_s": base, "ratio_vs_baseline": now / base,
+                      "target_ratio": target, "floor_ratio": floor,
+                      "repeats": repeats, "events": n_events, "baseline_commit": BASELINE_COMMIT,
+                      "steps": steps, "fraction_of_fp32_peak": 3.0 * flops * now / peak}
         else:
-            record["events_per_s_incl_start"] = best(table["now"], "events_per_s_incl_start")
-            record["baseline_events_per_s_incl_start"] = best(table["baseline"],
-                                                              "events_per_s_incl_start")
-            record["fraction_of_fp32_peak"] = flops * now / peak
+            record = _predict_record(table, repeats, n_events, load_start, load_end)
+            record["fraction_of_fp32_peak"] = flops * record["events_per_s"] / peak
         records.append(record)
     records.append({
         "name": "baseline_fp32_peak", "gemm_gflop_per_s": peak / 1e9,
@@ -260,6 +295,8 @@ if __name__ == "__main__":
     parser.add_argument("--keep", action="store_true", help="keep the sample and run folders")
     parser.add_argument("--with-compile", action="store_true",
                         help="also time torch.compile'd forward and training step (minutes)")
+    parser.add_argument("--predict-only", action="store_true",
+                        help="only the predict comparison (no training runs, no model levers)")
     args = parser.parse_args()
     emit(run(quick=args.quick, repeats=args.repeats, base_dir=args.base_dir, keep=args.keep,
-             with_compile=args.with_compile))
+             with_compile=args.with_compile, predict_only=args.predict_only))
