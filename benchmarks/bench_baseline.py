@@ -20,8 +20,11 @@ reach. Outputs and both environments live under /tmp, never in the repository.
 
 The same run times the levers on the model alone (interleaved, best of 4): bf16 autocast of
 inference and of a training step and, with ``--with-compile`` (minutes of compilation),
-torch.compile. Usage: ``python benchmarks/bench_baseline.py [--quick] [--repeats N]
-[--base-dir DIR] [--with-compile]`` or ``python benchmarks/run_all.py --only baseline``.
+torch.compile. ``--predict-only`` runs the predict comparison alone (no training runs, no
+levers); the predict record also gives events per CPU-second of each build's command (its
+process tree) and their ratio, every repeat's rate and the load average at start and end.
+Usage: ``python benchmarks/bench_baseline.py [--quick] [--repeats N] [--base-dir DIR]
+[--with-compile] [--predict-only]`` or ``python benchmarks/run_all.py --only baseline``.
 """
 
 from __future__ import annotations

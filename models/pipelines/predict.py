@@ -287,7 +287,8 @@ class _Job:
     threads: int | None = None  # torch intra-op threads; None: predict_threads(processes)
 
 
-def _predict_range(job: _Job, objects, path: Path, start: int, stop: int, progress: bool) -> list[str]:
+def _predict_range(job: _Job, objects, path: Path, start: int, stop: int,
+                   progress: bool) -> list[str]:
     """Predict entries [start, stop) into ``path``; returns the branch names written.
 
     Pipelined (``job.pipelined``): one background thread reads the next chunk, computes its
