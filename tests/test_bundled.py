@@ -37,20 +37,21 @@ def test_bundled_regressor_predicts_physical_values(sim_file_small, tmp_path):
 #: Bundled regressor / classical resolution ratios measured on 20k signal photons (docs/models.md,
 #: "Bundled models"); keys of xecreco.validation.headlines.HEADLINES.
 DOCUMENTED_RATIOS: dict[str, float] = {
-    "energy_w_lt_2cm_percent": 0.965,
-    "energy_w_ge_2cm_percent": 0.957,
-    "u_mm": 1.11,
-    "v_mm": 1.48,
-    "w_mm": 0.947,
-    "time_ps": 0.867,
-    "opening_angle_68_mrad": 1.43,
+    "energy_w_lt_2cm_percent": 0.938,
+    "energy_w_ge_2cm_percent": 0.934,
+    "u_mm": 0.972,
+    "v_mm": 1.032,
+    "w_mm": 0.980,
+    "time_ps": 1.095,
+    "opening_angle_68_mrad": 1.026,
 }
 
 
 @pytest.mark.slow
 def test_bundled_regressor_reproduces_documented_resolutions(tmp_path):
     """On a fresh 20k sample, each bundled/classical resolution ratio is the documented one
-    (within 15 %), and the bundled model beats classical exactly where the docs say it does."""
+    (within 15 %), and the bundled model beats classical where the docs say it does (ratios more
+    than 5 % from 1)."""
     from xecreco.sim import simulate_file
     from xecreco.validation.api import validate
     from xecreco.validation.headlines import HEADLINE_STUDIES, headline_numbers
@@ -65,7 +66,8 @@ def test_bundled_regressor_reproduces_documented_resolutions(tmp_path):
     for key, documented in DOCUMENTED_RATIOS.items():
         ratio = ml[key] / classical[key]
         assert ratio == pytest.approx(documented, rel=0.15), key
-        assert (ratio < 1.0) == (documented < 1.0), key
+        if abs(documented - 1.0) > 0.05:  # ratios within 5 % of 1 may fall on either side
+            assert (ratio < 1.0) == (documented < 1.0), key
 
 
 def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys):

@@ -2,9 +2,9 @@
 energy.
 
 A network trained on a limited spectrum, with a loss that pulls towards the conditional mean of
-the leakage tail, has a reconstructed-energy scale that drifts with energy (the bundled model's
-network: +1.1 to +1.3 % at 17.6-52.83 MeV, +0.4 % at 70, -0.5 % at 83 and -1.3 % at 100 MeV;
-docs/models.md). The calibration is a monotone
+the leakage tail, has a reconstructed-energy scale that can drift with energy (the bundled
+network, trained on 5-110 MeV: +1.0 to +1.3 % at 10-100 MeV and +0.4 % at 115 MeV; the earlier
+15-60 MeV one from +1.2 % at 17.6 MeV to -1.3 % at 100 MeV; docs/models.md). The calibration is a monotone
 piecewise-linear map g of the reconstructed energy, fitted on a scan sample of discrete true
 energies (:func:`~xecreco.validation.studies.scan.scan_lines`):
 
