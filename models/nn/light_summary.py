@@ -184,6 +184,9 @@ class LightSummary(nn.Module):
         ]
         if self.use_vertex:
             parts.append(self.incidence(peak, vertex))
-        summary = self.mlp(torch.cat(parts, dim=1))
+        # the window's sensor fractions carry the position at the sub-mm level: the MLP (small)
+        # stays fp32 under bf16 autocast too (in bf16 the bundled model's w widened by 2 %)
+        with torch.autocast(features.device.type, enabled=False):
+            summary = self.mlp(torch.cat(parts, dim=1).float())
         references = {"light": total_light[:, 0], "u": centroid[:, 0], "v": centroid[:, 1]}
         return summary, references
