@@ -62,7 +62,9 @@ def _train(tmp_path, reference_scale):
         "checkpoint": {"eval_every_steps": 2},
     }
     train(cfg, run_dir=tmp_path / "run")
-    return torch.load(tmp_path / "run" / "best.pt", weights_only=False, map_location="cpu")
+    from xecreco.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(tmp_path / "run" / "best.pt")
 
 
 def test_residual_scales_reach_the_checkpoint_and_the_model_buffers(tmp_path):

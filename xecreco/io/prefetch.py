@@ -40,23 +40,18 @@ def _produce(source: Iterable, fn: Callable | None, out: queue.Queue, stop: thre
         for item in iterator:
             if stop.is_set():
                 return
-            value = fn(item) if fn is not None else item
-            while not stop.is_set():
-                try:
-                    out.put(value, timeout=_POLL_S)
-                    break
-                except queue.Full:
-                    continue
-        _put_final(out, _END, stop)
+            _put(out, fn(item) if fn is not None else item, stop)
+        _put(out, _END, stop)
     except BaseException as error:  # noqa: BLE001 - carried to the caller and raised there
-        _put_final(out, _Failure(error), stop)
+        _put(out, _Failure(error), stop)
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
 
 
-def _put_final(out: queue.Queue, value, stop: threading.Event) -> None:
+def _put(out: queue.Queue, value, stop: threading.Event) -> None:
+    """Put ``value`` on ``out``, waiting while it is full, unless ``stop`` is set first."""
     while not stop.is_set():
         try:
             out.put(value, timeout=_POLL_S)
