@@ -20,7 +20,7 @@ from xecreco.models.regressor.presets import DEFAULT_PRESET, PRESETS, resolve_mo
 from xecreco.train.data import RootSource
 from xecreco.train.config import LOSS_TYPES, TARGET_UNITS
 from xecreco.train.losses import PhysicsTerms, RegressionLoss, fit_light_gain
-from xecreco.train.metrics import REGRESSOR_METRICS, physics_metrics
+from xecreco.train.metrics import REGRESSOR_METRICS, physics_metrics, sigma68
 from xecreco.train.tasks import TaskSpec
 
 __all__ = ["regressor_task"]
@@ -77,50 +77,45 @@ def regressor_model_config(cfg) -> dict:
     return resolve_model_config(config)
 
 
-def robust_spread(values: np.ndarray) -> float:
-    """Half the width of the central 68 % interval of the finite ``values`` (a standard
-    deviation for a Gaussian, insensitive to tails such as the leakage of deep showers)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    lo, hi = np.percentile(values, [15.865, 84.135])
-    return float(0.5 * (hi - lo))
-
-
-def rescale_to_residuals(model, source) -> dict[str, float]:
+def rescale_to_residuals(model, batch: dict, scaling) -> dict[str, float]:
     """``loss.reference_scale: residual``: set the scale of each referenced target (energy, u, v)
-    to the robust spread of target - reference on the first ``data.scaling_events`` training
-    events, in the source's target scaling (what the loss, the checkpoint and the reconstructor
-    use). Returns the new scales; the model's reference buffers follow at the next
-    ``calibrate_references``."""
-    batch = source.calibration_batch(source.data.scaling_events)
+    in ``scaling`` (the source's: what the loss, the checkpoint and the reconstructor use) to the
+    sigma68 of target - reference over the calibration ``batch`` (finite values). Returns the new
+    scales; the model's reference buffers follow at the next ``calibrate_references``."""
     device = next(model.parameters()).device
     residuals = model.reference_residuals(batch["features"].to(device), batch["truth"])
     scales = {}
     for name, residual in residuals.items():
-        spread = robust_spread(residual)
+        spread = sigma68(residual[np.isfinite(residual)])
         if not spread > 0:
             raise UserError(f"loss.reference_scale: residual: target '{name}' equals its light "
                             "reference on every calibration event; use reference_scale: target")
-        source.scaling.scale[name] = scales[name] = spread
+        scaling.scale[name] = scales[name] = spread
     return scales
 
 
 def prepare_regressor(model, source) -> None:
-    """Calibrate the light-summary references on the first training events (models without
-    ``calibrate_references``, e.g. plugin regressors, need nothing); with
+    """Calibrate the light-summary references on the first ``data.batch_size`` training events
+    (models without ``calibrate_references``, e.g. plugin regressors, need nothing); with
     ``loss.reference_scale: residual`` (and a target scaling fitted here, not loaded from an
-    earlier checkpoint) the referenced targets are standardised by their residual spread."""
+    earlier checkpoint) the referenced targets are then standardised by their residual spread
+    on the first ``data.scaling_events`` (one read serves both)."""
     calibrate = getattr(model, "calibrate_references", None)
     if calibrate is None:
         return
-    batch = source.calibration_batch()
+    residual = getattr(source, "reference_scale", "target") == "residual" \
+        and source.scaling_fitted and hasattr(model, "reference_residuals")
+    first = source.data.batch_size
+    big = source.calibration_batch(max(first, source.data.scaling_events)) if residual else None
+    batch = source.calibration_batch() if big is None else {
+        "features": big["features"][:first],
+        "truth": {k: v[:first] for k, v in big["truth"].items()}}
     energy = batch["truth"].get("energy")
     features = batch["features"].to(next(model.parameters()).device)
     energy = None if energy is None else torch.as_tensor(energy)
     calibrate(features, energy, source.scaling)
-    if getattr(source, "reference_scale", "target") == "residual" and source.scaling_fitted \
-            and hasattr(model, "reference_residuals"):
-        scales = rescale_to_residuals(model, source)
+    if residual:
+        scales = rescale_to_residuals(model, big, source.scaling)
         calibrate(features, energy, source.scaling)
         print("residual target scales: " + ", ".join(f"{k} {v:.4g}" for k, v in scales.items()),
               flush=True)
