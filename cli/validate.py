@@ -109,6 +109,13 @@ def command(predictions, output, recos, studies, labels, tree, data_files, recon
         if branches and not worst:
             raise UserError("--branch maps branches of the --input files, which are read for "
                             "--worst only: add --worst N or drop --branch")
+        if input_files and not worst:
+            raise UserError("--input files are read for the worst-event gallery only: add "
+                            "--worst N or drop --input")
+        given = click.get_current_context().get_parameter_source("data_tree")
+        if given is click.core.ParameterSource.COMMANDLINE and not input_files:
+            raise UserError("--data-tree names the tree of --data or --input files; prediction "
+                            "files are read from --tree (drop --data-tree)")
         summary = validate(list(predictions), output, recos=list(recos) or None,
                            studies=list(studies) or None, labels=list(labels) or None,
                            progress=progress, tree=tree, bootstrap_replicas=bootstrap,

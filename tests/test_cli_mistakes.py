@@ -371,8 +371,11 @@ def test_validate_input_with_renamed_branches(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--data", "{sim}", "-r", "classical", "--reco", "classical"],
-                                  ["{pred}", "--branch", "npho=nphoton"]],
-                         ids=["reco-with-data", "branch-without-inputs"])
+                                  ["{pred}", "--branch", "npho=nphoton"],
+                                  ["{pred}", "--input", "{sim}"],
+                                  ["{pred}", "--data-tree", "T"]],
+                         ids=["reco-with-data", "branch-without-inputs", "input-without-worst",
+                              "data-tree-without-inputs"])
 def test_validate_options_that_would_be_ignored_are_refused(argv, files, tmp_path, capsys):
     argv = [a.format(**files) if isinstance(a, str) else a for a in argv]
     rc, err = run(["validate", *argv, "-o", tmp_path / "rep", "--no-progress"], capsys)
