@@ -2,18 +2,21 @@
 
 On demand only (``benchmarks/run_all.py`` skips it unless ``--only ablation``); docs/ablation.md
 describes it. Every variant is the ``cpu`` preset plus one change (:data:`VARIANTS`), trained on
-the same simulated training file (flat 15-60 MeV, seed ``--train-seed``) for the same number of
+the same simulated training file (flat 5-110 MeV, seed ``--train-seed``) for the same number of
 optimizer steps with the same batch size, learning-rate schedule and run seed, then evaluated on
-the same fresh sample (seed ``--test-seed``, never trained on) through the checkpoint
-reconstructor (``xecreco predict -r best.pt``). Resolutions use the validation estimators with
-bootstrap errors: energy sigma68 of (E - E_true) / E_true (%) for all events and for w >= 2 cm,
+the same fresh sample of 52.83 MeV photons (seed ``--test-seed``, never trained on) through the
+checkpoint reconstructor (``xecreco predict -r best.pt``). Resolutions use the validation
+estimators with bootstrap errors: energy sigma68 of (E - E_true) / E_true (%) for all events and for w >= 2 cm,
 u / v / w sigma68 (mm), time sigma68 (ps), the 68 % opening angle (mrad), and for variants with
-``<q>_err`` the 68 % coverage of the energy error. The markdown table goes to ``--markdown``.
+``<q>_err`` the 68 % coverage of the energy error. A second fresh sample with 2 % scattered dead
+sensors and 3 dead readout groups (:data:`DEAD_TEST`), repaired by the bundled inpainter, gives
+each headline's loss against the same events' clean values. The markdown table goes to
+``--markdown``.
 
 Usage::
 
     python benchmarks/bench_ablation.py                       # all variants, default budget
-    python benchmarks/bench_ablation.py --variants baseline,rope --steps 100 --threads 1
+    python benchmarks/bench_ablation.py --variants baseline,pe_rope --steps 100 --threads 1
     python benchmarks/run_all.py --only ablation [--quick]    # as a benchmark record
 """
 
@@ -33,6 +36,8 @@ from _common import emit, machine_info, peak_rss_mb  # noqa: E402
 #: variant -> (what it changes, training-config changes merged into the common config).
 VARIANTS = {
     "baseline": ("cpu preset as bundled (geometric PE, multi-scale, 14 tokens, light summary)", {}),
+    "baseline_seed1": ("the baseline with run seed + 1 (run-to-run spread of the same recipe)",
+                       {"run": {"seed_offset": 1}}),
     "pe_sinusoidal": ("fixed sin/cos face-index encoding instead of the geometric one",
                       {"model": {"fusion": {"position": "sinusoidal"}}}),
     "pe_rope": ("rotary encoding by the face centroids (relative face displacements)",
@@ -59,14 +64,21 @@ VARIANTS = {
 }
 
 
-def simulate(path: Path, n: int, seed: int) -> Path:
-    """A flat 15-60 MeV sample of ``n`` photons (kept when the file exists already)."""
+#: training spectrum of every variant (MeV): the bundled regressor's (configs/bundled-regressor.yaml)
+TRAIN_ENERGY_MEV = (5.0, 110.0)
+
+
+def simulate(path: Path, n: int, seed: int, source: str, dead: dict | None = None) -> Path:
+    """``n`` photons of ``source`` ("flat": :data:`TRAIN_ENERGY_MEV`; "signal": 52.83 MeV), kept
+    when the file exists already; ``dead``: dead-channel fields of the sim config."""
     if not path.is_file():
         from xecreco.sim import simulate_file
         from xecreco.sim.config import SimConfig
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        simulate_file(path, n, SimConfig(source="flat"), seed=seed, progress=False)
+        config = SimConfig(source=source, energy_min_mev=TRAIN_ENERGY_MEV[0],
+                           energy_max_mev=TRAIN_ENERGY_MEV[1], **(dead or {}))
+        simulate_file(path, n, config, seed=seed, progress=False)
     return path
 
 
@@ -84,6 +96,8 @@ def train_config(variant: str, train_file: Path, steps: int, batch_size: int, th
                  seed: int) -> dict:
     """The training config of ``variant`` (everything but its change is common)."""
     changes = VARIANTS[variant][1]
+    seed += changes.get("run", {}).get("seed_offset", 0)
+    changes = {k: v for k, v in changes.items() if k != "run"}
     if "curriculum" in changes:
         changes = _merge(changes, {"curriculum": {"steps": max(1, steps // 2)}})
     common = {
@@ -91,8 +105,13 @@ def train_config(variant: str, train_file: Path, steps: int, batch_size: int, th
                  "batch_size": batch_size, "step_events": 1024, "shuffle_buffer": 1024,
                  "scaling_events": 2048},
         "augment": {"dead_fraction": 0.01},
+        "loss": {"reference_scale": "residual",
+                 "weights": {"energy": 2.0, "time": 3.0, "w": 4.0}},
         "optim": {"lr": 2e-3, "warmup_steps": max(1, steps // 20)},
-        "checkpoint": {"best_metric": "weighted", "eval_every_steps": steps},
+        "checkpoint": {"best_metric": "weighted", "eval_every_steps": steps,
+                       "metric_weights": {"energy_sigma68_rel": 100.0, "time_sigma68": 10.0,
+                                          "u_sigma68": 1.0, "v_sigma68": 1.0,
+                                          "w_sigma68": 1.0, "angle_68": 0.5}},
         "run": {"max_steps": steps, "seed": seed, "threads": threads, "progress": False,
                 "log_every": max(1, steps // 10)},
     }
@@ -102,22 +121,35 @@ def train_config(variant: str, train_file: Path, steps: int, batch_size: int, th
     return cfg
 
 
-def evaluate(checkpoint: Path, test_file: Path, replicas: int) -> dict:
-    """Resolutions of ``checkpoint`` on ``test_file`` with bootstrap errors (see module doc)."""
-    from xecreco.io.reader import iterate_batches
-    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
-    from xecreco.validation.estimators import quantile, sigma68
-    from xecreco.validation.studies.angle import opening_angle_mrad
+#: dead channels of the second test file: 2 % scattered plus 3 whole readout groups (issue 14
+#: item 3), one fixed pattern drawn with this dead seed
+DEAD_TEST = {"dead_fraction": 0.02, "dead_groups": 3, "dead_seed": 31}
+#: headline resolutions whose dead-channel loss is reported (keys of :func:`resolutions`)
+DEAD_HEADLINES = ("energy_deep_sigma68_pct", "u_sigma68_mm", "v_sigma68_mm", "w_sigma68_mm",
+                  "time_sigma68_ps", "angle_68_mrad")
 
-    reco = reconstructor_from_checkpoint(checkpoint, name="nn")
+
+def _predict(reco, test_file: Path, branches=None, repair=None) -> tuple[dict, dict]:
+    """(outputs, truth) of ``reco`` on every event of ``test_file``; ``branches`` renames the
+    sensor branches (the clean values of a dead-channel file), ``repair`` maps each batch first."""
+    from xecreco.io.reader import iterate_batches
+
     truth_names = ["energyTruth", "timeTruth", "uvwTruth", "emiAng"]
     outs, truth = [], {k: [] for k in truth_names}
-    for batch in iterate_batches([test_file], truth=truth_names, step_events=1000):
-        outs.append(reco.reconstruct(batch))
+    for batch in iterate_batches([test_file], truth=truth_names, step_events=1000,
+                                 branches=branches):
+        outs.append(reco.reconstruct(repair(batch) if repair else batch))
         for k in truth_names:
             truth[k].append(np.asarray(batch.truth[k], dtype=np.float64))
     out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    truth = {k: np.concatenate(v) for k, v in truth.items()}
+    return out, {k: np.concatenate(v) for k, v in truth.items()}
+
+
+def resolutions(out: dict, truth: dict, replicas: int) -> dict:
+    """Headline resolutions of one prediction with bootstrap errors (see module doc)."""
+    from xecreco.validation.estimators import quantile, sigma68
+    from xecreco.validation.studies.angle import opening_angle_mrad
+
     ok = out["status"] == 0
     e_true = truth["energyTruth"]
     rel = 100.0 * (out["energy"] - e_true) / e_true
@@ -145,8 +177,46 @@ def evaluate(checkpoint: Path, test_file: Path, replicas: int) -> dict:
     return r
 
 
-def run_variant(variant: str, train_file: Path, test_file: Path, out_dir: Path, steps: int,
-                batch_size: int, threads: int, seed: int, replicas: int) -> dict:
+def dead_losses(checkpoint: Path, dead_file: Path, replicas: int) -> dict:
+    """Losses (%) of the headline resolutions on ``dead_file``'s events with its dead channels
+    (:data:`DEAD_TEST`) repaired by the bundled inpainter, against the same events' clean
+    values: ``dead_loss_<key>`` per headline and ``dead_loss_max_pct`` (the worst)."""
+    from xecreco.io.schema import BranchNames
+    from xecreco.models.pipelines.inpaint import apply_dead_mask, resolve_inpainter
+    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
+    from xecreco.validation.deadpatterns import file_dead_mask
+
+    reco = reconstructor_from_checkpoint(checkpoint, name="nn")
+    mask = file_dead_mask(dead_file)
+    inpainter = resolve_inpainter(None)
+    names = BranchNames()
+    clean_branches = {**names.to_dict(), "npho": names.file_name("nphoClean"),
+                      "time": names.file_name("timeClean")}
+    clean = resolutions(*_predict(reco, dead_file, clean_branches), replicas)
+    dead = resolutions(*_predict(reco, dead_file, clean_branches,
+                                 lambda b: inpainter.inpaint(apply_dead_mask(b, mask))), replicas)
+    r = {f"dead_loss_{k}": 100.0 * (dead[k] / clean[k] - 1.0) for k in DEAD_HEADLINES}
+    r["dead_loss_max_pct"] = max(r.values())
+    r["dead_sensors"] = int(mask.sum())
+    return r
+
+
+def evaluate(checkpoint: Path, test_file: Path, replicas: int, dead_file: Path | None = None
+             ) -> dict:
+    """Resolutions of ``checkpoint`` on ``test_file`` (bootstrap errors; module doc), and with
+    ``dead_file`` its dead-channel losses (:func:`dead_losses`)."""
+    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
+
+    reco = reconstructor_from_checkpoint(checkpoint, name="nn")
+    r = resolutions(*_predict(reco, test_file), replicas)
+    if dead_file is not None:
+        r.update(dead_losses(checkpoint, dead_file, replicas))
+    return r
+
+
+def run_variant(variant: str, train_file: Path, out_dir: Path, steps: int, batch_size: int,
+                threads: int, seed: int) -> Path:
+    """Train ``variant`` anew into ``out_dir/variant``; returns that run directory."""
     import torch
 
     from xecreco.train.api import train
@@ -157,21 +227,25 @@ def run_variant(variant: str, train_file: Path, test_file: Path, out_dir: Path, 
         import shutil
 
         shutil.rmtree(run_dir)
-    cfg = train_config(variant, train_file, steps, batch_size, threads, seed)
-    start = time.perf_counter()
-    result = train(cfg, run_dir=run_dir)
-    seconds = time.perf_counter() - start
+    train(train_config(variant, train_file, steps, batch_size, threads, seed), run_dir=run_dir)
+    return run_dir
+
+
+def variant_record(variant: str, run_dir: Path, test_file: Path, dead_file: Path | None,
+                   replicas: int) -> dict:
+    """The table record of a trained variant: its run's size and throughput (``result.json``)
+    and the evaluation of its ``best.pt`` (:func:`evaluate`)."""
+    from xecreco.models.regressor.network import build_model
     from xecreco.train.checkpoint import load_checkpoint
 
-    from xecreco.models.regressor.network import build_model
-
+    result = json.loads((run_dir / "result.json").read_text())
     model = build_model(load_checkpoint(run_dir / "best.pt")["model_config"])
     record = {"name": f"ablation_{variant}", "variant": variant,
-              "change": VARIANTS[variant][0], "steps": steps, "batch_size": batch_size,
-              "train_seconds": seconds, "events_per_s": result["train_events_per_s"],
+              "change": VARIANTS[variant][0], "steps": result["total_steps"],
+              "events_per_s": result["train_events_per_s"],
               "train_events": result["train_events"],
               "parameters": int(sum(p.numel() for p in model.parameters()))}
-    record.update(evaluate(run_dir / "best.pt", test_file, replicas))
+    record.update(evaluate(run_dir / "best.pt", test_file, replicas, dead_file))
     return record
 
 
@@ -182,6 +256,15 @@ def _cell(record: dict, key: str, digits: int = 3) -> str:
     if error is None:
         return f"{value:.{digits}g}"
     return f"{value:.{digits}g} ± {error:.1g}"
+
+
+def _dead_cell(record: dict) -> str:
+    """The worst dead-channel loss and the headline it hits (or a dash without a dead file)."""
+    worst = record.get("dead_loss_max_pct")
+    if worst is None:
+        return "—"
+    key = max(DEAD_HEADLINES, key=lambda k: record[f"dead_loss_{k}"])
+    return f"{worst:+.1f} ({key.split('_')[0]})"
 
 
 def markdown(records: list[dict], meta: dict) -> str:
@@ -195,8 +278,8 @@ def markdown(records: list[dict], meta: dict) -> str:
         "",
         "| variant | change | params | E σ68 (%) | E σ68 w≥2 cm (%) | E median (%) "
         "| u σ68 (mm) | v σ68 (mm) | w σ68 (mm) | t σ68 (ps) | angle 68 % (mrad) | E coverage 68 % "
-        "| train ev/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dead-channel loss, worst (%) | train ev/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         coverage = r.get("energy_coverage68")
@@ -207,36 +290,71 @@ def markdown(records: list[dict], meta: dict) -> str:
             f"| {_cell(r, 'v_sigma68_mm')} | {_cell(r, 'w_sigma68_mm')} "
             f"| {_cell(r, 'time_sigma68_ps')} | {_cell(r, 'angle_68_mrad')} "
             f"| {'—' if coverage is None else f'{100 * coverage:.1f} %'} "
-            f"| {r['events_per_s']:.0f} |")
+            f"| {_dead_cell(r)} | {r['events_per_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def ablation(variants, steps: int, batch_size: int, threads: int, train_events: int,
              test_events: int, data_dir: Path, out_dir: Path, seed: int = 0,
-             train_seed: int = 1, test_seed: int = 9001, replicas: int = 40) -> tuple:
-    """Train and evaluate ``variants``; returns (records, markdown table)."""
+             train_seed: int = 1, test_seed: int = 9001, replicas: int = 40,
+             dead: bool = True, train_variants: bool = True) -> tuple:
+    """Train and evaluate ``variants``; returns (records, meta for :func:`markdown`).
+
+    ``dead``: also score the dead-channel losses on a second fresh file (seed ``test_seed + 1``,
+    :data:`DEAD_TEST`). ``train_variants=False`` only evaluates the runs already in ``out_dir``
+    (e.g. with a new evaluation), failing for a variant that has none."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from "
                          f"{', '.join(VARIANTS)}")
-    train_file = simulate(data_dir / f"ablation_train_{train_events}_s{train_seed}.root",
-                          train_events, train_seed)
-    test_file = simulate(data_dir / f"ablation_test_{test_events}_s{test_seed}.root",
-                         test_events, test_seed)
+    if not train_variants:
+        missing = [v for v in variants if not (out_dir / v / "result.json").is_file()]
+        if missing:
+            raise SystemExit(f"{out_dir}: no finished run of {', '.join(missing)}; train them "
+                             "first (leave out --evaluate-only)")
+    lo, hi = (int(e) for e in TRAIN_ENERGY_MEV)
+    train_file = simulate(data_dir / f"ablation_train_flat{lo}_{hi}_{train_events}_s{train_seed}"
+                          ".root", train_events, train_seed, "flat")
+    test_file = simulate(data_dir / f"ablation_test_signal_{test_events}_s{test_seed}.root",
+                         test_events, test_seed, "signal")
+    dead_file = None
+    if dead:
+        dead_file = simulate(data_dir / f"ablation_test_signal_dead_{test_events}_s"
+                             f"{test_seed + 1}.root", test_events, test_seed + 1, "signal",
+                             DEAD_TEST)
     records = []
     for variant in variants:
         print(f"[ablation] {variant} ...", file=sys.stderr, flush=True)
-        records.append(run_variant(variant, train_file, test_file, out_dir, steps, batch_size,
-                                   threads, seed, replicas))
+        run_dir = out_dir / variant
+        if train_variants:
+            run_variant(variant, train_file, out_dir, steps, batch_size, threads, seed)
+        records.append(variant_record(variant, run_dir, test_file, dead_file, replicas))
     info = machine_info()
     meta = {"steps": steps, "batch_size": batch_size, "threads": threads, "seed": seed,
             "train_events": train_events, "train_seed": train_seed, "test_events": test_events,
             "test_seed": test_seed, "replicas": replicas,
+            "dead_test": DEAD_TEST if dead else None,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{info.get('cpu')}, {info.get('cores')} cores, torch {info.get('torch')}"}
     for record in records:
         record["peak_rss_mb"] = peak_rss_mb()
-    return records, markdown(records, meta)
+    return records, meta
+
+
+def merge(paths: list[Path]) -> tuple:
+    """Records and meta of several ``results.json`` of one study (variants split over processes
+    with ``--variants``): the budgets and samples must agree; rows follow :data:`VARIANTS`."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    keys = ("steps", "batch_size", "threads", "seed", "train_events", "train_seed",
+            "test_events", "test_seed", "replicas")
+    for path, run in zip(paths[1:], runs[1:]):
+        differ = [k for k in keys if run["meta"][k] != runs[0]["meta"][k]]
+        if differ:
+            raise SystemExit(f"{path}: differs from {paths[0]} in {', '.join(differ)}; merge only "
+                             "parts of one study")
+    records = {r["variant"]: r for run in runs for r in run["records"]}
+    order = [v for v in VARIANTS if v in records]
+    return [records[v] for v in order], runs[0]["meta"]
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -245,9 +363,9 @@ def run(quick: bool = False) -> list[dict]:
 
     variants = ["baseline", "pe_rope"] if quick else list(VARIANTS)
     with tempfile.TemporaryDirectory(prefix="xecreco-ablation-") as tmp:
-        records, _ = ablation(variants, 100 if quick else 2000, 32 if quick else 128, 1,
-                              1500 if quick else 40000, 1000 if quick else 10000,
-                              Path(tmp) / "data", Path(tmp) / "runs")
+        records, _meta = ablation(variants, 100 if quick else 2500, 32 if quick else 128, 1,
+                                  1500 if quick else 120000, 1000 if quick else 10000,
+                                  Path(tmp) / "data", Path(tmp) / "runs")
     return records
 
 
@@ -255,10 +373,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per variant")
+    parser.add_argument("--steps", type=int, default=2500, help="optimizer steps per variant")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--train-events", type=int, default=40000)
+    parser.add_argument("--train-events", type=int, default=120000)
     parser.add_argument("--test-events", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0, help="run seed (weights, data order)")
     parser.add_argument("--train-seed", type=int, default=1)
@@ -268,16 +386,30 @@ def main() -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/out/ablation/runs"))
     parser.add_argument("--markdown", type=Path, default=Path("benchmarks/out/ablation/results.md"))
     parser.add_argument("--json", action="store_true", help="also print the records (BENCH lines)")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="evaluate the finished runs in --out-dir again, without training")
+    parser.add_argument("--no-dead", action="store_true",
+                        help="skip the dead-channel test file and its losses")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON",
+                        help="only merge the results.json of parts of one study into --markdown")
     args = parser.parse_args()
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    records, table = ablation(variants, args.steps, args.batch_size, args.threads,
-                              args.train_events, args.test_events, args.data_dir, args.out_dir,
-                              args.seed, args.train_seed, args.test_seed, args.replicas)
+    if args.merge:
+        records, meta = merge(args.merge)
+    else:
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        records, meta = ablation(variants, args.steps, args.batch_size, args.threads,
+                                 args.train_events, args.test_events, args.data_dir,
+                                 args.out_dir, args.seed, args.train_seed, args.test_seed,
+                                 args.replicas, dead=not args.no_dead,
+                                 train_variants=not args.evaluate_only)
+    table = markdown(records, meta)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.markdown.with_name(f".{args.markdown.name}.tmp")
-    tmp.write_text(table)
-    tmp.replace(args.markdown)
-    (args.markdown.with_suffix(".json")).write_text(json.dumps(records, indent=2, default=float))
+    for path, text in ((args.markdown, table),
+                       (args.markdown.with_suffix(".json"),
+                        json.dumps({"meta": meta, "records": records}, indent=2, default=float))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
     print(table)
     if args.json:
         emit(records)
