@@ -18,6 +18,7 @@ from xecreco.geometry import R_INNER
 from xecreco.models.regressor.network import build_model
 from xecreco.models.regressor.presets import DEFAULT_PRESET, PRESETS, resolve_model_config
 from xecreco.train.data import RootSource
+from xecreco.train.ddp import env_info
 from xecreco.train.config import LOSS_TYPES, TARGET_UNITS
 from xecreco.train.losses import PhysicsTerms, RegressionLoss, fit_light_gain
 from xecreco.train.metrics import REGRESSOR_METRICS, physics_metrics, sigma68
@@ -117,8 +118,9 @@ def prepare_regressor(model, source) -> None:
     if residual:
         scales = rescale_to_residuals(model, big, source.scaling)
         calibrate(features, energy, source.scaling)
-        print("residual target scales: " + ", ".join(f"{k} {v:.4g}" for k, v in scales.items()),
-              flush=True)
+        if env_info().is_main:  # every DDP rank fits the same scales; one report
+            print("residual target scales: "
+                  + ", ".join(f"{k} {v:.4g}" for k, v in scales.items()), flush=True)
 
 
 def regressor_source(cfg, target_scaling=None):
