@@ -127,26 +127,73 @@ def test_attention_rows_sum_to_one_and_capture_changes_no_output(batch):
         assert sum(cls[att.classes[c]].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_perceiver_attention_is_its_cross_attention_per_face(batch):
+    """The Perceiver has no token fusion layers: explain shows its latents' cross-attention
+    summed per face's cells and tokens: rows sum to 1, and the grouped weights are the hooked
+    context weights summed over each face's keys."""
+    from xecreco.validation.explain.attention import capture_cross_attention
+
+    torch.manual_seed(3)
+    config = tiny_config(summary=None, fusion={"heads": 2, "type": "perceiver", "latents": 4})
+    model = randomise(build_model(config), 3).eval()
+    member = Member(model, NormalizationSpec(), SCALING, "perceiver")
+    x = torch.from_numpy(member.normalization.features(batch.select(slice(0, 8))))
+    with torch.no_grad():
+        plain = model(x)
+        with capture_cross_attention(model) as record:
+            hooked = model(x)
+    assert all(torch.equal(plain[k], hooked[k]) for k in plain)
+    (weights,) = record["weights"]
+    cells = record["cells"]
+    tokens = model.encoder.total_tokens
+    assert weights.shape == (8, 2, 4, sum(cells.values()) + tokens)
+    att = fusion_attention(member, batch, batch.truth["uvwTruth"][:, 2])
+    assert att.kind == "perceiver" and att.weights.shape[:3] == (1, 3, 4)
+    assert att.labels == ["latent 1", "latent 2", "latent 3", "latent 4"]
+    assert att.columns[0] == "inner cells" and att.columns[-1] == "bottom tokens"
+    filled = [c for c, n in enumerate(att.counts) if n > 0]
+    np.testing.assert_allclose(att.weights[:, filled].sum(axis=-1), 1.0, atol=1e-5)
+    # the per-face sums are the context weights grouped by face: compare one event by hand
+    one = fusion_attention(member, batch.select(slice(0, 1)), batch.truth["uvwTruth"][:1, 2])
+    c = int(np.flatnonzero(one.counts)[0])
+    first = weights[0].mean(dim=0).double().numpy()  # (latents, context) of event 0
+    n_inner = cells["inner"]
+    np.testing.assert_allclose(one.weights[0, c, :, 0], first[:, :n_inner].sum(axis=1),
+                               rtol=1e-5)
+    shares = att.cls_by_face()["cross-attention"][att.classes[filled[0]]]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-5) and shares["CLS"] == 0.0
+
+
 def _images(html: str) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', html)
 
 
-def test_explain_page_of_a_checkpoint(sim_file_small, tmp_path):
+@pytest.mark.parametrize("fusion", ["transformer", "perceiver"])
+def test_explain_page_of_a_checkpoint(sim_file_small, tmp_path, fusion):
     ckpt = tmp_path / "tiny.pt"
-    make_checkpoint(ckpt, tiny_config())
+    changes = {"fusion": {"heads": 2, "type": "perceiver", "latents": 4}} \
+        if fusion == "perceiver" else {}
+    make_checkpoint(ckpt, tiny_config(**changes))
     out = tmp_path / "page"
     summary = explain([sim_file_small], str(ckpt), out, events=60, gradient_events=12,
                       progress=False)
     html = (out / "index.html").read_text()
     images = _images(html)
-    assert len(images) == 1 + 1 + 5 + 1  # occlusion, grad x input, 5 saliency maps, 1 layer
+    # occlusion, grad x input, 5 saliency maps, 1 fusion layer (or the Perceiver's cross-attention)
+    assert len(images) == 1 + 1 + 5 + 1
     assert all((out / src).is_file() and (out / src).stat().st_size > 5000 for src in images)
     on_disk = json.loads((out / "explain.json").read_text())
     assert on_disk["neural"] and on_disk["n_gradient_events"] == 12
     assert set(on_disk["occlusion"]["faces"]) == {"inner", "outer", "us", "ds", "top", "bottom"}
-    assert summary["attention"]["labels"][0] == "CLS"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary folder left
-    assert "Fusion attention" in html and "Saliency" in html
+    assert "Saliency" in html
+    if fusion == "perceiver":
+        assert summary["attention"]["labels"][0] == "latent 1"
+        assert "Perceiver cross-attention" in html and "cross-attention" in on_disk[
+            "attention"]["cls_by_face"]
+    else:
+        assert summary["attention"]["labels"][0] == "CLS"
+        assert "Fusion attention" in html
 
 
 def test_explain_classical_gives_occlusion_only(sim_file_small, tmp_path, capsys):

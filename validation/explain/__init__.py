@@ -186,11 +186,15 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
             if len(reco.members) > 1:
                 summary["notes"].append(f"Fusion attention of the first of {len(reco.members)} "
                                         "ensemble members; gradients average all members.")
-            summary["attention"] = {"labels": att.labels, "classes": att.classes,
+            summary["attention"] = {"kind": att.kind, "labels": att.labels,
+                                    "columns": att.columns, "classes": att.classes,
                                     "counts": att.counts, "cls_by_face": att.cls_by_face(),
                                     "weights": att.weights}
+            caption = ("Perceiver cross-attention: mean weight of each latent per depth class"
+                       if att.kind == "perceiver" else
+                       "fusion layer {}: mean attention per depth class")
             images["attention"] = [(page.attention_figure(att, layer, plot_dir, formats),
-                                    f"fusion layer {layer + 1}: mean attention per depth class")
+                                    caption.format(layer + 1))
                                    for layer in range(att.weights.shape[0])]
         write_summary(work / "explain.json", summary)
         page.write_page(work / "index.html", summary, images, formats)

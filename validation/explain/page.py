@@ -97,17 +97,18 @@ def attention_figure(att, layer: int, plot_dir: Path, formats=("png",)) -> str:
     class."""
     n = len(att.classes)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 5.0), squeeze=False)
-    length = len(att.labels)
+    perceiver = att.kind == "perceiver"
     for c, ax in enumerate(axes[0]):
         weights = att.weights[layer, c]
         image = ax.imshow(weights, vmin=0.0, vmax=max(float(np.nanmax(att.weights[layer])), 1e-3),
-                          cmap="viridis")
-        ax.set_xticks(range(length), att.labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(length), att.labels, fontsize=7)
+                          cmap="viridis", aspect="auto" if perceiver else "equal")
+        ax.set_xticks(range(len(att.columns)), att.columns, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(att.labels)), att.labels, fontsize=7)
         ax.set_title(f"{att.classes[c]} ({att.counts[c]} events)", fontsize=10)
-        ax.set_xlabel("key token (attended to)", fontsize=8)
+        ax.set_xlabel("key cells / tokens of each face" if perceiver
+                      else "key token (attended to)", fontsize=8)
         if c == 0:
-            ax.set_ylabel("query token", fontsize=8)
+            ax.set_ylabel("latent (query)" if perceiver else "query token", fontsize=8)
     fig.subplots_adjust(left=0.07, right=0.9, bottom=0.22, top=0.92, wspace=0.35)
     fig.colorbar(image, cax=fig.add_axes((0.92, 0.22, 0.015, 0.7)), label="attention weight")
     return _save(fig, plot_dir, f"explain_attention_layer{layer + 1}", formats)
@@ -196,14 +197,27 @@ def write_page(path: Path, summary: dict, images: dict, formats=("png",)) -> Non
                      "events, on the unrolled detector (log colour scale); left the npho feature, "
                      "right the time feature.</p>")
         parts += [_figure(i, c, formats) for i, c in images.get("saliency", [])]
-        parts.append('<h2 id="attention">Fusion attention between tokens</h2>')
-        parts.append('<p class="note">Attention weights of the transformer fusion, averaged over '
-                     "heads and over the events of each class of the true depth w; a row is a "
-                     "query token, its weights over the key tokens sum to 1. The CLS token's row "
-                     "is what feeds the output heads.</p>")
+        perceiver = summary["attention"].get("kind") == "perceiver"
+        if perceiver:
+            parts.append('<h2 id="attention">Perceiver cross-attention over the faces</h2>')
+            parts.append('<p class="note">Cross-attention weights of the Perceiver fusion\'s '
+                         "latents (queries) over every cell of each face's last feature map and "
+                         "each face token (keys), summed per face into cells and tokens, "
+                         "averaged over heads and over the events of each class of the true "
+                         "depth w; a row sums to 1. The event embedding, which feeds the output "
+                         "heads, is the first latent and the mean of the others: its row in the "
+                         "table is the mean of those two.</p>")
+        else:
+            parts.append('<h2 id="attention">Fusion attention between tokens</h2>')
+            parts.append('<p class="note">Attention weights of the transformer fusion, averaged '
+                         "over heads and over the events of each class of the true depth w; a "
+                         "row is a query token, its weights over the key tokens sum to 1. The "
+                         "CLS token's row is what feeds the output heads.</p>")
         cls = summary["attention"]["cls_by_face"]
+        what = "the event embedding on each face's cells and tokens" if perceiver \
+            else "the CLS token on each face's tokens"
         for layer, per_class in cls.items():
-            parts.append(_table(f"Attention of the CLS token on each face's tokens, {layer}",
+            parts.append(_table(f"Attention of {what}, {layer}",
                                 ["depth class", "CLS"] + list(FACE_ORDER),
                                 [[c] + [f"{v[f]:.3f}" if v[f] == v[f] else "–"
                                         for f in ("CLS",) + FACE_ORDER]
