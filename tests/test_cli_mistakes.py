@@ -650,3 +650,22 @@ def test_calibration_json_killed_before_rename_is_cleaned_up_on_rerun(tmp_path):
     assert not out.exists() and len(leftovers(tmp_path)) == 1
     check_output_file(out)
     assert not leftovers(tmp_path)
+
+
+def test_atomic_output_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    """One write policy for every output file: whole under the final name, or the old file
+    untouched and no temporary left behind."""
+    from xecreco.io.paths import atomic_output
+
+    out = tmp_path / "result.txt"
+    out.write_text("old")
+    with pytest.raises(RuntimeError, match="half-way"):
+        with atomic_output(out) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("half-way")
+    assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    with atomic_output(out) as tmp:
+        assert tmp.parent == out.parent and tmp.name.startswith(".result.txt.")
+        tmp.write_text("new")
+        assert out.read_text() == "old"  # nothing under the final name until the block ends
+    assert out.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]

@@ -21,7 +21,7 @@ import numpy as np
 
 from xecreco.errors import UserError
 from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
-from xecreco.io.paths import temp_path
+from xecreco.io.paths import atomic_output
 
 CALIBRATION_FORMAT = "xecreco-classical-calibration"
 CALIBRATION_VERSION = 1
@@ -138,19 +138,14 @@ def interp_table(x: np.ndarray, xp, fp) -> np.ndarray:
 
 def save_calibration(calibration: ClassicalCalibration, path) -> Path:
     """Write the calibration as JSON under a temporary name (``.NAME.<pid>.<random>.tmp``, see
-    :func:`xecreco.io.paths.temp_path`) renamed on success. Returns the path."""
+    :func:`xecreco.io.paths.atomic_output`) renamed on success. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
+    with atomic_output(path) as tmp:
         with open(tmp, "x") as out:
             json.dump(calibration.to_dict(), out, indent=1)
             out.write("\n")
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

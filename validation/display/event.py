@@ -9,7 +9,6 @@ the event's time reference of the normalisation spec.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from xecreco.errors import UserError
 from xecreco.geometry import Geometry, xyz_to_uvw
 from xecreco.geometry import constants as C
 from xecreco.geometry.uvw import uvw_to_xyz
-from xecreco.io.paths import temp_path
+from xecreco.io.paths import atomic_output
 from xecreco.io.schema import FILL_THRESHOLD, reco_branch, status_branch
 from xecreco.validation.display.unrolled import INNER_HALF_U, INNER_HALF_V, Marker, draw_unrolled
 
@@ -323,25 +322,16 @@ def save_figures(figures, out) -> list[Path]:
     figures = list(figures)
     written = []
     if suffix == ".pdf":
-        tmp = temp_path(out)
-        try:
-            with PdfPages(tmp) as pdf:
-                for fig in figures:
-                    pdf.savefig(fig)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_output(out) as tmp, PdfPages(tmp) as pdf:
+            for fig in figures:
+                pdf.savefig(fig)
         return [out]
     for fig in figures:
         target = out
         if len(figures) > 1:
             target = out.with_name(f"{out.stem}_{getattr(fig, 'xecreco_entry', len(written))}.png")
-        tmp = temp_path(target)
-        try:
+        with atomic_output(target) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         written.append(target)
     return written
 

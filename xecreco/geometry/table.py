@@ -6,7 +6,6 @@ Columns: ``id``, ``face`` (inner, outer, us, ds, top, bottom), ``type`` (MPPC or
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +53,11 @@ def write_sensor_csv(path: str | Path, geometry: Geometry | None = None) -> Path
         row += [f"{table[c][i]:.8f}" for c in ("nx", "ny", "nz")]
         row += [f"{table[c][i]:.6f}" for c in ("u", "v", "w")]
         lines.append(",".join(row))
-    from xecreco.io.paths import temp_path  # .NAME.<pid>.<random>.tmp, cleaned up if stale
+    from xecreco.io.paths import atomic_output  # .NAME.<pid>.<random>.tmp, cleaned up if stale
 
-    tmp = temp_path(path)
     try:
-        tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

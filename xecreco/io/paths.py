@@ -13,11 +13,14 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from xecreco.errors import UserError
 
-__all__ = ["check_output_file", "same_file", "remove_stale_temps", "temp_path", "make_temp_dir"]
+__all__ = ["check_output_file", "same_file", "remove_stale_temps", "temp_path", "make_temp_dir",
+           "atomic_output"]
 
 #: Temporary names (files or folders) of an output ``NAME`` while it is written, next to it:
 #: ``.NAME.<pid>.tmp`` or ``.NAME.<pid>.<random>.tmp`` (the writing process's id, so leftovers
@@ -36,6 +39,19 @@ def temp_path(output) -> Path:
     """
     path = Path(output)
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextmanager
+def atomic_output(output) -> Iterator[Path]:
+    """Write ``output`` whole or not at all: yields a :func:`temp_path` to write, renamed onto
+    ``output`` when the block ends normally and removed when it raises (the exception goes on),
+    so a reader never sees a half-written file under the final name."""
+    tmp = temp_path(output)
+    try:
+        yield tmp
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def make_temp_dir(output) -> Path:

@@ -15,7 +15,6 @@ truncated file, a pickle of anything else, or a dict without the format marker i
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 
 from xecreco._version import __version__
 from xecreco.errors import UserError
+from xecreco.io.paths import atomic_output
 from xecreco.io.rootfile import first_line
 
 FORMAT = "xecreco-checkpoint"
@@ -42,13 +42,8 @@ def save_checkpoint(path, payload: dict) -> Path:
     payload.setdefault("format_version", FORMAT_VERSION)
     payload.setdefault("xecreco_version", __version__)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_output(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from xecreco.config import apply_overrides, build_dataclass, read_yaml_mapping, with_origin
 from xecreco.errors import UserError
-from xecreco.io.paths import temp_path
+from xecreco.io.paths import atomic_output
 
 #: Regression targets known to the regressor task, with their units.
 TARGET_UNITS = {
@@ -414,13 +414,8 @@ def expand_files(patterns: list[str], key: str) -> list[str]:
 
 
 def write_config(cfg: TrainConfig, path) -> None:
-    """Write the resolved config as YAML (temporary name of :func:`xecreco.io.paths.temp_path`,
+    """Write the resolved config as YAML (temporary name of :func:`xecreco.io.paths.atomic_output`,
     then rename)."""
     path = Path(path)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "w") as handle:
-            yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "w") as handle:
+        yaml.safe_dump(cfg.to_dict(), handle, sort_keys=False)

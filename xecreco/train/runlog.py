@@ -7,7 +7,7 @@ import csv
 import signal
 from pathlib import Path
 
-from xecreco.io.paths import temp_path
+from xecreco.io.paths import atomic_output
 
 __all__ = ["CsvLog", "StopFlag", "tensorboard_writer"]
 
@@ -30,15 +30,10 @@ class CsvLog:
             reader = csv.DictReader(handle)
             fields = reader.fieldnames
             rows = [row for row in reader if int(row["step"]) <= step]
-        tmp = temp_path(self.path)
-        try:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(rows)
-            tmp.replace(self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_output(self.path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def write(self, row: dict) -> None:
         """Append one row (the first row fixes the columns)."""
