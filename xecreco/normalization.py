@@ -39,6 +39,11 @@ Defaults: log1p, npho_scale 1000 photons, npho_min 0, time_scale_ns 5, time_shif
 reference_k 10, reference_npho_threshold 300 photons (about 50 photo-electrons at 15 % PDE),
 sentinels 0.
 
+Dead flag (regressors with ``model.dead_flag``, docs/models.md): ``features(batch, flag=True)``
+appends a third channel, 1.0 where the sensor was not measured (:func:`not_measured`: invalid
+npho, i.e. dead, or filled by an inpainter, ``batch.extras["inpainted"]``), else 0.0. Channels 0
+and 1 are unchanged (repaired values where an inpainter filled them).
+
 :class:`TargetScaling` standardises regression targets, ``(value - mean) / scale``, per target
 (vector targets per component), so no loss needs a tiny beta.
 """
@@ -55,14 +60,16 @@ from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
 from xecreco.io.masks import CACHE_BLOCK_EVENTS, store_where_valid
 from xecreco.io.prefetch import prefetch
-from xecreco.io.schema import INVALID_THRESHOLD
+from xecreco.io.schema import INPAINTED_BRANCH, INVALID_THRESHOLD
 
 __all__ = [
     "NORMALIZATION_VERSION",
     "NPHO_SCHEMES",
     "NormalizationSpec",
     "TargetScaling",
+    "batch_not_measured",
     "normalised_batches",
+    "not_measured",
     "scaled_npho",
     "valid_values",
     "validity_masks",
@@ -97,6 +104,27 @@ def validity_masks(npho, time, time_npho_threshold: float, dead=None):
         valid_npho = valid_npho & ~dead
     valid_time = valid_npho & valid_values(time) & (npho >= time_npho_threshold)
     return valid_npho, valid_time
+
+
+def not_measured(valid_npho, inpainted=None):
+    """(N, 4760) bool, True where a sensor's value was not measured: its npho is invalid (a dead
+    channel) or an inpainter filled it (``inpainted``, (N, 4760) bool or None). The one
+    definition of the regressor's dead flag; numpy arrays and torch tensors alike."""
+    flag = ~valid_npho
+    return flag if inpainted is None else flag | inpainted
+
+
+def batch_not_measured(batch: EventBatch) -> np.ndarray:
+    """:func:`not_measured` of a batch: its ``valid_npho`` and, when an inpainter repaired it
+    (in memory, or a file with the ``inpainted`` branch read into ``extras``), that mask."""
+    inpainted = batch.extras.get(INPAINTED_BRANCH)
+    if inpainted is not None:
+        inpainted = np.asarray(inpainted, dtype=bool)
+        if inpainted.shape != np.shape(batch.valid_npho):
+            raise UserError(f"the '{INPAINTED_BRANCH}' mask holds {inpainted.shape} values, the "
+                            f"batch {np.shape(batch.valid_npho)}; it must be one bool per sensor "
+                            "and event (as xecreco inpaint writes it)")
+    return not_measured(np.asarray(batch.valid_npho, dtype=bool), inpainted)
 
 
 def _float_dtype(values) -> np.dtype:
@@ -270,18 +298,25 @@ class NormalizationSpec:
 
     # ------------------------------------------------------------------ features
     def features(self, batch: EventBatch, out: np.ndarray | None = None,
-                 reference_ns: np.ndarray | None = None) -> np.ndarray:
+                 reference_ns: np.ndarray | None = None, flag: bool = False) -> np.ndarray:
         """(N, 4760, 2) float32 features [npho, time]; sentinel values at invalid sensors.
 
-        ``out`` (optional) is a preallocated (N, 4760, 2) float32 array to fill (e.g. a slot of a
+        ``flag``: (N, 4760, 3), the third channel the dead flag (1.0 where
+        :func:`batch_not_measured`, else 0.0; module docstring).
+        ``out`` (optional) is a preallocated (N, 4760, C) float32 array to fill (e.g. a slot of a
         training shuffle buffer). ``reference_ns`` (optional, (N,) ns) is this batch's
         :meth:`time_reference_ns` when the caller has it already (it is the costly part).
         The time reference is found for the whole batch at once; the element-wise passes run in
         blocks of events small enough for the CPU cache (they are memory-bound).
         """
         n = len(batch)
+        channels = 3 if flag else 2
         if out is None:
-            out = np.empty((n, N_SENSORS, 2), dtype=np.float32)
+            out = np.empty((n, N_SENSORS, channels), dtype=np.float32)
+        elif out.shape[-1] != channels:
+            raise ValueError(f"features: out has {out.shape[-1]} channels, not {channels}")
+        if flag:
+            out[:, :, 2] = batch_not_measured(batch)
         if reference_ns is None:
             reference_ns = self.time_reference_ns(batch)
         offset = ((np.asarray(reference_ns, dtype=np.float64) + self.time_shift_ns)
@@ -292,26 +327,35 @@ class NormalizationSpec:
                                  batch.valid_time[rows], offset[rows], out[rows])
         return out
 
-    def features_and_reference(self, batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
-        """``(features(batch), time_reference_ns(batch))`` with the reference found once."""
+    def features_and_reference(self, batch: EventBatch, flag: bool = False
+                               ) -> tuple[np.ndarray, np.ndarray]:
+        """``(features(batch, flag=flag), time_reference_ns(batch))`` with the reference found
+        once."""
         reference = self.time_reference_ns(batch)
-        return self.features(batch, reference_ns=reference), reference
+        return self.features(batch, reference_ns=reference, flag=flag), reference
 
-    def raw_features(self, npho, time, valid_npho, valid_time):
+    def raw_features(self, npho, time, valid_npho, valid_time, dead_flag=None):
         """``(features (N, 4760, 2), time_reference_ns (N,))`` from raw npho (photons), sensor
         times (s) and their masks (:func:`validity_masks`): numpy arrays or torch tensors (the
-        ONNX graphs call this). Same values as :meth:`features` (float32 rounding aside)."""
+        ONNX graphs call this). Same values as :meth:`features` (float32 rounding aside).
+        ``dead_flag`` ((N, 4760) bool, :func:`not_measured`), given: a third channel, 1.0 there."""
         if not _is_tensor(npho):
+            extras = {}
+            if dead_flag is not None:  # as a batch whose not-measured sensors are all inpainted
+                extras[INPAINTED_BRANCH] = np.asarray(dead_flag, dtype=bool)
             batch = EventBatch(npho=npho, time=time, valid_npho=valid_npho,
-                               valid_time=valid_time, run=None, event=None, entry=None)
-            return self.features_and_reference(batch)
+                               valid_time=valid_time, run=None, event=None, entry=None,
+                               extras=extras)
+            return self.features_and_reference(batch, flag=dead_flag is not None)
         import torch
 
         reference = self._reference_ns(npho, time, valid_time)
         offset = (reference + self.time_shift_ns) * (1.0 / self.time_scale_ns)
-        npho_f = self._npho_channel(npho, valid_npho)
-        time_f = self._time_channel(time, valid_time, offset)
-        return torch.stack([npho_f, time_f], dim=2), reference
+        channels = [self._npho_channel(npho, valid_npho),
+                    self._time_channel(time, valid_time, offset)]
+        if dead_flag is not None:
+            channels.append(dead_flag.to(channels[0].dtype))
+        return torch.stack(channels, dim=2), reference
 
     def _npho_channel(self, npho, valid_npho, out=None):
         """npho feature (float32) with the sentinel at invalid sensors; numpy (written into

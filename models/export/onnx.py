@@ -1,8 +1,8 @@
 """Shared pieces of every ONNX export (regressor and inpainter graphs).
 
 - :class:`RawInputs`: raw file values -> validity masks and network features, in torch ops;
-- :func:`sim_like_inputs`, :func:`batch_from_raw`: check events (simulated-like raw values) and
-  the reader's view of them;
+- :func:`sim_like_inputs`, :func:`sim_like_inpainted`, :func:`batch_from_raw`: check events
+  (simulated-like raw values, an inpainted mask) and the reader's view of them;
 - :func:`disagreement`: the float32 agreement tolerance every exported graph is checked with;
 - :func:`save_checked`: metadata in, check run, and only then the file written atomically;
 - :func:`read_metadata`: the xecreco metadata of an exported file.
@@ -24,8 +24,8 @@ from xecreco.geometry.constants import LXE_LIGHT_SPEED_CM_PER_NS
 from xecreco.io.batch import EventBatch
 from xecreco.io.paths import temp_path
 from xecreco.io.validity import DEFAULT_TIME_NPHO_THRESHOLD
-from xecreco.io.schema import FILL_VALUE, SENTINEL
-from xecreco.normalization import NormalizationSpec, validity_masks
+from xecreco.io.schema import FILL_VALUE, INPAINTED_BRANCH, SENTINEL
+from xecreco.normalization import NormalizationSpec, not_measured, validity_masks
 
 #: ONNX opset used by default.
 DEFAULT_OPSET = 17
@@ -59,14 +59,19 @@ class RawInputs(nn.Module):
         self.time_npho_threshold = float(time_npho_threshold)
 
     def inputs_to_features(self, npho: torch.Tensor, time: torch.Tensor,
-                           dead: torch.Tensor | None = None):
-        """``(features (N, 4760, 2), time_reference_ns (N,), valid_npho, valid_time)``.
+                           dead: torch.Tensor | None = None, flag: bool = False,
+                           inpainted: torch.Tensor | None = None):
+        """``(features (N, 4760, C), time_reference_ns (N,), valid_npho, valid_time)``.
 
         ``dead`` (N, 4760) bool, optional: sensors marked invalid on top of the file's invalid
-        values (as :func:`xecreco.models.pipelines.inpaint.apply_dead_mask` does).
+        values (as :func:`xecreco.models.pipelines.inpaint.apply_dead_mask` does). ``flag``: a
+        third channel, the dead flag (:func:`~xecreco.normalization.not_measured` of the
+        masks and ``inpainted`` (N, 4760) bool, the sensors an inpainter filled; None: none).
         """
         valid_npho, valid_time = validity_masks(npho, time, self.time_npho_threshold, dead)
-        features, reference = self.spec.raw_features(npho, time, valid_npho, valid_time)
+        dead_flag = not_measured(valid_npho, inpainted) if flag else None
+        features, reference = self.spec.raw_features(npho, time, valid_npho, valid_time,
+                                                     dead_flag)
         return features, reference, valid_npho, valid_time
 
 
@@ -102,11 +107,21 @@ def sim_like_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return npho, time
 
 
+def sim_like_inpainted(npho: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n, 4760) bool: an ``inpainted`` mask for export checks, about 3 % of each event's
+    sensors with a valid npho (as an inpainter marks the sensors it filled)."""
+    rng = np.random.default_rng(seed + 11)
+    with np.errstate(invalid="ignore"):
+        valid = np.abs(npho) < 9e9
+    return valid & (rng.random(npho.shape) < 0.03)
+
+
 def batch_from_raw(npho: np.ndarray, time: np.ndarray,
                     time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD,
-                    vertex: np.ndarray | None = None) -> EventBatch:
+                    vertex: np.ndarray | None = None,
+                    inpainted: np.ndarray | None = None) -> EventBatch:
     """An EventBatch with the reader's validity rules (used to check the export); ``vertex``
-    (N, 3) cm, optional."""
+    (N, 3) cm and ``inpainted`` ((N, 4760) bool, into ``extras``), optional."""
     from xecreco.io.validity import ReaderStats, apply_validity
 
     npho, time = npho.copy(), time.copy()
@@ -115,7 +130,9 @@ def batch_from_raw(npho: np.ndarray, time: np.ndarray,
     ids = np.arange(n, dtype=np.int64)
     return EventBatch(npho=npho, time=time, valid_npho=valid_npho, valid_time=valid_time,
                       run=np.zeros(n, np.int64), event=ids, entry=ids,
-                      vertex=None if vertex is None else np.asarray(vertex, np.float32))
+                      vertex=None if vertex is None else np.asarray(vertex, np.float32),
+                      extras={} if inpainted is None else {
+                          INPAINTED_BRANCH: np.asarray(inpainted, dtype=bool)})
 
 
 def save_checked(proto, metadata: dict, check, output: Path) -> dict:

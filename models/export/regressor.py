@@ -10,6 +10,10 @@ inputs
     Models whose outputs depend on the vertex (:func:`~xecreco.models.regressor.reconstructor.
     needs_vertex`: the network uses it, or it has u, v, w and a time or direction head) take a
     third input ``vertex`` (N, 3) float32, cm (``xyzVTX``; a row with NaN = unknown).
+    Dead-flag models (``model.dead_flag``) take one more input last, ``inpainted`` (N, 4760)
+    bool, True at sensors an inpainter filled (the inpainter graph's ``inpainted`` output, the
+    branch ``xecreco inpaint`` writes; all False for unrepaired input): the network's dead flag
+    is 1 there and at invalid sensors, as in ``xecreco predict``.
 inside
     validity masks as the reader builds them (``valid_npho``: ``|npho| < 9e9``; ``valid_time``:
     also ``|time| < 9e9`` and ``npho >= time_npho_threshold``), the per-event time reference and
@@ -55,6 +59,7 @@ from xecreco.models.export.onnx import (
     batch_from_raw,
     disagreement,
     save_checked,
+    sim_like_inpainted,
     sim_like_inputs,
 )
 from xecreco.models.regressor.reconstructor import (
@@ -71,6 +76,8 @@ from xecreco.normalization import NormalizationSpec, TargetScaling
 #: models add :data:`VERTEX_INPUT` (see :func:`input_names`).
 INPUT_NAMES = ("npho", "sensor_time")
 VERTEX_INPUT = "vertex"
+#: Input of dead-flag models: the sensors an inpainter filled (see the module docstring).
+INPAINTED_INPUT = "inpainted"
 
 
 class PhysicalModel(RawInputs):
@@ -98,13 +105,20 @@ class PhysicalModel(RawInputs):
         self.output_names = output_names(self.heads, self.uncertainty,
                                          bool(model.config.get("quantiles")))
         self.scaling = scaling
+        self.dead_flag = bool(getattr(model, "dead_flag", False))
+        #: the graph inputs after npho and sensor_time (:func:`input_names`)
+        self.optional_inputs = tuple(input_names(model)[len(INPUT_NAMES):])
 
     # ------------------------------------------------------------------ outputs
-    def forward(self, npho: torch.Tensor, time: torch.Tensor,
-                vertex: torch.Tensor | None = None):
-        """Tuple of outputs in the order of ``self.output_names`` (``vertex`` (N, 3) cm is used
-        by vertex-aware models; None = the target centre)."""
-        features, reference, valid_npho, valid_time = self.inputs_to_features(npho, time)
+    def forward(self, npho: torch.Tensor, time: torch.Tensor, *optional: torch.Tensor):
+        """Tuple of outputs in the order of ``self.output_names``. ``optional``: the inputs of
+        :attr:`optional_inputs` in that order (``vertex`` (N, 3) cm for vertex-aware models,
+        missing = the target centre; ``inpainted`` (N, 4760) bool for dead-flag models,
+        missing = nothing inpainted)."""
+        given = dict(zip(self.optional_inputs, optional))
+        vertex = given.get(VERTEX_INPUT)
+        features, reference, valid_npho, valid_time = self.inputs_to_features(
+            npho, time, flag=self.dead_flag, inpainted=given.get(INPAINTED_INPUT))
         if getattr(self.model, "uses_vertex", False):
             raw = self.model(features, vertex)
         else:
@@ -132,8 +146,10 @@ class PhysicalModel(RawInputs):
 
 def input_names(model: nn.Module) -> list[str]:
     """Input names of the exported graph of ``model``: the vertex too when its outputs depend
-    on it (:func:`~xecreco.models.regressor.reconstructor.needs_vertex`)."""
-    return [*INPUT_NAMES, *([VERTEX_INPUT] if needs_vertex(model) else [])]
+    on it (:func:`~xecreco.models.regressor.reconstructor.needs_vertex`), then the inpainted
+    mask for dead-flag models."""
+    return [*INPUT_NAMES, *([VERTEX_INPUT] if needs_vertex(model) else []),
+            *([INPAINTED_INPUT] if getattr(model, "dead_flag", False) else [])]
 
 
 def sim_like_vertices(n: int, seed: int = 0) -> np.ndarray:
@@ -183,8 +199,13 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
     npho, time = sim_like_inputs(max(int(check_events), 2), seed)
     inputs = [npho, time]
     inputs_names = input_names(wrapper.model)
+    vertex = inpainted = None
     if VERTEX_INPUT in inputs_names:
-        inputs.append(sim_like_vertices(len(npho), seed))
+        vertex = sim_like_vertices(len(npho), seed)
+        inputs.append(vertex)
+    if INPAINTED_INPUT in inputs_names:
+        inpainted = sim_like_inpainted(npho, seed)
+        inputs.append(inpainted)
     example = tuple(torch.from_numpy(x[:2]) for x in inputs)
     names = wrapper.output_names
     buffer = io.BytesIO()
@@ -209,23 +230,28 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
             "npho": "photons (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
             "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
             VERTEX_INPUT: "cm (N, 3) float32 photon vertex (xyzVTX); NaN row: unknown",
+            INPAINTED_INPUT: "(N, 4760) bool, True where an inpainter filled the sensor",
         }.items() if k in inputs_names}),
         "outputs": json.dumps({k: OUTPUT_UNITS.get(k.removesuffix("_err"), "status code")
                                for k in names}),
         "time_npho_threshold": str(wrapper.time_npho_threshold),
         "fill_value": str(FILL_VALUE),
     }
-    check = save_checked(proto, payload_meta, lambda data: check_onnx(data, wrapper, *inputs),
+    check = save_checked(proto, payload_meta,
+                         lambda data: check_onnx(data, wrapper, npho, time, vertex, inpainted),
                          output)
     return {"output": str(output), "outputs": names, **check}
 
 
 def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
-               time: np.ndarray, vertex: np.ndarray | None = None) -> dict:
+               time: np.ndarray, vertex: np.ndarray | None = None,
+               inpainted: np.ndarray | None = None) -> dict:
     """Run the ONNX graph in onnxruntime and compare every output with what ``xecreco predict
     -r CKPT`` gives (:class:`~xecreco.models.regressor.reconstructor.CheckpointReconstructor` on the
     same events, float64 after the network): energies, positions, time, the angles from
-    ``vertex`` (N, 3) cm (NaN rows: unknown) and the status.
+    ``vertex`` (N, 3) cm (NaN rows: unknown) and the status. ``inpainted`` ((N, 4760) bool,
+    dead-flag models; None: nothing inpainted) is the graph's input and the batch's
+    ``extras["inpainted"]``.
 
     Also checks the wrapper's features against :meth:`NormalizationSpec.features` on the
     reader's masks (so the torch normalisation cannot drift from the numpy one). UserError when
@@ -237,12 +263,19 @@ def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
     wanted = input_names(wrapper.model)
     if VERTEX_INPUT in wanted and vertex is None:
         vertex = np.full((len(npho), 3), np.nan, dtype=np.float32)
-    arrays = [npho, time] + ([vertex] if VERTEX_INPUT in wanted else [])
+    if INPAINTED_INPUT in wanted and inpainted is None:
+        inpainted = np.zeros(npho.shape, dtype=bool)
+    arrays = [npho, time] + ([vertex] if VERTEX_INPUT in wanted else []) + (
+        [inpainted] if INPAINTED_INPUT in wanted else [])
     onnx_out = session.run(None, dict(zip(wanted, arrays)))
-    batch = batch_from_raw(npho, time, wrapper.time_npho_threshold, vertex)
+    flag = wrapper.dead_flag
+    batch = batch_from_raw(npho, time, wrapper.time_npho_threshold, vertex,
+                           inpainted if flag else None)
     with torch.inference_mode():
-        features = wrapper.inputs_to_features(torch.from_numpy(npho), torch.from_numpy(time))[0]
-    reference = wrapper.spec.features(batch)
+        features = wrapper.inputs_to_features(
+            torch.from_numpy(npho), torch.from_numpy(time), flag=flag,
+            inpainted=torch.from_numpy(inpainted) if flag else None)[0]
+    reference = wrapper.spec.features(batch, flag=flag)
     feature_diff = float(np.max(np.abs(features.numpy() - reference)))
     if feature_diff > 1e-4:
         raise UserError(f"the export's input normalisation differs from NormalizationSpec by "

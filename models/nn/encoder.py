@@ -2,7 +2,8 @@
 
 Input: sensor features ``(N, 4760, C)`` (from
 :meth:`xecreco.normalization.NormalizationSpec.features`: channels [normalised npho, normalised
-time], 0 at invalid sensors; more channels, e.g. validity flags, with ``in_channels``).
+time], 0 at invalid sensors; more channels, e.g. validity flags or the regressor's dead flag,
+with ``in_channels``).
 
 - Rectangular faces (inner 93 x 44, outer refined grid, US and DS 24 x 6): the sensors are gathered
   into the face images of :func:`xecreco.geometry.face_image_index` (one sensor id per cell, -1 for

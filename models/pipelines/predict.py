@@ -13,6 +13,9 @@ Parallel prediction: ``nproc > 1`` spawns that many worker processes; launched b
 range into a part file, and the parts are merged in order into the output, so the result is
 identical to a single-process run (:mod:`xecreco.models.pipelines.sharding`).
 
+Dead-flag regressors (``model.dead_flag``) read the ``inpainted`` branch of inputs that
+``xecreco inpaint`` repaired (their ``input_extras``), so the flag marks the filled sensors too.
+
 Pipelining: a background thread reads the next chunk and does everything that comes before
 the models (summary columns, each reconstructor's optional ``prepare(batch)``, e.g. the network
 features) while the models run on the current chunk; torch gets this process's share of the
@@ -282,6 +285,7 @@ class _Job:
     step_events: int
     truth: list[str]
     provenance: dict = field(default_factory=dict)
+    extras: list[str] = field(default_factory=list)  # input branches a reconstructor reads
     processes: int = 1  # predicting processes on this machine (they share its cores)
     pipelined: bool = True  # read and prepare chunks ahead in a background thread
     threads: int | None = None  # torch intra-op threads; None: predict_threads(processes)
@@ -311,8 +315,9 @@ def _predict_range(job: _Job, objects, path: Path, start: int, stop: int,
             if stop > start:
                 batches = BatchReader(
                     job.inputs, tree=job.tree, branches=job.branches or None,
-                    truth=list(job.truth) or None, step_events=job.step_events,
-                    entry_start=start, entry_stop=stop, prefetch=False,
+                    truth=list(job.truth) or None, extras=tuple(job.extras),
+                    step_events=job.step_events, entry_start=start, entry_stop=stop,
+                    prefetch=False,
                 )
                 if job.pipelined:
                     chunks = prefetch(batches, lambda b: _prepare_chunk(b, objects),
@@ -357,6 +362,29 @@ def _copyable_truth(inputs: list[str], tree: str, names: BranchNames) -> list[st
         here = {c for c in COPIED_TRUTH if names.file_name(c) in branches}
         present = here if present is None else present & here
     return [c for c in COPIED_TRUTH if c in (present or set())]
+
+
+def _input_extras(inputs: list[str], tree: str, names: BranchNames, objects) -> list[str]:
+    """The extra input branches the reconstructors read (their ``input_extras``, e.g. the
+    ``inpainted`` mask of an inpainted file for dead-flag regressors) that the inputs have.
+    A branch in some inputs only is a UserError: the same model would see different inputs."""
+    wanted = []
+    for obj in objects:
+        wanted += [b for b in getattr(obj, "input_extras", ()) if b not in wanted]
+    if not wanted:
+        return []
+    present = [set(list_branches(path, tree)) for path in inputs]
+    extras = []
+    for branch in wanted:
+        having = [p for p, names_in in zip(inputs, present) if names.file_name(branch) in names_in]
+        if having and len(having) < len(inputs):
+            lacking = next(p for p in inputs if p not in having)
+            raise UserError(f"{having[0]} has the '{names.file_name(branch)}' branch but "
+                            f"{lacking} does not; predict repaired (xecreco inpaint) and "
+                            "unrepaired files separately")
+        if having:
+            extras.append(branch)
+    return extras
 
 
 def predict_files(
@@ -415,8 +443,10 @@ def predict_files(
     total = count_entries(inputs, tree)
     objects, out_names, specs = resolve_reconstructors(reconstructors, names)
     truth = _copyable_truth(inputs, tree, branch_names)
+    extras = _input_extras(inputs, tree, branch_names, objects)
     # checks every file, tree and required branch now (one clear error before any work)
-    BatchReader(inputs, tree=tree, branches=branches or None, truth=truth or None, entry_stop=0)
+    BatchReader(inputs, tree=tree, branches=branches or None, truth=truth or None,
+                extras=tuple(extras), entry_stop=0)
     rank, world = torchrun_rank()
     provenance = make_provenance(
         task="predict",
@@ -430,7 +460,7 @@ def predict_files(
     job = _Job(
         inputs=inputs, tree=tree, branches=dict(branches or {}), specs=specs,
         out_names=out_names, out_tree=out_tree, step_events=step, truth=truth,
-        provenance=provenance, processes=world if world > 1 else int(nproc),
+        provenance=provenance, extras=extras, processes=world if world > 1 else int(nproc),
         pipelined=bool(pipelined), threads=threads,
     )
     merged = True

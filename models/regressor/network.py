@@ -5,7 +5,9 @@ verbatim in checkpoints, so a model is always rebuilt from its checkpoint alone)
 :func:`resolve_model_config` to turn a preset name plus overrides into one.
 
 Forward: ``model(features)`` with ``features`` (N, 4760, C) float32 (normalised, see
-:mod:`xecreco.normalization`) returns a dict of *standardised* outputs: "energy", "time", "u",
+:mod:`xecreco.normalization`; C = 2, or 3 with ``dead_flag``: channel 2 is 1 at sensors that
+were not measured, dead or inpainted, and only the encoder sees it, the light summary uses
+channels 0 and 1) returns a dict of *standardised* outputs: "energy", "time", "u",
 "v", "w" (N,), "direction" (N, 3) unit vector, "npileup" (N,), "pileup" (N,) logit for the
 enabled heads, plus "<name>_logvar" (N,) when ``uncertainty`` is on and "<name>_lo",
 "<name>_hi" (N,) for the scalar heads but "pileup" when ``quantiles`` is on. Destandardising (:class:`TargetScaling`) and the
@@ -139,6 +141,12 @@ class Regressor(nn.Module):
                 x = layer(x, rotary)
         x = self.norm(x)
         return torch.cat([x[:, 0], x[:, 1:].mean(dim=1)], dim=1)
+
+    @property
+    def dead_flag(self) -> bool:
+        """Whether the features carry the dead flag as channel 2 (``dead_flag`` in the config;
+        :meth:`xecreco.normalization.NormalizationSpec.features` with ``flag=True``)."""
+        return bool(self.config.get("dead_flag", False))
 
     @property
     def uses_vertex(self) -> bool:

@@ -14,6 +14,11 @@ Presets:
   GPUs: token width 1024, 2 fusion layers with 8 heads, ConvNeXt 32 -> 64 channels (2 + 3 blocks)
   at full inner-face resolution, outer grid patchified 3 x 2 (one cell per dense-patch PMT),
   4 HexNeXt blocks of width 64, 10 tokens (4 inner, 2 outer, 1 per other face).
+
+``dead_flag`` (both presets: false) gives the encoder a third input channel per sensor, 1 where
+the sensor was not measured (dead or inpainted; :func:`xecreco.normalization.not_measured`);
+``encoder.in_channels`` follows it (2 + dead_flag) and need not be given. Configs without the key
+(older checkpoints) resolve to false.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ _CPU = {
     "quantiles": False,
     "dropout": 0.0,
     "mc_samples": 0,
+    "dead_flag": False,
 }
 
 _UPSTREAM = {
@@ -88,6 +94,7 @@ _UPSTREAM = {
     "quantiles": False,
     "dropout": 0.0,
     "mc_samples": 0,
+    "dead_flag": False,
 }
 
 #: Preset name -> resolved model config (copy before changing).
@@ -168,8 +175,27 @@ def resolve_model_config(config: dict | str | None = None) -> dict:
     if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"unknown model preset '{preset}': use one of {', '.join(PRESETS)}")
     resolved = merge_config(PRESETS[preset], config)
+    _resolve_in_channels(resolved, config)
     _check(resolved)
     return resolved
+
+
+def input_channels(config: dict) -> int:
+    """Feature channels per sensor of a resolved regressor config: [npho, time] plus the dead
+    flag when ``dead_flag`` is on."""
+    return 3 if config.get("dead_flag") else 2
+
+
+def _resolve_in_channels(resolved: dict, given: dict) -> None:
+    """``encoder.in_channels`` from ``dead_flag`` (UserError when the config sets another)."""
+    want = input_channels(resolved)
+    encoder = given.get("encoder")
+    stated = encoder.get("in_channels") if isinstance(encoder, dict) else None
+    if stated is not None and stated != want:
+        raise UserError(f"model config 'encoder.in_channels' = {stated!r} does not match "
+                        f"dead_flag: {str(resolved['dead_flag']).lower()} ({want} channels: npho, "
+                        f"time{', dead flag' if want == 3 else ''}); drop encoder.in_channels")
+    resolved["encoder"]["in_channels"] = want
 
 
 def _check(config: dict) -> None:

@@ -29,13 +29,14 @@ import torch
 from xecreco.errors import UserError
 from xecreco.geometry import R_INNER, direction_to_angles
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS, TARGET_CENTRE_CM
-from xecreco.io.schema import FILL_THRESHOLD, FILL_VALUE, Status
+from xecreco.io.schema import FILL_THRESHOLD, FILL_VALUE, INPAINTED_BRANCH, Status
 from xecreco.models.regressor.calibration import (
     EnergyCalibration,
     EnergyCorrection,
     calibration_from_payload,
 )
 from xecreco.models.regressor.network import Regressor, build_model
+from xecreco.models.regressor.presets import input_channels
 from xecreco.normalization import NormalizationSpec, TargetScaling
 from xecreco.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from xecreco.train.checkpoint import load_checkpoint
@@ -274,6 +275,17 @@ class Member:
     energy_calibration: EnergyCalibration | None = None
 
     @property
+    def dead_flag(self) -> bool:
+        """Whether the network takes the dead flag as a third input channel."""
+        return bool(getattr(self.model, "dead_flag", False))
+
+    @property
+    def inputs_key(self) -> tuple[NormalizationSpec, bool]:
+        """What its input features depend on: the normalisation and the dead flag (members with
+        equal keys share their features)."""
+        return self.normalization, self.dead_flag
+
+    @property
     def physics(self) -> OutputsToPhysical:
         """This member's :class:`OutputsToPhysical`."""
         return OutputsToPhysical(self.model.head_names, self.scaling,
@@ -326,6 +338,9 @@ class CheckpointReconstructor:
         self.error_outputs = tuple(
             q + "_err" for q in ("energy", "u", "v", "w", "time", "theta", "phi", "npileup")
             if with_errors and q in self.outputs)
+        #: input branches it reads from ``batch.extras`` when a file has them: the inpainted
+        #: mask for dead-flag networks (:func:`xecreco.normalization.batch_not_measured`)
+        self.input_extras = (INPAINTED_BRANCH,) if any(m.dead_flag for m in members) else ()
 
     def _passes(self, member: Member, features: np.ndarray, vertex: np.ndarray | None,
                 samples: int):
@@ -368,15 +383,18 @@ class CheckpointReconstructor:
                                         torch.from_numpy(time_ref_ns), _vertex_tensor(vertex))
         return {k: v.numpy() for k, v in out.items()}
 
-    def prepare(self, batch) -> dict[NormalizationSpec, tuple[np.ndarray, np.ndarray]]:
-        """The network inputs of ``batch``: ``{spec: (features, time reference ns float64)}``,
-        once per distinct normalisation of the members. numpy only (no model), so a pipeline
-        can run it ahead in another thread and pass it to :meth:`reconstruct`."""
-        prepared: dict[NormalizationSpec, tuple[np.ndarray, np.ndarray]] = {}
+    def prepare(self, batch) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+        """The network inputs of ``batch``: ``{member.inputs_key: (features, time reference ns
+        float64)}``, once per distinct (normalisation, dead flag) of the members; dead-flag
+        networks get the flag of :func:`xecreco.normalization.batch_not_measured` (invalid or
+        ``extras["inpainted"]``). numpy only (no model), so a pipeline can run it ahead in
+        another thread and pass it to :meth:`reconstruct`."""
+        prepared: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         for member in self.members:
-            key = member.normalization  # frozen dataclass: members with equal specs share features
+            key = member.inputs_key  # frozen spec + bool: equal keys share features
             if key not in prepared:
-                features, time_ref = member.normalization.features_and_reference(batch)
+                features, time_ref = member.normalization.features_and_reference(
+                    batch, flag=member.dead_flag)
                 prepared[key] = (features, np.asarray(time_ref, dtype=np.float64))
         return prepared
 
@@ -390,7 +408,7 @@ class CheckpointReconstructor:
         per_member = []
         features_cache = self.prepare(batch) if prepared is None else prepared
         for member in self.members:
-            features, time_ref = features_cache[member.normalization]
+            features, time_ref = features_cache[member.inputs_key]
             samples = int(member.model.config.get("mc_samples", 0)
                           if self.mc_samples is None else self.mc_samples)
             physics = member.physics
@@ -494,10 +512,11 @@ def load_member(path: str | Path, energy_calibration: bool = True) -> Member:
     check_payload(payload, path)
     model = model_from_payload(payload, path)
     channels = int(model.config["encoder"]["in_channels"])
-    if channels != 2:
+    if channels != input_channels(model.config):
         raise UserError(f"{path}: the model expects {channels} input channels per sensor but "
-                        "NormalizationSpec.features gives 2 [npho, time]; it is not a regressor "
-                        "checkpoint this xecreco can run")
+                        f"NormalizationSpec.features gives {input_channels(model.config)} [npho, "
+                        "time (, dead flag)]; it is not a regressor checkpoint this xecreco can "
+                        "run")
     try:
         normalization = NormalizationSpec.from_dict(payload["normalization"])
         scaling = TargetScaling.from_dict(payload["target_scaling"])

@@ -123,13 +123,34 @@ def prepare_regressor(model, source) -> None:
                   + ", ".join(f"{k} {v:.4g}" for k, v in scales.items()), flush=True)
 
 
+#: ``augment.dead_fill`` -> the registered inpainter that repairs the training batches (the
+#: ``default`` inpainter is the bundled neural one, as ``validate --dead-patterns`` uses).
+DEAD_FILL_INPAINTERS = {"neighbours": "neighbour-average", "inpainter": "default"}
+
+
+def dead_fill_inpainter(dead_fill: str):
+    """The inpainter of ``augment.dead_fill`` (None for sentinel), from the registry."""
+    if dead_fill == "sentinel":
+        return None
+    from xecreco.models.registry import available_inpainters, create_inpainter
+
+    name = DEAD_FILL_INPAINTERS[dead_fill]
+    if name not in available_inpainters():
+        raise UserError(f"config key 'augment.dead_fill': {dead_fill} needs the inpainter "
+                        f"'{name}', which this install does not have; use neighbours")
+    return create_inpainter(name)
+
+
 def regressor_source(cfg, target_scaling=None):
     # custom tasks may train other networks through this source: only presets have a summary
     ours = cfg.model_config().get("preset", DEFAULT_PRESET) in PRESETS
-    summary = regressor_model_config(cfg)["summary"] if ours else None
+    resolved = regressor_model_config(cfg) if ours else {}
+    summary = resolved.get("summary")
     need_vertex = cfg.loss.consistency > 0 or bool(summary and summary["vertex"])
     source = RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization,
-                        seed=cfg.run.seed, need_vertex=need_vertex, target_scaling=target_scaling)
+                        seed=cfg.run.seed, need_vertex=need_vertex, target_scaling=target_scaling,
+                        dead_flag=bool(resolved.get("dead_flag")),
+                        fill=dead_fill_inpainter(cfg.augment.dead_fill))
     source.reference_scale = cfg.loss.reference_scale  # read by prepare_regressor
     return source
 

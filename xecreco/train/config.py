@@ -199,11 +199,16 @@ class AugmentConfig:
     simulation's tiles, xecreco.sim.dead) marked invalid per event, drawn anew for every event,
     in addition to dead_fraction. npho_noise: relative Gaussian noise on npho. time_jitter_ns:
     Gaussian jitter added to every valid sensor time (ns). energy_scale: sigma of a per-event
-    multiplicative factor applied to npho and to the energy target together.
+    multiplicative factor applied to npho and to the energy target together. dead_fill: what
+    the invalid sensors hold, ``sentinel`` (as the reader marks them) or repaired as inference
+    repairs them, by the ``neighbours`` average (the neighbour-average inpainter) or the bundled
+    neural ``inpainter`` (regressor task only; with ``model.overrides.dead_flag: true`` the
+    network sees which sensors were repaired, xecreco.train.augment).
     """
 
     dead_fraction: float = 0.0
     dead_groups: int = 0
+    dead_fill: str = "sentinel"
     npho_noise: float = 0.0
     time_jitter_ns: float = 0.0
     energy_scale: float = 0.0
@@ -355,6 +360,9 @@ def _check_values(cfg: TrainConfig) -> None:
     check_group_count(a.dead_groups, GROUP_ROWS, GROUP_COLS, "config key 'augment.dead_groups'")
     for key in ("npho_noise", "time_jitter_ns", "energy_scale"):
         need(getattr(a, key) >= 0, f"augment.{key}", "must be >= 0")
+    from xecreco.train.augment import DEAD_FILLS
+
+    need(a.dead_fill in DEAD_FILLS, "augment.dead_fill", f"one of {', '.join(DEAD_FILLS)}")
     from xecreco.train.tasks import check_task_config
 
     check_task_config(cfg)  # the task's own keys (TaskSpec.validate_config)

@@ -142,8 +142,10 @@ def _to_torch(pool: dict) -> dict:
 class EventEncoder:
     """EventBatch -> arrays of features and standardised targets (the per-chunk work)."""
 
-    def __init__(self, spec, scaling, targets, need_vertex=False, truth_names=None):
+    def __init__(self, spec, scaling, targets, need_vertex=False, truth_names=None,
+                 dead_flag=False):
         self.spec = spec
+        self.dead_flag = bool(dead_flag)  # features with the dead-flag channel (C = 3)
         self.scaling = scaling
         self.targets = list(targets)
         self.need_vertex = need_vertex
@@ -164,7 +166,8 @@ class EventEncoder:
         truth = self.physical_targets(batch, reference)
         if energy_factor is not None and "energy" in truth:
             truth["energy"] = truth["energy"] * energy_factor
-        pool = {"features": self.spec.features(batch, out=features_out, reference_ns=reference)}
+        pool = {"features": self.spec.features(batch, out=features_out, reference_ns=reference,
+                                               flag=self.dead_flag)}
         pool["targets"] = {
             name: np.asarray(
                 self.scaling.standardize(name, value) if name in STANDARDISED else value,
@@ -187,11 +190,11 @@ class ShuffledStream(IterableDataset):
         epoch, rank, seed: seed the chunk order, the buffer and the augmentations.
         batch_size, shuffle_buffer, step_events: sizes in events.
         encoder: :class:`EventEncoder`. augment: :class:`AugmentConfig`.
-        truth, extras: what the reader must load.
+        truth, extras: what the reader must load. fill: the ``augment.dead_fill`` inpainter.
     """
 
     def __init__(self, files, tree, branches, entry_range, epoch, rank, seed, batch_size,
-                 shuffle_buffer, step_events, encoder, augment, truth, extras=()):
+                 shuffle_buffer, step_events, encoder, augment, truth, extras=(), fill=None):
         super().__init__()
         self.files, self.tree, self.branches = files, tree, branches
         self.entry_range = entry_range
@@ -200,6 +203,7 @@ class ShuffledStream(IterableDataset):
         self.step_events = step_events
         self.encoder, self.augment = encoder, augment
         self.truth, self.extras = truth, tuple(extras)
+        self.fill = fill
 
     def __iter__(self) -> Iterator[dict]:
         from xecreco.io.reader import iterate_batches
@@ -218,7 +222,7 @@ class ShuffledStream(IterableDataset):
                                          truth=self.truth, extras=self.extras,
                                          step_events=self.step_events, entry_start=c_start,
                                          entry_stop=c_stop):
-                batch, factor = augment_batch(batch, self.augment, rng)
+                batch, factor = augment_batch(batch, self.augment, rng, self.fill)
                 slot = pool.features_slot(len(batch))
                 pool.append(self.encoder.encode(batch, energy_factor=factor, features_out=slot))
             if pool.size >= self.shuffle_buffer:
@@ -244,15 +248,22 @@ class RootSource:
 
     Fits the target standardisation on the first ``data.scaling_events`` training entries
     (unless ``target_scaling`` is given, e.g. on resume) and exposes ``normalization`` and
-    ``target_scaling`` dicts for checkpoints.
+    ``target_scaling`` dicts for checkpoints. ``dead_flag``: features with the dead-flag
+    channel; ``fill``: the inpainter of ``augment.dead_fill`` (required unless sentinel).
     """
 
     def __init__(self, data: DataConfig, augment: AugmentConfig, targets, normalization: dict,
-                 seed: int = 0, need_vertex: bool = False, target_scaling: dict | None = None):
+                 seed: int = 0, need_vertex: bool = False, target_scaling: dict | None = None,
+                 dead_flag: bool = False, fill=None):
         from xecreco.io.rootfile import count_entries
         from xecreco.normalization import NormalizationSpec
 
         self.data, self.augment, self.seed = data, augment, seed
+        if augment.dead_fill != "sentinel" and fill is None:
+            raise UserError(f"config key 'augment.dead_fill': {augment.dead_fill} is for the "
+                            "regressor task (it repairs sensors before the regressor); use "
+                            "sentinel")
+        self.fill = fill
         self.targets = list(targets)
         self.branches = _branch_names(data.branches)
         self.truth = truth_branches(self.targets) + (["xyzVTX"] if need_vertex else [])
@@ -285,7 +296,8 @@ class RootSource:
             raise UserError(f"config section 'normalization' is invalid: {exc}") from None
         self.scaling = self._load_scaling(target_scaling) if target_scaling else self._fit_scaling()
         self.scaling_fitted = not target_scaling  # False when given (resume, init_from)
-        self.encoder = EventEncoder(self.spec, self.scaling, self.targets, need_vertex)
+        self.encoder = EventEncoder(self.spec, self.scaling, self.targets, need_vertex,
+                                    dead_flag=dead_flag)
 
     # -- standardisation ------------------------------------------------------------------
     def _load_scaling(self, values: dict):
@@ -360,7 +372,7 @@ class RootSource:
                                 self._rank_range(rank, world), epoch, rank, self.seed,
                                 self.data.batch_size, self.data.shuffle_buffer,
                                 self.data.step_events,
-                                self.encoder, self.augment, self.truth)
+                                self.encoder, self.augment, self.truth, fill=self.fill)
         if self.data.workers == 0:
             return stream
         # An own generator: creating the loader must not consume the global torch RNG (resume).
