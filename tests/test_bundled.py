@@ -18,6 +18,7 @@ def test_bundled_regressor_is_small_plain_and_registered():
     assert bundled.BUNDLED_REGRESSOR.stat().st_size < 20 * 2**20
     payload = load_checkpoint(bundled.BUNDLED_REGRESSOR)  # weights_only=True
     assert payload["task"] == "regressor"
+    assert "/" not in payload["energy_calibration"]["info"]["source"]  # no machine path ships
     assert payload["model_config"]["preset"] == "cpu"
     assert "default" in available_reconstructors()
 
@@ -78,6 +79,10 @@ def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys
     payload["train_state"] = {"step": 7, "optimizer": {"state": {}}}
     payload["config"] = {"data": {"train_files": ["/some/where/train.root"], "val_files": []},
                          "model": {"preset": "cpu", "init_from": "/some/where/start.pt"}}
+    calibration = payload["energy_calibration"]
+    payload["energy_calibration"] = {**calibration, "info": {
+        **calibration["info"],
+        "source": "xecreco calibrate /some/where/scan.root -r ../runs/best.pt -o cal.pt"}}
     source = tmp_path / "best.pt"
     save_checkpoint(source, payload)
     target = tmp_path / "bundled.pt"
@@ -87,6 +92,9 @@ def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys
     assert written["train_state"] == {}
     assert written["config"]["data"]["train_files"] == ["train.root"]
     assert written["config"]["model"] == {"preset": "cpu", "init_from": "start.pt"}
+    assert written["energy_calibration"]["info"]["source"] == \
+        "xecreco calibrate scan.root -r best.pt -o cal.pt"
+    assert written["energy_calibration"]["info"]["lines_MeV"] == calibration["info"]["lines_MeV"]
     assert written["task"] == "regressor" and written["state_dict"].keys() == payload[
         "state_dict"].keys()
     assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*.tmp"))

@@ -43,8 +43,8 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
 
     Keeps what a reconstructor or inpainter needs (model config, normalisation, target scaling,
     evaluated weights, metrics, the training config) and drops the optimizer / RNG state; data
-    file paths in the training config (data files, ``model.init_from``) are reduced to their file
-    names (no machine paths ship).
+    file paths in the training config (data files, ``model.init_from``) and in the command line
+    of an energy calibration are reduced to their file names (no machine paths ship).
     To replace a shipped model, ``output`` is :data:`BUNDLED_REGRESSOR` or
     :data:`BUNDLED_INPAINTER`. The file is written under a temporary name and renamed.
 
@@ -73,5 +73,18 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
     if model.get("init_from"):  # the checkpoint a fine-tune started from
         model["init_from"] = Path(str(model["init_from"])).name
         payload["config"] = {**payload["config"], "model": model}
+    calibration = payload.get("energy_calibration")
+    source = (calibration or {}).get("info", {}).get("source")
+    if source:  # the ``xecreco calibrate`` command line that fitted it: file names only
+        info = {**calibration["info"], "source": _file_names_only(source)}
+        payload["energy_calibration"] = {**calibration, "info": info}
     save_checkpoint(output, payload)
     return output
+
+
+def _file_names_only(command_line: str) -> str:
+    """``command_line`` with every path argument reduced to its file name."""
+    import shlex
+
+    return shlex.join(Path(w).name if "/" in w and not w.startswith("-") else w
+                      for w in shlex.split(command_line))
