@@ -168,11 +168,11 @@ def _images(html: str) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', html)
 
 
-@pytest.mark.parametrize("fusion", ["transformer", "perceiver"])
+@pytest.mark.parametrize("fusion", ["transformer", "perceiver", "dead_flag"])
 def test_explain_page_of_a_checkpoint(sim_file_small, tmp_path, fusion):
     ckpt = tmp_path / "tiny.pt"
     changes = {"fusion": {"heads": 2, "type": "perceiver", "latents": 4}} \
-        if fusion == "perceiver" else {}
+        if fusion == "perceiver" else {"dead_flag": True} if fusion == "dead_flag" else {}
     make_checkpoint(ckpt, tiny_config(**changes))
     out = tmp_path / "page"
     summary = explain([sim_file_small], str(ckpt), out, events=60, gradient_events=12,
@@ -194,6 +194,8 @@ def test_explain_page_of_a_checkpoint(sim_file_small, tmp_path, fusion):
     else:
         assert summary["attention"]["labels"][0] == "CLS"
         assert "Fusion attention" in html
+    # gradients and saliency cover the npho and time features (also with the dead flag's third)
+    assert all(len(v) == 6 + 1 for v in on_disk["grad_x_input"].values())
 
 
 def test_explain_classical_gives_occlusion_only(sim_file_small, tmp_path, capsys):

@@ -169,7 +169,7 @@ def _forward_chunks(member, batch, chunk: int):
     """Run the member network over ``batch`` in chunks; yields each chunk's row slice after
     its forward pass (inference mode)."""
     model = member.model
-    features = member.normalization.features(batch)
+    features = member.normalization.features(batch, flag=member.dead_flag)
     uses_vertex = bool(getattr(model, "uses_vertex", False))
     device = next(model.parameters()).device
     for start in range(0, len(batch), chunk):

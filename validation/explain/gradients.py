@@ -45,14 +45,16 @@ def _tensor(values):
 
 
 def member_gradients(member, batch, outputs=HEADLINE_OUTPUTS, chunk: int = 128):
-    """``{output: (gradient (N, 4760, 2), input minus sentinel (N, 4760, 2))}`` float32 numpy of
-    one member network (display units per feature unit, see the module docstring)."""
+    """``{output: (gradient (N, 4760, C), input minus sentinel (N, 4760, C))}`` float32 numpy of
+    one member network (display units per feature unit, see the module docstring); C = 2, or 3
+    for a dead-flag network (its flag channel's "sentinel" is 0, measured)."""
     model = member.model
     spec = member.normalization
     physics = member.physics
-    features = spec.features(batch)
-    reference = np.asarray(spec.time_reference_ns(batch), dtype=np.float64)
-    sentinel = np.array([spec.npho_sentinel, spec.time_sentinel], dtype=np.float32)
+    features, reference = spec.features_and_reference(batch, flag=member.dead_flag)
+    reference = np.asarray(reference, dtype=np.float64)
+    sentinel = np.zeros(features.shape[-1], dtype=np.float32)
+    sentinel[:2] = spec.npho_sentinel, spec.time_sentinel
     device = next(model.parameters()).device
     wanted = [q for q in outputs if q in physics.scalar_targets]
     grads = {q: np.empty(features.shape, dtype=np.float32) for q in wanted}
@@ -77,7 +79,8 @@ class GradientResult:
     """Event-averaged gradient summaries of each output.
 
     Attributes:
-        saliency: output -> (4760, 2) mean ``|d output / d x|`` (display units per feature unit).
+        saliency: output -> (4760, 2) mean ``|d output / d x|`` of the npho and time features
+            (display units per feature unit).
         grad_x_input: output -> (N, 4760) gradient x input per event and sensor (display units).
         units: output -> display unit.
     """
@@ -116,7 +119,7 @@ def gradients(reconstructor, batch, outputs=HEADLINE_OUTPUTS) -> GradientResult:
     saliency, gxi = {}, {}
     for member in members:
         for q, (grad, inputs) in member_gradients(member, batch, outputs).items():
-            s = np.abs(grad).mean(axis=0) / len(members)
+            s = np.abs(grad[..., :2]).mean(axis=0) / len(members)  # npho and time features
             p = (grad * inputs).sum(axis=2) / len(members)
             saliency[q] = saliency[q] + s if q in saliency else s
             gxi[q] = gxi[q] + p if q in gxi else p
