@@ -33,6 +33,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, machine_info, peak_rss_mb  # noqa: E402
 
+#: dead-channel augmentation of the dead-channel variants (the test file's pattern, issue 14)
+DEAD_AUGMENT = {"dead_fraction": 0.02, "dead_groups": 3}
+
 #: variant -> (what it changes, training-config changes merged into the common config).
 VARIANTS = {
     "baseline": ("cpu preset as bundled (geometric PE, multi-scale, 14 tokens, light summary)", {}),
@@ -61,6 +64,14 @@ VARIANTS = {
                        {"loss": {"timing": 0.01, "energy_conservation": 1.0}}),
     "curriculum": ("easy (high-energy, central) events first, all after half the steps",
                    {"curriculum": {"enabled": True, "start": 0.5}}),
+    "dead_augment": ("2 % dead + 3 dead readout groups as augmentation (left as sentinels)",
+                     {"augment": DEAD_AUGMENT}),
+    "dead_flag": ("that augmentation repaired by the neighbour average, plus the dead-flag input",
+                  {"augment": {**DEAD_AUGMENT, "dead_fill": "neighbours"},
+                   "model": {"dead_flag": True}}),
+    "dead_flag_inpainter": ("the same, repaired by the bundled neural inpainter",
+                            {"augment": {**DEAD_AUGMENT, "dead_fill": "inpainter"},
+                             "model": {"dead_flag": True}}),
 }
 
 

@@ -39,7 +39,8 @@ def test_variants_are_valid_and_differ_in_one_switch(tmp_path):
         assert cfg.run.seed == (1 if variant == "baseline_seed1" else 0)
         assert cfg.loss.reference_scale == "residual"  # the bundled recipe's scaling
         model = task.resolved_model_config(cfg)
-        key = (repr(model), repr(cfg.loss), repr(cfg.curriculum), cfg.run.seed)
+        key = (repr(model), repr(cfg.loss), repr(cfg.curriculum), repr(cfg.augment),
+               cfg.run.seed)
         assert key not in seen, variant  # every variant is a different experiment
         seen.add(key)
         if variant == "baseline":
