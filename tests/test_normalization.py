@@ -82,6 +82,72 @@ def test_time_reference_mean_of_k_earliest_lit():
     assert ref[0] == pytest.approx(12.0, abs=1e-5)
 
 
+def _pileup_event():
+    """One event: 40 bright signal sensors at 20-21.9 ns, 30 dimmer sensors lit by a pile-up
+    photon at 5 ns (earlier), the rest dark (valid, late, below the threshold)."""
+    npho = np.full((1, N_SENSORS), 100.0)
+    time = np.full((1, N_SENSORS), 90e-9)
+    npho[0, :40] = 5000.0 + np.arange(40)
+    time[0, :40] = (20.0 + 0.05 * np.arange(40)) * 1e-9
+    npho[0, 100:130] = 800.0
+    time[0, 100:130] = 5e-9
+    return npho, time
+
+
+def test_pileup_window_keeps_an_earlier_pileup_photon_out_of_the_reference():
+    npho, time = _pileup_event()
+    batch = _batch(npho, time)
+    earliest = NormalizationSpec(reference_k=3).time_reference_ns(batch)
+    windowed = NormalizationSpec(reference_k=3, reference_window_ns=4.0).time_reference_ns(batch)
+    assert earliest[0] == pytest.approx(5.0, abs=1e-4)  # set by the pile-up photon
+    assert windowed[0] == pytest.approx(20.05, abs=1e-4)  # the three earliest signal sensors
+    # without pile-up the window changes nothing
+    npho_clean, time_clean = npho.copy(), time.copy()
+    time_clean[0, 100:130] = 90e-9
+    npho_clean[0, 100:130] = 100.0
+    both = [NormalizationSpec(reference_window_ns=w).time_reference_ns(
+        _batch(npho_clean, time_clean)) for w in (None, 4.0)]
+    assert both[0][0] == both[1][0]
+
+
+def test_brightest_median_time_numpy_and_torch():
+    torch = pytest.importorskip("torch")
+    from xecreco.earliest import brightest_median_time
+
+    rng = np.random.default_rng(5)
+    npho = rng.uniform(0, 1e4, (6, 200)).astype(np.float32)
+    time = rng.uniform(0, 1e-7, (6, 200)).astype(np.float32)
+    valid = rng.random((6, 200)) > 0.3
+    valid[4] = False
+    valid[4, :3] = True  # fewer valid sensors than k
+    valid[5] = False  # none
+    got = brightest_median_time(npho, time, valid, 30)
+    for row in range(4):
+        ids = np.flatnonzero(valid[row])
+        top = ids[np.argsort(-npho[row, ids])[:30]]
+        assert got[row] == pytest.approx(np.median(time[row, top].astype(np.float64)))
+    assert got[4] == pytest.approx(np.median(time[4, :3].astype(np.float64)))
+    assert got[5] == -np.inf
+    tensor = brightest_median_time(torch.from_numpy(npho), torch.from_numpy(time),
+                                   torch.from_numpy(valid), 30).numpy()
+    np.testing.assert_allclose(tensor[:5], got[:5], rtol=1e-6)
+    assert tensor[5] == -np.inf
+
+
+def test_pileup_window_torch_reference_matches_numpy():
+    torch = pytest.importorskip("torch")
+    npho, time = _pileup_event()
+    npho = np.repeat(npho, 2, axis=0).astype(np.float32)
+    time = np.repeat(time, 2, axis=0).astype(np.float32)
+    time[1, 100:130] = 90e-9  # second event without the pile-up
+    valid = np.ones_like(npho, bool)
+    spec = NormalizationSpec(reference_window_ns=4.0)
+    want = spec.time_reference_ns(_batch(npho, time))
+    _, got = spec.raw_features(torch.from_numpy(npho), torch.from_numpy(time),
+                               torch.from_numpy(valid), torch.from_numpy(valid))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+
+
 def test_time_reference_fallbacks():
     spec = NormalizationSpec(reference_k=10, reference_npho_threshold=300.0)
     npho = np.full((3, N_SENSORS), 100.0)  # nothing above threshold
@@ -133,6 +199,8 @@ def test_spec_serialisation_round_trip():
     ({"npho_scheme": "sqrt", "npho_min": -1.0}, "outside the domain of sqrt"),
     ({"npho_min": -1000.0}, "outside the domain of log1p"),
     ({"reference_k": 0}, "reference_k"),
+    ({"reference_window_ns": -1.0}, "reference_window_ns must be a positive"),
+    ({"reference_anchor_k": 0}, "reference_anchor_k"),
     ({"version": 99}, "version 99 is not supported"),
     ({"npho_scal": 3}, "unknown normalisation key"),
 ])

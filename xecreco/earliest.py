@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["mean_earliest", "BLOCK_SENSORS", "ROW_BLOCK"]
+__all__ = ["mean_earliest", "brightest_median_time", "BLOCK_SENSORS", "ROW_BLOCK"]
 
 #: Sensors per block of the prefilter (4760 = 70 x 68).
 BLOCK_SENSORS = 68
@@ -88,3 +88,39 @@ def _mean_earliest_tensor(time_s, usable, k: int):
     count = finite.to(time_s.dtype).sum(dim=1)
     total = earliest.where(finite, earliest.new_zeros(())).sum(dim=1)
     return total / count.clamp(min=1.0), count > 0
+
+
+def brightest_median_time(npho, time_s, valid_time, k: int):
+    """(N,) median time (s) of the ``k`` brightest sensors with a valid time of each event (fewer
+    when fewer are valid; -inf for an event without any), the anchor of the pile-up window of
+    the time reference (:class:`xecreco.normalization.NormalizationSpec`). numpy (N, S) arrays
+    give float64, torch tensors their dtype; both select with a top-k by npho and take the mean
+    of the two middle values of the valid picks sorted by time."""
+    if type(time_s).__module__.split(".")[0] == "torch":
+        import torch
+
+        k = min(k, time_s.shape[1])
+        brightness = npho.where(valid_time, npho.new_full((), -math.inf))
+        top = torch.topk(brightness, k, dim=1).indices
+        valid = torch.gather(valid_time, 1, top)
+        picked = torch.gather(time_s, 1, top).where(valid, time_s.new_full((), math.inf))
+        ordered = torch.sort(picked, dim=1).values
+        count = valid.sum(dim=1, keepdim=True)
+        lo = torch.gather(ordered, 1, ((count - 1) // 2).clamp(min=0))
+        hi = torch.gather(ordered, 1, (count // 2).clamp(max=k - 1))
+        middle = (0.5 * (lo + hi))[:, 0]
+        return middle.where(count[:, 0] > 0, middle.new_full((), -math.inf))
+    n, sensors = time_s.shape
+    k = min(k, sensors)
+    if n == 0:
+        return np.zeros(0)
+    brightness = np.where(valid_time, npho, -np.inf).astype(np.float32, copy=False)
+    top = np.argpartition(-brightness, k - 1, axis=1)[:, :k]
+    valid = np.take_along_axis(valid_time, top, axis=1)
+    picked = np.where(valid, np.take_along_axis(time_s, top, axis=1), np.inf).astype(np.float64)
+    ordered = np.sort(picked, axis=1)
+    count = valid.sum(axis=1)
+    rows = np.arange(n)
+    lo = ordered[rows, np.maximum((count - 1) // 2, 0)]
+    hi = ordered[rows, np.minimum(count // 2, k - 1)]
+    return np.where(count > 0, 0.5 * (lo + hi), -np.inf)

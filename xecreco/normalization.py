@@ -35,6 +35,15 @@ Time: ``t_feature = (t_ns - reference_ns - time_shift_ns) / time_scale_ns`` with
 sensor passes the threshold, the ``reference_k`` earliest sensors with a valid time; when no sensor
 has a valid time, 0. Regress times relative to this reference and add it back.
 
+Pile-up window (``reference_window_ns``, off by default): a sensor's time is that of the earliest
+light above threshold, so a pile-up photon earlier than the signal sets the times of the sensors
+it lights, and with them the earliest-sensor reference (about 38 % of the events with >= 5 MeV of
+pile-up at 2e6 Hz have a reference more than 3 ns off). With the window, only sensors no earlier
+than ``reference_window_ns`` before the anchor, the median time of the ``reference_anchor_k``
+brightest sensors with a valid time, may set the reference (the signal light is the brightest in
+the gate); 4 ns and 30 sensors leave clean events as they are and bring that fraction to about
+2 % (docs/reconstruction.md).
+
 Defaults: log1p, npho_scale 1000 photons, npho_min 0, time_scale_ns 5, time_shift_ns 0,
 reference_k 10, reference_npho_threshold 300 photons (about 50 photo-electrons at 15 % PDE),
 sentinels 0.
@@ -55,6 +64,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from xecreco.earliest import brightest_median_time as _brightest_median_time
 from xecreco.earliest import mean_earliest as _mean_earliest
 from xecreco.errors import UserError
 from xecreco.io.batch import N_SENSORS, EventBatch
@@ -159,6 +169,10 @@ class NormalizationSpec:
         time_shift_ns: ns subtracted after the reference.
         reference_k: number of earliest sensors averaged for the time reference.
         reference_npho_threshold: minimum npho (photons) of the reference sensors.
+        reference_window_ns: None, or the pile-up window (ns): only sensors no earlier than
+            this before the anchor (the median time of the ``reference_anchor_k`` brightest
+            sensors) may set the reference (module docstring).
+        reference_anchor_k: number of brightest sensors whose median time is the anchor.
         npho_sentinel: npho feature value at sensors with invalid npho.
         time_sentinel: time feature value at sensors with invalid time.
     """
@@ -171,6 +185,8 @@ class NormalizationSpec:
     time_shift_ns: float = 0.0
     reference_k: int = 10
     reference_npho_threshold: float = 300.0
+    reference_window_ns: float | None = None
+    reference_anchor_k: int = 30
     npho_sentinel: float = 0.0
     time_sentinel: float = 0.0
 
@@ -202,6 +218,17 @@ class NormalizationSpec:
                 f"normalisation reference_k must be an integer in 1..{N_SENSORS}, got "
                 f"{self.reference_k!r}"
             )
+        window = self.reference_window_ns
+        if window is not None and not (isinstance(window, (int, float)) and math.isfinite(window)
+                                       and window > 0):
+            raise UserError(f"normalisation reference_window_ns must be a positive number of ns "
+                            f"or null (no pile-up window), got {window!r}")
+        if not (isinstance(self.reference_anchor_k, int)
+                and 1 <= self.reference_anchor_k <= N_SENSORS):
+            raise UserError(
+                f"normalisation reference_anchor_k must be an integer in 1..{N_SENSORS}, got "
+                f"{self.reference_anchor_k!r}"
+            )
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
@@ -219,9 +246,9 @@ class NormalizationSpec:
                 f"unknown normalisation key(s) {', '.join(unknown)}; known keys: "
                 f"{', '.join(sorted(known))}"
             )
-        if "reference_k" in mapping and isinstance(mapping["reference_k"], float):
-            if mapping["reference_k"].is_integer():
-                mapping["reference_k"] = int(mapping["reference_k"])
+        for key in ("reference_k", "reference_anchor_k"):
+            if key in mapping and isinstance(mapping[key], float) and mapping[key].is_integer():
+                mapping[key] = int(mapping[key])
         return cls(**mapping)
 
     # ------------------------------------------------------------------ npho
@@ -284,17 +311,29 @@ class NormalizationSpec:
         float64 for numpy, the input's dtype for torch tensors."""
         if _is_tensor(npho):
             lit = (npho >= float(self.reference_npho_threshold)) & valid_time
+            if self.reference_window_ns is not None:
+                lit = lit & (time >= self._window_start_s(npho, time, valid_time)[:, None])
             reference, found = _mean_earliest(time, lit, self.reference_k)
             fallback, _ = _mean_earliest(time, valid_time, self.reference_k)
             return (reference.where(found, fallback)) * 1e9
         lit = npho >= np.float32(self.reference_npho_threshold)
         lit &= valid_time
+        if self.reference_window_ns is not None:
+            lit &= time >= self._window_start_s(npho, time, valid_time).astype(
+                np.float32)[:, None]
         reference, found = _mean_earliest(time, lit, self.reference_k)
         if not found.all():
             rows = np.flatnonzero(~found)
             fallback, _ = _mean_earliest(time[rows], valid_time[rows], self.reference_k)
             reference[rows] = fallback
         return reference * 1e9
+
+    def _window_start_s(self, npho, time, valid_time):
+        """(N,) earliest sensor time (s) that may set the reference: the anchor (median time of
+        the ``reference_anchor_k`` brightest valid sensors) minus ``reference_window_ns``;
+        -inf for events without a valid time."""
+        anchor = _brightest_median_time(npho, time, valid_time, self.reference_anchor_k)
+        return anchor - self.reference_window_ns * 1e-9
 
     # ------------------------------------------------------------------ features
     def features(self, batch: EventBatch, out: np.ndarray | None = None,
