@@ -7,7 +7,9 @@ simulated file (flat 15-60 MeV photons, like the bundled regressor's training sa
 
 - ``xecreco train configs/train-cpu.yaml`` (each build's own preset file, ``run.max_steps`` small,
   validation capped): the trainer's own events/s (optimizer steps with data loading, shuffle-buffer
-  fills included; validation and checkpoints excluded) and the command's wall time;
+  fills included; validation and checkpoints excluded), the steady rate of the log windows after
+  the first (worker start-up, first buffer fill and compilation left out) and the wall time;
+  ``--train-compiled`` adds the current build with ``run.compile=true``;
 - ``xecreco predict FILE -o OUT -r default`` (ROOT to ROOT): the command's own events/s (model
   loading, reading, normalisation, inference and writing) and the wall time with interpreter start.
 
@@ -23,13 +25,16 @@ inference and of a training step and, with ``--with-compile`` (minutes of compil
 torch.compile. ``--predict-only`` runs the predict comparison alone (no training runs, no
 levers); the predict record also gives events per CPU-second of each build's command (its
 process tree) and their ratio, every repeat's rate and the load average at start and end.
-Usage: ``python benchmarks/bench_baseline.py [--quick] [--repeats N] [--base-dir DIR]
-[--with-compile] [--predict-only]`` or ``python benchmarks/run_all.py --only baseline``.
+``--train-only`` runs the training comparison (and the GEMM peak) alone; ``--steps N`` sets the
+optimizer steps per training run. Usage: ``python benchmarks/bench_baseline.py [--quick]
+[--repeats N] [--base-dir DIR] [--with-compile] [--predict-only] [--train-only]
+[--train-compiled] [--steps N]`` or ``python benchmarks/run_all.py --only baseline``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -86,17 +91,30 @@ def _simulate(path: Path, n_events: int) -> None:
     simulate_file(path, n_events, config=SimConfig(source="flat"), seed=13, progress=False)
 
 
-def _train_once(config_file: Path, data: Path, run_dir: Path, env: dict, steps: int) -> dict:
+def _train_once(config_file: Path, data: Path, run_dir: Path, env: dict, steps: int,
+                extra: tuple = ()) -> dict:
+    """One ``xecreco train`` run; ``extra``: more ``--set`` overrides (e.g. run.compile=true).
+
+    ``events_per_s`` is the trainer's own rate over all steps (the first step's setup and any
+    compilation included); ``steady_events_per_s`` the rate of the log windows after the first
+    (``run.log_every`` = a quarter of the steps), i.e. without worker start-up, the first
+    shuffle-buffer fill and compilation."""
+    log_every = max(1, steps // 4)
     command = [sys.executable, "-m", "xecreco", "train", str(config_file), "-o", str(run_dir),
                "--set", f"data.train_files=[{data}]", "--set", f"run.max_steps={steps}",
                "--set", "run.progress=false", "--set", "data.max_val_events=256",
-               "--set", f"run.log_every={steps}", "--set", f"checkpoint.every_steps={steps}"]
+               "--set", f"run.log_every={log_every}", "--set", f"checkpoint.every_steps={steps}"]
+    for override in extra:
+        command += ["--set", override]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=run_dir.parent)
     wall = time.perf_counter() - start
     result = json.loads((run_dir / "result.json").read_text())
+    with open(run_dir / "train.csv", newline="") as handle:
+        windows = [float(row["events_per_s"]) for row in csv.DictReader(handle)][1:]
+    steady = len(windows) / sum(1.0 / w for w in windows) if windows else None
     return {"events_per_s": result["train_events_per_s"], "wall_s": wall,
-            "events": result["train_events"]}
+            "events": result["train_events"], "steady_events_per_s": steady}
 
 
 def _children_cpu_s() -> float:
@@ -215,14 +233,41 @@ def _predict_record(table: dict, repeats: int, n_events: int, load_start, load_e
             "repeats": repeats, "events": n_events, "baseline_commit": BASELINE_COMMIT}
 
 
+def _train_record(label: str, runs: list, base_runs: list, steps: int, n_events: int,
+                  repeats: int, load_start, load_end) -> dict:
+    """A training comparison: best of the repeats of each side (whole-run and steady rates,
+    see :func:`_train_once`) and their ratios, every repeat's rates and the load average."""
+    def best(table, key="events_per_s"):
+        values = [r[key] for r in table if r.get(key)]
+        return max(values) if values else None
+
+    now, base = best(runs), best(base_runs)
+    steady, base_steady = best(runs, "steady_events_per_s"), best(base_runs,
+                                                                   "steady_events_per_s")
+    return {"name": f"baseline_ratio_{label}", "events_per_s": now,
+            "baseline_events_per_s": base, "ratio_vs_baseline": now / base,
+            "steady_events_per_s": steady, "baseline_steady_events_per_s": base_steady,
+            "steady_ratio_vs_baseline": steady / base_steady if steady and base_steady else None,
+            "target_ratio": TARGET_TRAIN_RATIO, "floor_ratio": FLOOR_TRAIN_RATIO,
+            "all_events_per_s": [round(r["events_per_s"]) for r in runs],
+            "baseline_all_events_per_s": [round(r["events_per_s"]) for r in base_runs],
+            "load_average_start": load_start, "load_average_end": load_end,
+            "repeats": repeats, "events": n_events, "baseline_commit": BASELINE_COMMIT,
+            "steps": steps}
+
+
 def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAULT_BASE_DIR,
-        keep: bool = False, with_compile: bool = False, predict_only: bool = False) -> list[dict]:
+        keep: bool = False, with_compile: bool = False, predict_only: bool = False,
+        train_only: bool = False, train_compiled: bool = False,
+        steps: int | None = None) -> list[dict]:
     """Baseline vs current build: one record each for training, predict and the GEMM peak
-    (``predict_only``: the predict record alone, the quick check of a predict change)."""
+    (``predict_only``: the predict record alone, the quick check of a predict change;
+    ``train_only``: the training records and the GEMM peak; ``train_compiled``: also the
+    current build with ``run.compile=true``, a record of its own)."""
     repeats = repeats or (1 if quick else 3)
     load_start = load_average()
     n_events = 2048 if quick else 6144
-    steps = 12 if quick else 40
+    steps = steps or (12 if quick else 40)
     base_path = install_baseline(Path(base_dir))
     builds = {"baseline": (_environment(base_path), base_path.parent / "src"),
               "now": (_environment(None), REPO)}
@@ -230,24 +275,35 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
     try:
         data = work / "flat.root"
         _simulate(data, n_events)
-        train = {name: [] for name in builds}
+        variants = [(name, env, tree, ()) for name, (env, tree) in builds.items()]
+        if train_compiled:
+            variants.append(("now_compiled", builds["now"][0], REPO, ("run.compile=true",)))
+        train = {name: [] for name, *_ in variants}
         predict = {name: [] for name in builds}
         for repeat in range(repeats):
-            for name, (env, tree) in builds.items():
+            for name, env, tree, extra in variants:
                 if predict_only:
                     break
                 run_dir = work / f"train_{name}_{repeat}"
                 train[name].append(_train_once(tree / "configs" / "train-cpu.yaml", data,
-                                               run_dir, env, steps))
+                                               run_dir, env, steps, extra))
                 shutil.rmtree(run_dir, ignore_errors=True)
             for name, (env, _) in builds.items():
+                if train_only:
+                    break
                 predict[name].append(_predict_once(data, work / f"pred_{name}.root", env,
                                                    n_events))
         load_end = load_average()
         if predict_only:
             return [_predict_record(predict, repeats, n_events, load_start, load_end)]
         peak = gemm_peak_flops()
-        rates = _model_rates(with_compile=with_compile)
+        if train_only:
+            from xecreco.models.nn.flops import flops_per_event
+            from xecreco.models.regressor.network import build_model
+
+            rates = {"flops_per_event": flops_per_event(build_model("cpu"))}
+        else:
+            rates = _model_rates(with_compile=with_compile)
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -255,27 +311,25 @@ def run(quick: bool = False, repeats: int | None = None, base_dir: Path = DEFAUL
 
     from xecreco.train.acceleration import cpu_has_native_bf16
 
-    def best(runs, key="events_per_s"):
-        return max(r[key] for r in runs)
-
     flops = rates["flops_per_event"]
     machine = machine_info()
     records = []
-    for label, table, target, floor in (("train_cpu_preset", train, TARGET_TRAIN_RATIO,
-                                         FLOOR_TRAIN_RATIO),
-                                        ("predict_default", predict, TARGET_PREDICT_RATIO,
-                                         FLOOR_PREDICT_RATIO)):
-        if label == "train_cpu_preset":
-            base, now = best(table["baseline"]), best(table["now"])
-            record = {"name": f"baseline_ratio_{label}", "events_per_s": now,
-                      "baseline_events_per_s": base, "ratio_vs_baseline": now / base,
-                      "target_ratio": target, "floor_ratio": floor,
-                      "repeats": repeats, "events": n_events, "baseline_commit": BASELINE_COMMIT,
-                      "steps": steps, "fraction_of_fp32_peak": 3.0 * flops * now / peak}
-        else:
-            record = _predict_record(table, repeats, n_events, load_start, load_end)
-            record["fraction_of_fp32_peak"] = flops * record["events_per_s"] / peak
-        records.append(record)
+    for name, label in (("now", "train_cpu_preset"), ("now_compiled", "train_cpu_preset_compiled")):
+        if name in train:
+            record = _train_record(label, train[name], train["baseline"], steps, n_events,
+                                   repeats, load_start, load_end)
+            record["fraction_of_fp32_peak"] = 3.0 * flops * record["events_per_s"] / peak
+            if record["steady_events_per_s"]:
+                record["steady_fraction_of_fp32_peak"] = (3.0 * flops
+                                                          * record["steady_events_per_s"] / peak)
+            records.append(record)
+    if train_only:
+        return records + [{"name": "baseline_fp32_peak", "gemm_gflop_per_s": peak / 1e9,
+                           "torch_threads": torch.get_num_threads(), "flops_per_event": flops,
+                           "machine": machine}]
+    record = _predict_record(predict, repeats, n_events, load_start, load_end)
+    record["fraction_of_fp32_peak"] = flops * record["events_per_s"] / peak
+    records.append(record)
     records.append({
         "name": "baseline_fp32_peak", "gemm_gflop_per_s": peak / 1e9,
         "torch_threads": torch.get_num_threads(), "flops_per_event": flops,
@@ -300,6 +354,13 @@ if __name__ == "__main__":
                         help="also time torch.compile'd forward and training step (minutes)")
     parser.add_argument("--predict-only", action="store_true",
                         help="only the predict comparison (no training runs, no model levers)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only the training comparison and the GEMM peak")
+    parser.add_argument("--train-compiled", action="store_true",
+                        help="also train the current build with run.compile=true")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps per training run (default 40; 12 with --quick)")
     args = parser.parse_args()
     emit(run(quick=args.quick, repeats=args.repeats, base_dir=args.base_dir, keep=args.keep,
-             with_compile=args.with_compile, predict_only=args.predict_only))
+             with_compile=args.with_compile, predict_only=args.predict_only,
+             train_only=args.train_only, train_compiled=args.train_compiled, steps=args.steps))
