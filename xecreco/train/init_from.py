@@ -7,6 +7,15 @@ Fine-tuning, e.g. the bundled regressor on pile-up samples with a new ``pileup``
   ``state_dict``: a ``best.pt`` or a bundled model holds the evaluated weights there); the others
   (new heads, resized layers) keep their fresh initialisation. The optimizer, the schedule, the
   step count and the EMA start anew (the EMA from the loaded weights).
+- **widened input layers**: when the new network reads more input channels per sensor than the
+  checkpoint's (``encoder.in_channels`` of the two model configs, e.g. 2 -> 3 with
+  ``model.dead_flag``), a weight that differs from the checkpoint's only in its input dimension
+  (dim 1: a Linear's ``in_features``, a convolution's input channels) and is larger there by
+  exactly that ratio, ``k * C_old -> k * C_new`` with the channel varying fastest (the ``k``
+  cells of a stem patch), gets the checkpoint's values at the first ``C_old`` channels of every
+  cell and zeros at the new ones (:func:`widen_input_channels`): the widened network gives the
+  checkpoint's outputs on inputs whose new channels are 0, and the new channels start without
+  effect. Nothing else is widened (a wider hidden layer stays fresh).
 - **target scaling**: the checkpoint's mean and scale of every standardised target it has are
   kept, so the loaded heads see targets in the units they were trained in; targets it lacks are
   fitted on the training sample as usual.
@@ -58,24 +67,74 @@ def init_target_scaling(ckpt: dict, targets, standardised) -> dict | None:
     return out
 
 
-def load_matching_weights(model, ckpt: dict, path) -> dict:
-    """Copy the checkpoint's tensors whose name and shape match into ``model`` (in place).
+def input_channels(config) -> int | None:
+    """The input channels per sensor of a model config (``encoder.in_channels``), or None when
+    the config does not say (a network without an encoder, a checkpoint without a config)."""
+    encoder = config.get("encoder") if isinstance(config, dict) else None
+    value = encoder.get("in_channels") if isinstance(encoder, dict) else None
+    return int(value) if value is not None else None
 
-    Returns ``{"loaded": [names], "fresh": [names of the model's tensors left as they were],
-    "skipped": [checkpoint tensors with no match]}``; UserError when the matching tensors hold
-    less than :data:`MIN_COVERED` of the network's values (another network: a few biases of
-    the same size are no fine-tuning).
+
+def widen_input_channels(theirs, own_shape, channels: tuple[int, int]):
+    """The checkpoint tensor ``theirs`` widened to ``own_shape`` along its input dimension, or
+    None when that is not unambiguous.
+
+    Widened only when both have the same rank (>= 2), all dims but dim 1 are equal, and dim 1
+    is ``k * C_old`` in ``theirs`` and ``k * C_new`` in ``own_shape`` for ``channels = (C_old,
+    C_new)``, ``C_new > C_old``, laid out as (cell, channel) with the channel fastest (a Patchify
+    stem's ``(row in patch, column in patch, channel)``; ``k = 1`` for a per-sensor embedding).
+    The result holds ``theirs`` at channels ``< C_old`` of every cell and zeros elsewhere.
+    """
+    import torch
+
+    old_c, new_c = channels
+    shape = tuple(theirs.shape)
+    own_shape = tuple(own_shape)
+    if (len(shape) != len(own_shape) or len(shape) < 2 or new_c <= old_c or old_c <= 0
+            or shape[:1] + shape[2:] != own_shape[:1] + own_shape[2:]
+            or shape[1] % old_c or shape[1] // old_c * new_c != own_shape[1]):
+        return None
+    cells = shape[1] // old_c
+    out = torch.zeros((shape[0], cells, new_c) + shape[2:], dtype=theirs.dtype)
+    out[:, :, :old_c] = theirs.reshape((shape[0], cells, old_c) + shape[2:])
+    return out.reshape(own_shape)
+
+
+def load_matching_weights(model, ckpt: dict, path) -> dict:
+    """Copy the checkpoint's tensors whose name and shape match into ``model`` (in place), and
+    widen its input layers when ``model`` reads more input channels (:func:`widen_input_channels`;
+    the channel counts from ``ckpt["model_config"]`` and ``model.config``).
+
+    Returns ``{"loaded": [names], "widened": [names], "fresh": [names of the model's tensors left
+    as they were], "skipped": [checkpoint tensors with no match]}``; UserError when the copied
+    values (a widened tensor counts with the checkpoint's values) hold less than
+    :data:`MIN_COVERED` of the network's values (another network: a few biases of the same size
+    are no fine-tuning).
     """
     import torch
 
     weights = ckpt.get("ema_state_dict") or ckpt["state_dict"]
     own = model.state_dict()
-    matched = {}
+    old_c = input_channels(ckpt.get("model_config"))
+    new_c = input_channels(getattr(model, "config", None))
+    channels = (old_c, new_c) if old_c is not None and new_c is not None else None
+    matched, widened = {}, []
+    covered = 0
     for name, tensor in own.items():
         theirs = weights.get(name)
-        if torch.is_tensor(theirs) and tuple(theirs.shape) == tuple(tensor.shape):
+        if not torch.is_tensor(theirs):
+            continue
+        if tuple(theirs.shape) == tuple(tensor.shape):
             matched[name] = theirs.to(dtype=tensor.dtype)
-    covered = sum(t.numel() for t in matched.values())
+        elif channels is not None and tensor.is_floating_point():
+            wide = widen_input_channels(theirs, tensor.shape, channels)
+            if wide is None:
+                continue
+            matched[name] = wide.to(dtype=tensor.dtype)
+            widened.append(name)
+        else:
+            continue
+        covered += theirs.numel()
     total = sum(t.numel() for t in own.values())
     if covered < MIN_COVERED * total:
         raise UserError(
@@ -84,16 +143,23 @@ def load_matching_weights(model, ckpt: dict, path) -> dict:
             f"{100.0 * covered / max(total, 1):.0f} % of its values); set model.preset and "
             "model.overrides to the checkpoint's model, or drop init_from")
     model.load_state_dict(matched, strict=False)
-    return {"loaded": sorted(matched), "fresh": sorted(set(own) - set(matched)),
+    return {"loaded": sorted(set(matched) - set(widened)), "widened": sorted(widened),
+            "fresh": sorted(set(own) - set(matched)),
             "skipped": sorted(set(weights) - set(matched))}
 
 
 def describe(report: dict, path) -> str:
-    """One line for the training log: how many tensors came from the checkpoint, which are new."""
+    """One line for the training log: how many tensors came from the checkpoint, which were
+    widened (their names), which are new."""
     fresh = report["fresh"]
     groups = sorted({".".join(name.split(".")[:2]) for name in fresh})
-    text = (f"xecreco train: model.init_from {path}: {len(report['loaded'])} tensors loaded, "
-            f"{len(fresh)} fresh")
+    text = f"xecreco train: model.init_from {path}: {len(report['loaded'])} tensors loaded, "
+    widened = report.get("widened") or []
+    if widened:
+        names = [name.removesuffix(".weight") for name in widened]
+        text += (f"{len(widened)} widened to more input channels, new channels zero "
+                 f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}), ")
+    text += f"{len(fresh)} fresh"
     if groups:
         text += f" ({', '.join(groups[:8])}{', ...' if len(groups) > 8 else ''})"
     if report["skipped"]:
