@@ -69,7 +69,8 @@ VARIANTS = {
     "dead_flag": ("that augmentation repaired by the neighbour average, plus the dead-flag input",
                   {"augment": {**DEAD_AUGMENT, "dead_fill": "neighbours"},
                    "model": {"dead_flag": True}}),
-    "dead_flag_inpainter": ("the same, repaired by the bundled neural inpainter",
+    "dead_flag_inpainter": ("2 % dead + 3 dead groups as augmentation repaired by the bundled "
+                            "inpainter, plus the dead-flag input",
                             {"augment": {**DEAD_AUGMENT, "dead_fill": "inpainter"},
                              "model": {"dead_flag": True}}),
 }
