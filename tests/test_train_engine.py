@@ -76,6 +76,9 @@ def test_shipped_cpu_config_is_valid():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "train-cpu.yaml")
     assert cfg.task.name == "regressor" and cfg.model.preset == "cpu"
     assert cfg.loss.reference_scale == "residual"  # the bundled recipe's scaling
+    recipe = load_config(Path(__file__).resolve().parents[1] / "configs"
+                         / "bundled-regressor-deadflag.yaml")
+    assert recipe.augment.dead_fill == "inpainter" and recipe.model.overrides["dead_flag"]
     assert TrainConfig().to_dict()["optim"]["lr"] > 0
 
 
