@@ -189,16 +189,15 @@ def resolutions(out: dict, truth: dict, replicas: int) -> dict:
     return r
 
 
-def dead_losses(checkpoint: Path, dead_file: Path, replicas: int) -> dict:
-    """Losses (%) of the headline resolutions on ``dead_file``'s events with its dead channels
-    (:data:`DEAD_TEST`) repaired by the bundled inpainter, against the same events' clean
-    values: ``dead_loss_<key>`` per headline and ``dead_loss_max_pct`` (the worst)."""
+def dead_losses(reco, dead_file: Path, replicas: int) -> dict:
+    """Losses (%) of the headline resolutions of the reconstructor ``reco`` on ``dead_file``'s
+    events with its dead channels (:data:`DEAD_TEST`) repaired by the bundled inpainter, against
+    the same events' clean values: ``dead_loss_<key>`` per headline and ``dead_loss_max_pct``
+    (the worst)."""
     from xecreco.io.schema import BranchNames
     from xecreco.models.pipelines.inpaint import apply_dead_mask, resolve_inpainter
-    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
     from xecreco.validation.deadpatterns import file_dead_mask
 
-    reco = reconstructor_from_checkpoint(checkpoint, name="nn")
     mask = file_dead_mask(dead_file)
     inpainter = resolve_inpainter(None)
     names = BranchNames()
@@ -213,16 +212,18 @@ def dead_losses(checkpoint: Path, dead_file: Path, replicas: int) -> dict:
     return r
 
 
-def evaluate(checkpoint: Path, test_file: Path, replicas: int, dead_file: Path | None = None
+def evaluate(checkpoint, test_file: Path, replicas: int, dead_file: Path | None = None
              ) -> dict:
-    """Resolutions of ``checkpoint`` on ``test_file`` (bootstrap errors; module doc), and with
-    ``dead_file`` its dead-channel losses (:func:`dead_losses`)."""
+    """Resolutions of ``checkpoint`` (a path, or its checkpoint reconstructor) on ``test_file``
+    (bootstrap errors; module doc), and with ``dead_file`` its dead-channel losses
+    (:func:`dead_losses`)."""
     from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
 
-    reco = reconstructor_from_checkpoint(checkpoint, name="nn")
+    reco = checkpoint if hasattr(checkpoint, "reconstruct") else \
+        reconstructor_from_checkpoint(checkpoint, name="nn")
     r = resolutions(*_predict(reco, test_file), replicas)
     if dead_file is not None:
-        r.update(dead_losses(checkpoint, dead_file, replicas))
+        r.update(dead_losses(reco, dead_file, replicas))
     return r
 
 
@@ -247,17 +248,17 @@ def variant_record(variant: str, run_dir: Path, test_file: Path, dead_file: Path
                    replicas: int) -> dict:
     """The table record of a trained variant: its run's size and throughput (``result.json``)
     and the evaluation of its ``best.pt`` (:func:`evaluate`)."""
-    from xecreco.models.regressor.network import build_model
-    from xecreco.train.checkpoint import load_checkpoint
+    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
 
     result = json.loads((run_dir / "result.json").read_text())
-    model = build_model(load_checkpoint(run_dir / "best.pt")["model_config"])
+    reco = reconstructor_from_checkpoint(run_dir / "best.pt", name="nn")  # loaded once
+    model = reco.members[0].model
     record = {"name": f"ablation_{variant}", "variant": variant,
               "change": VARIANTS[variant][0], "steps": result["total_steps"],
               "events_per_s": result["train_events_per_s"],
               "train_events": result["train_events"],
               "parameters": int(sum(p.numel() for p in model.parameters()))}
-    record.update(evaluate(run_dir / "best.pt", test_file, replicas, dead_file))
+    record.update(evaluate(reco, test_file, replicas, dead_file))
     return record
 
 

@@ -102,15 +102,23 @@ def test_gradient_matches_a_finite_difference(batch):
     assert numeric == pytest.approx(float(grad[0, sensor, 0]), rel=0.05)
 
 
+def _hooked_record(member, batch, capture, n: int):
+    """What ``capture(model)`` records over the first ``n`` events, asserting that the hooks
+    change no output."""
+    model = member.model
+    x = torch.from_numpy(member.normalization.features(batch.select(slice(0, n))))
+    with torch.no_grad():
+        plain = model(x)
+        with capture(model) as record:
+            hooked = model(x)
+    assert all(torch.equal(plain[k], hooked[k]) for k in plain)
+    return record
+
+
 def test_attention_rows_sum_to_one_and_capture_changes_no_output(batch):
     member = _blind_to_top().members[0]
     model = member.model
-    x = torch.from_numpy(member.normalization.features(batch.select(slice(0, 16))))
-    with torch.no_grad():
-        plain = model(x)
-        with capture_attention(model) as record:
-            hooked = model(x)
-    assert all(torch.equal(plain[k], hooked[k]) for k in plain)
+    record = _hooked_record(member, batch, capture_attention, 16)
     assert len(record) == len(model.fusion)
     labels = token_labels(model)
     assert len(labels) == 1 + model.encoder.total_tokens
@@ -137,12 +145,7 @@ def test_perceiver_attention_is_its_cross_attention_per_face(batch):
     config = tiny_config(summary=None, fusion={"heads": 2, "type": "perceiver", "latents": 4})
     model = randomise(build_model(config), 3).eval()
     member = Member(model, NormalizationSpec(), SCALING, "perceiver")
-    x = torch.from_numpy(member.normalization.features(batch.select(slice(0, 8))))
-    with torch.no_grad():
-        plain = model(x)
-        with capture_cross_attention(model) as record:
-            hooked = model(x)
-    assert all(torch.equal(plain[k], hooked[k]) for k in plain)
+    record = _hooked_record(member, batch, capture_cross_attention, 8)
     (weights,) = record["weights"]
     cells = record["cells"]
     tokens = model.encoder.total_tokens

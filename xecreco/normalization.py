@@ -213,22 +213,16 @@ class NormalizationSpec:
                 f"{self.npho_scheme} (must be "
                 f"{'>' if self.npho_scheme == 'log1p' else '>='} {limit})"
             )
-        if not (isinstance(self.reference_k, int) and 1 <= self.reference_k <= N_SENSORS):
-            raise UserError(
-                f"normalisation reference_k must be an integer in 1..{N_SENSORS}, got "
-                f"{self.reference_k!r}"
-            )
+        for name in ("reference_k", "reference_anchor_k"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 1 <= value <= N_SENSORS):
+                raise UserError(f"normalisation {name} must be an integer in 1..{N_SENSORS}, "
+                                f"got {value!r}")
         window = self.reference_window_ns
         if window is not None and not (isinstance(window, (int, float)) and math.isfinite(window)
                                        and window > 0):
             raise UserError(f"normalisation reference_window_ns must be a positive number of ns "
                             f"or null (no pile-up window), got {window!r}")
-        if not (isinstance(self.reference_anchor_k, int)
-                and 1 <= self.reference_anchor_k <= N_SENSORS):
-            raise UserError(
-                f"normalisation reference_anchor_k must be an integer in 1..{N_SENSORS}, got "
-                f"{self.reference_anchor_k!r}"
-            )
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
