@@ -6,9 +6,9 @@ the same simulated training file (flat 5-110 MeV, seed ``--train-seed``) for the
 optimizer steps with the same batch size, learning-rate schedule and run seed, then evaluated on
 the same fresh sample of 52.83 MeV photons (seed ``--test-seed``, never trained on) through the
 checkpoint reconstructor (``xecreco predict -r best.pt``). Resolutions use the validation
-estimators with bootstrap errors: energy sigma68 of (E - E_true) / E_true (%) for all events and for w >= 2 cm,
-u / v / w sigma68 (mm), time sigma68 (ps), the 68 % opening angle (mrad), and for variants with
-``<q>_err`` the 68 % coverage of the energy error. A second fresh sample with 2 % scattered dead
+estimators with bootstrap errors: energy sigma68 of (E - E_true) / E_true (%) for all events and
+for w >= 2 cm, u / v / w sigma68 (mm), time sigma68 (ps), the 68 % opening angle (mrad), and for
+variants with ``<q>_err`` the 68 % coverage of the energy error. A second fresh sample with 2 % scattered dead
 sensors and 3 dead readout groups (:data:`DEAD_TEST`), repaired by the bundled inpainter, gives
 each headline's loss against the same events' clean values. The markdown table goes to
 ``--markdown``.
@@ -76,7 +76,8 @@ VARIANTS = {
 }
 
 
-#: training spectrum of every variant (MeV): the bundled regressor's (configs/bundled-regressor.yaml)
+#: training spectrum of every variant (MeV), the bundled regressor's
+#: (configs/bundled-regressor.yaml)
 TRAIN_ENERGY_MEV = (5.0, 110.0)
 
 
@@ -290,8 +291,8 @@ def markdown(records: list[dict], meta: dict) -> str:
         f"({meta['replicas']} replicas).",
         "",
         "| variant | change | params | E σ68 (%) | E σ68 w≥2 cm (%) | E median (%) "
-        "| u σ68 (mm) | v σ68 (mm) | w σ68 (mm) | t σ68 (ps) | angle 68 % (mrad) | E coverage 68 % "
-        "| dead-channel loss, worst (%) | train ev/s |",
+        "| u σ68 (mm) | v σ68 (mm) | w σ68 (mm) | t σ68 (ps) | angle 68 % (mrad) "
+        "| E coverage 68 % | dead-channel loss, worst (%) | train ev/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
