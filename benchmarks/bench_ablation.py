@@ -10,8 +10,8 @@ estimators with bootstrap errors: energy sigma68 of (E - E_true) / E_true (%) fo
 for w >= 2 cm, u / v / w sigma68 (mm), time sigma68 (ps), the 68 % opening angle (mrad), and for
 variants with ``<q>_err`` the 68 % coverage of the energy error. A second fresh sample with 2 %
 scattered dead sensors and 3 dead readout groups (:data:`DEAD_TEST`), repaired by the bundled
-inpainter, gives each headline's loss against the same events' clean values. The markdown table goes to
-``--markdown``.
+inpainter, gives each headline's loss against the same events' clean values. The markdown table
+goes to ``--markdown``.
 
 Usage::
 
