@@ -3,7 +3,9 @@
 The reference (tests/data/pipeline_reference.npz) was written by tests/_pipeline_reference.py on
 commit ae8698b, before the restructuring (rewritten, with code that had just passed, each time a bundled model
 is replaced; last: 2026-12-02, the inpainter fine-tuned on dead readout groups), from a fixed simulated sample (200 signal photons, 2 %
-dead channels). Every floating-point value must agree within 1e-6 relative, integers exactly; for
+dead channels). Every floating-point value must agree within 1e-5 relative (the float32 bound
+of issue 13 item 5: 1e-6 failed by 1.2e-6 on default_energy with the same code on a fresh
+install, numpy 2.4.6, so summation order moves the last digits), integers exactly; for
 quantities that can be near zero (positions, angles, times) the relative scale is
 max(|reference|, rms of that quantity over the sample).
 """
@@ -17,7 +19,7 @@ import _compare as compare
 import _pipeline_reference as pipeline
 from xecreco.models import bundled
 
-RTOL = 1e-6
+RTOL = 1e-5
 
 pytestmark = pytest.mark.skipif(
     not (bundled.BUNDLED_REGRESSOR.is_file() and bundled.BUNDLED_INPAINTER.is_file()),
@@ -75,10 +77,10 @@ def test_inpaint_outputs_unchanged(outputs, reference):
                                       err_msg=f"inpaint changed the copied branch {branch}")
 
 
-def test_the_comparison_notices_a_change_of_two_parts_per_million():
+def test_the_comparison_notices_a_change_of_twenty_parts_per_million():
     want = np.array([1.0, 2.0, -3.0, 0.0])
     assert_close("same", want * (1 + 5e-7), want)
     with pytest.raises(AssertionError):
-        assert_close("moved", want * (1 + 2e-6), want)
+        assert_close("moved", want * (1 + 2e-5), want)
     with pytest.raises(AssertionError):
         assert_close("status", np.array([0, 1]), np.array([0, 2]))
