@@ -3,9 +3,8 @@
 The reference (tests/data/pipeline_reference.npz) was written by tests/_pipeline_reference.py on
 commit ae8698b, before the restructuring (rewritten, with code that had just passed, each time a bundled model
 is replaced; last: 2026-12-02, the inpainter fine-tuned on dead readout groups), from a fixed simulated sample (200 signal photons, 2 %
-dead channels). Every floating-point value must agree within 1e-5 relative (the float32 bound
-of issue 13 item 5: 1e-6 failed by 1.2e-6 on default_energy with the same code on a fresh
-install, numpy 2.4.6, so summation order moves the last digits), integers exactly; for
+dead channels). Every floating-point value must agree within ``_compare.REFERENCE_RTOL`` (1e-5)
+relative, integers exactly; for
 quantities that can be near zero (positions, angles, times) the relative scale is
 max(|reference|, rms of that quantity over the sample).
 """
@@ -19,7 +18,6 @@ import _compare as compare
 import _pipeline_reference as pipeline
 from xecreco.models import bundled
 
-RTOL = 1e-5
 
 pytestmark = pytest.mark.skipif(
     not (bundled.BUNDLED_REGRESSOR.is_file() and bundled.BUNDLED_INPAINTER.is_file()),
@@ -44,7 +42,7 @@ def outputs(tmp_path_factory):
 
 
 def assert_close(name: str, have, want: np.ndarray) -> None:
-    compare.assert_close(name, have, want, RTOL)
+    compare.assert_close(name, have, want, compare.REFERENCE_RTOL)
 
 
 def test_the_simulated_sample_is_the_reference_sample(outputs, reference):

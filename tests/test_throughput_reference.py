@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from _compare import assert_close
+from _compare import REFERENCE_RTOL, assert_close
 from _reference_events import (
     REFERENCE_FILE,
     inpainter_outputs,
@@ -24,7 +24,6 @@ from _reference_events import (
 )
 from xecreco.models import bundled
 
-RTOL = 1e-5
 
 pytestmark = pytest.mark.skipif(
     not (bundled.BUNDLED_REGRESSOR.is_file() and bundled.BUNDLED_INPAINTER.is_file()),
@@ -51,7 +50,7 @@ def _assert_close(prefix: str, got: dict, reference: dict) -> None:
     expected = {k[len(prefix):]: v for k, v in reference.items() if k.startswith(prefix)}
     assert set(got) == set(expected), f"{prefix} outputs changed: {sorted(got)} vs {sorted(expected)}"
     for name, want in expected.items():
-        assert_close(prefix + name, got[name], want, RTOL)
+        assert_close(prefix + name, got[name], want, REFERENCE_RTOL)
 
 
 def test_bundled_regressor_network_outputs_unchanged(batch, reference):
