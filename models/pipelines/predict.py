@@ -44,11 +44,11 @@ from xecreco.io.schema import (
     DEFAULT_RECO_TREE,
     DEFAULT_TREE,
     FILL_VALUE,
-    PILEUP_TRUTH_BRANCHES,
+    INPUT_BRANCHES,
     RECO_ID_BRANCHES,
     RECO_NAME_PATTERN,
     RECO_SUMMARY_BRANCHES,
-    TRUTH_BRANCHES,
+    SENSOR_ARRAY_BRANCHES,
     BranchNames,
     Status,
     reco_branch,
@@ -63,8 +63,12 @@ from xecreco.threads import available_cores
 __all__ = ["predict_files", "resolve_reconstructors", "COPIED_TRUTH", "reco_columns",
            "predict_threads"]
 
-#: Input branches copied to the prediction tree when every input file has them.
-COPIED_TRUTH: tuple[str, ...] = TRUTH_BRANCHES + ("energyVisible",) + PILEUP_TRUTH_BRANCHES
+#: Input branches copied to the prediction tree when every input file has them: the per-event
+#: (not per-sensor) truth, simulation and pile-up branches of the schema, in its order.
+COPIED_TRUTH: tuple[str, ...] = tuple(
+    spec.name for spec in INPUT_BRANCHES
+    if spec.group in ("truth", "sim", "pileup") and spec.name not in SENSOR_ARRAY_BRANCHES
+)
 #: Events per reconstruction call when the caller does not choose (bounded memory).
 DEFAULT_STEP_EVENTS = 1000
 
@@ -355,36 +359,36 @@ def _rank_range(job: _Job, objects, path: Path, start: int, stop: int) -> list[s
 
 
 # --------------------------------------------------------------------------- public entry
-def _copyable_truth(inputs: list[str], tree: str, names: BranchNames) -> list[str]:
-    present = None
-    for path in inputs:
-        branches = set(list_branches(path, tree))
-        here = {c for c in COPIED_TRUTH if names.file_name(c) in branches}
-        present = here if present is None else present & here
-    return [c for c in COPIED_TRUTH if c in (present or set())]
+def _input_branches(inputs: list[str], tree: str, names: BranchNames,
+                    objects) -> tuple[list[str], list[str]]:
+    """The input branches prediction reads besides the sensors, from one listing of each file.
 
+    Returns ``(truth, extras)``: the :data:`COPIED_TRUTH` branches every input has (copied to the
+    prediction tree), and the extra branches the reconstructors read (their ``input_extras``,
+    e.g. the ``inpainted`` mask of an inpainted file for dead-flag regressors) that the inputs
+    have. An extra branch in some inputs only is a UserError: the same model would see different
+    inputs. Both are canonical names, in :data:`COPIED_TRUTH` and ``input_extras`` order.
+    """
+    present = [set(list_branches(path, tree)) for path in inputs]
 
-def _input_extras(inputs: list[str], tree: str, names: BranchNames, objects) -> list[str]:
-    """The extra input branches the reconstructors read (their ``input_extras``, e.g. the
-    ``inpainted`` mask of an inpainted file for dead-flag regressors) that the inputs have.
-    A branch in some inputs only is a UserError: the same model would see different inputs."""
+    def having(branch: str) -> list[str]:
+        return [p for p, in_file in zip(inputs, present) if names.file_name(branch) in in_file]
+
+    truth = [c for c in COPIED_TRUTH if len(having(c)) == len(inputs)]
     wanted = []
     for obj in objects:
         wanted += [b for b in getattr(obj, "input_extras", ()) if b not in wanted]
-    if not wanted:
-        return []
-    present = [set(list_branches(path, tree)) for path in inputs]
     extras = []
     for branch in wanted:
-        having = [p for p, names_in in zip(inputs, present) if names.file_name(branch) in names_in]
-        if having and len(having) < len(inputs):
-            lacking = next(p for p in inputs if p not in having)
-            raise UserError(f"{having[0]} has the '{names.file_name(branch)}' branch but "
+        files = having(branch)
+        if files and len(files) < len(inputs):
+            lacking = next(p for p in inputs if p not in files)
+            raise UserError(f"{files[0]} has the '{names.file_name(branch)}' branch but "
                             f"{lacking} does not; predict repaired (xecreco inpaint) and "
                             "unrepaired files separately")
-        if having:
+        if files:
             extras.append(branch)
-    return extras
+    return truth, extras
 
 
 def predict_files(
@@ -442,8 +446,7 @@ def predict_files(
     branch_names = BranchNames.from_dict(branches)
     total = count_entries(inputs, tree)
     objects, out_names, specs = resolve_reconstructors(reconstructors, names)
-    truth = _copyable_truth(inputs, tree, branch_names)
-    extras = _input_extras(inputs, tree, branch_names, objects)
+    truth, extras = _input_branches(inputs, tree, branch_names, objects)
     # checks every file, tree and required branch now (one clear error before any work)
     BatchReader(inputs, tree=tree, branches=branches or None, truth=truth or None,
                 extras=tuple(extras), entry_stop=0)
