@@ -21,7 +21,9 @@ inside
     then :class:`~xecreco.models.regressor.reconstructor.OutputsToPhysical`, the same torch code that
     ``xecreco predict -r CKPT`` runs: destandardisation, the checkpoint's energy calibration
     (when it has one), the time reference added back, the
-    flight-time correction to a known vertex (networks that did not see it), (u, v, w) ->
+    flight-time correction to a known vertex (networks that did not see it), the checkpoint's
+    sensor-time refit (when it has a time combination, :mod:`~xecreco.models.regressor.timerefit`;
+    usable sensors: valid time, and for dead-flag models not inpainted), (u, v, w) ->
     (x, y, z), and (theta, phi) from the vertex to (x, y, z) where the vertex is known (from the
     direction head elsewhere).
 outputs
@@ -70,7 +72,8 @@ from xecreco.models.regressor.reconstructor import (
     needs_vertex,
     physical_outputs,
 )
-from xecreco.normalization import NormalizationSpec, TargetScaling
+from xecreco.models.regressor.timerefit import SensorInputs
+from xecreco.normalization import NormalizationSpec, TargetScaling, not_measured
 
 #: Input names of the exported graph: raw npho (photons) and sensor time (s); vertex-aware
 #: models add :data:`VERTEX_INPUT` (see :func:`input_names`).
@@ -89,19 +92,21 @@ class PhysicalModel(RawInputs):
         scaling: target standardisation.
         time_npho_threshold: minimum npho (photons) for a sensor time to be valid (reader default).
         energy_calibration: the checkpoint's energy calibration (None: none).
+        time_combination: the checkpoint's sensor-time refit (None: the network's time).
     """
 
     def __init__(self, model: nn.Module, spec: NormalizationSpec, scaling: TargetScaling,
                  time_npho_threshold: float = DEFAULT_TIME_NPHO_THRESHOLD,
-                 energy_calibration=None):
+                 energy_calibration=None, time_combination=None):
         super().__init__(spec, time_npho_threshold)
         self.model = model
         self.heads = tuple(model.head_names)
         self.uncertainty = bool(model.config["uncertainty"])
         self.energy_calibration = energy_calibration
+        self.time_combination = time_combination
         self.physics = OutputsToPhysical(self.heads, scaling,
                                          bool(getattr(model, "uses_vertex", False)),
-                                         energy_calibration)
+                                         energy_calibration, time_combination)
         self.output_names = output_names(self.heads, self.uncertainty,
                                          bool(model.config.get("quantiles")))
         self.scaling = scaling
@@ -117,13 +122,18 @@ class PhysicalModel(RawInputs):
         missing = nothing inpainted)."""
         given = dict(zip(self.optional_inputs, optional))
         vertex = given.get(VERTEX_INPUT)
+        inpainted = given.get(INPAINTED_INPUT)
         features, reference, valid_npho, valid_time = self.inputs_to_features(
-            npho, time, flag=self.dead_flag, inpainted=given.get(INPAINTED_INPUT))
+            npho, time, flag=self.dead_flag, inpainted=inpainted)
         if getattr(self.model, "uses_vertex", False):
             raw = self.model(features, vertex)
         else:
             raw = self.model(features)
-        out = self.physics(raw, reference, vertex)
+        sensors = None
+        if self.physics.time_refit is not None:
+            sensors = SensorInputs(time, npho,
+                                   valid_time & ~not_measured(valid_npho, inpainted))
+        out = self.physics(raw, reference, vertex, sensors)
         no_sensor = ~valid_npho.any(dim=1)
         no_time = ~valid_time.any(dim=1)
         fill = torch.full_like(reference, FILL_VALUE)
@@ -180,7 +190,8 @@ def build_physical_model(checkpoint: str | Path) -> PhysicalModel:
     """The export wrapper around a regressor checkpoint (UserError on bad checkpoints)."""
     member = load_member(checkpoint)
     return PhysicalModel(member.model, member.normalization, member.scaling,
-                         energy_calibration=member.energy_calibration).eval()
+                         energy_calibration=member.energy_calibration,
+                         time_combination=member.time_combination).eval()
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFAULT_OPSET,
@@ -226,6 +237,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
         "energy_calibration": json.dumps(None if wrapper.energy_calibration is None
                                          else wrapper.energy_calibration.to_dict(),
                                          sort_keys=True),
+        "time_combination": json.dumps(None if wrapper.time_combination is None
+                                       else wrapper.time_combination.to_dict(), sort_keys=True),
         "inputs": json.dumps({k: v for k, v in {
             "npho": "photons (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
             "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
@@ -281,7 +294,7 @@ def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
         raise UserError(f"the export's input normalisation differs from NormalizationSpec by "
                         f"{feature_diff:.3g} in feature units; report this as an xecreco bug")
     member = Member(wrapper.model, wrapper.spec, wrapper.scaling, "export check",
-                    wrapper.energy_calibration)
+                    wrapper.energy_calibration, wrapper.time_combination)
     # the graph is the deterministic network: compare without MC-dropout passes
     predicted = CheckpointReconstructor([member], "check", mc_samples=0).reconstruct(batch)
     max_abs, worst, worst_name, max_rel = {}, 0.0, "", 0.0

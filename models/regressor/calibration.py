@@ -187,8 +187,16 @@ def calibration_from_payload(payload: dict, origin) -> EnergyCalibration | None:
 def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
                          branches: dict | None = None, step_events: int = 1000,
                          min_events: int = MIN_LINE_EVENTS, min_depth_cm: float = 0.0,
-                         progress: bool = False, source: str = "") -> EnergyCalibration:
+                         progress: bool = False, source: str = "",
+                         time_combination: bool = True):
     """Fit the energy calibration of ``checkpoint`` on scan files and write a calibrated copy.
+
+    With ``time_combination`` (and a model with time and u, v, w heads, and ``timeTruth`` in the
+    scan) the sensor-time refit is fitted on the same events as well
+    (:func:`~xecreco.models.regressor.timerefit.fit_time_combination`, on all depths: the time
+    is quoted for all events) and stored under its own key; the refit's tables are those of the
+    classical calibration ``classical`` uses. Returns ``(energy calibration, time combination
+    or None)``.
 
     The checkpoint's uncalibrated energies are predicted on ``inputs`` (simulated scan: discrete
     true energies, see :func:`~xecreco.validation.studies.scan.scan_lines`); events with status
@@ -227,11 +235,24 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
     if "energy" not in member.model.head_names:
         raise UserError(f"{checkpoint}: the model has no energy head; nothing to calibrate")
     member.energy_calibration = None  # fit on the uncalibrated response
-    reco = CheckpointReconstructor([member], "uncalibrated")
+    member.time_combination = None  # and the network's own time
+    reconstructors = [CheckpointReconstructor([member], "uncalibrated")]
+    heads = set(member.model.head_names)
+    refit_base = None
+    if time_combination and {"time", "u", "v", "w"} <= heads:
+        from dataclasses import replace
+
+        from xecreco.models.classical.reconstructor import ClassicalReconstructor
+        from xecreco.models.regressor.timerefit import TimeCombination
+
+        refit_base = TimeCombination.from_classical(ClassicalReconstructor().calibration,
+                                                    (0.05,), (0.0,), (0.0,))
+        sensors_only = replace(member, time_combination=refit_base)
+        reconstructors.append(CheckpointReconstructor([sensors_only], "sensors"))
     with tempfile.TemporaryDirectory(prefix="xecreco-calibrate-") as tmp:
         pred = Path(tmp) / "predictions.root"
-        predict_files(inputs, pred, [reco], tree=tree, branches=branches, progress=progress,
-                      step_events=step_events)
+        predict_files(inputs, pred, reconstructors, tree=tree, branches=branches,
+                      progress=progress, step_events=step_events)
         with uproot.open(pred) as handle:
             t = handle["reco"]
             if "energyTruth" not in t.keys():
@@ -239,7 +260,11 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
                                 "needs a simulated scan (xecreco simulate --source E1,E2,...)")
             names = ["uncalibrated_energy", "uncalibrated_status", "energyTruth"]
             names += ["nPileup"] if "nPileup" in t.keys() else []
-            if min_depth_cm > 0:
+            if refit_base is not None and "timeTruth" not in t.keys():
+                refit_base = None  # no truth to fit the time combination on
+            if refit_base is not None:
+                names += ["uncalibrated_time", "sensors_time", "sensors_status", "timeTruth"]
+            if min_depth_cm > 0 or refit_base is not None:
                 if "uvwTruth" not in t.keys():
                     raise UserError(f"{inputs[0]}: no uvwTruth branch; --min-depth selects "
                                     "events by their true depth: drop it or use simulated input")
@@ -249,6 +274,7 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
         np.abs(arrays["uncalibrated_energy"]) < FILL_THRESHOLD) & (arrays["energyTruth"] > 0)
     if "nPileup" in arrays:
         ok &= arrays["nPileup"] == 0
+    clean = ok.copy()
     if min_depth_cm > 0:
         ok &= arrays["uvwTruth"][:, 2] >= min_depth_cm
     true = arrays["energyTruth"][ok].astype(np.float64)
@@ -262,7 +288,26 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
         info={"source": source, "checkpoint": Path(str(checkpoint)).name,
               "min_depth_cm": float(min_depth_cm),
               "inputs": [Path(p).name for p in inputs]})
+    combination = None
+    if refit_base is not None:
+        from xecreco.models.regressor.timerefit import fit_time_combination
+
+        timed = clean & (arrays["sensors_status"] == 0) & (
+            np.abs(arrays["uncalibrated_time"]) < FILL_THRESHOLD) & (
+            np.abs(arrays["sensors_time"]) < FILL_THRESHOLD)
+        combination = fit_time_combination(
+            refit_base, arrays["uncalibrated_time"][timed], arrays["sensors_time"][timed],
+            arrays["timeTruth"][timed],
+            calibration.apply(arrays["uncalibrated_energy"][timed]),
+            arrays["energyTruth"][timed], lines / 1000.0,
+            info={"source": source, "checkpoint": Path(str(checkpoint)).name,
+                  "inputs": [Path(p).name for p in inputs]})
+    from xecreco.models.regressor.timerefit import PAYLOAD_KEY as TIME_KEY
+
     payload = dict(payload)
     payload[PAYLOAD_KEY] = calibration.to_dict()
+    payload.pop(TIME_KEY, None)  # refitted here or left out: never an old one on a new scale
+    if combination is not None:
+        payload[TIME_KEY] = combination.to_dict()
     save_checkpoint(output, payload)
-    return calibration
+    return calibration, combination

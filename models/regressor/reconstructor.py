@@ -37,7 +37,13 @@ from xecreco.models.regressor.calibration import (
 )
 from xecreco.models.regressor.network import Regressor, build_model
 from xecreco.models.regressor.presets import input_channels
-from xecreco.normalization import NormalizationSpec, TargetScaling
+from xecreco.models.regressor.timerefit import (
+    SensorInputs,
+    SensorTimeRefit,
+    TimeCombination,
+    time_combination_from_payload,
+)
+from xecreco.normalization import NormalizationSpec, TargetScaling, batch_not_measured
 from xecreco.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from xecreco.train.checkpoint import load_checkpoint
 
@@ -178,10 +184,15 @@ class OutputsToPhysical(torch.nn.Module):
         energy_calibration: the checkpoint's energy-response calibration
             (:mod:`~xecreco.models.regressor.calibration`), applied to the destandardised energy
             (GeV) and its error; None = none.
+        time_combination: the checkpoint's sensor-time refit
+            (:mod:`~xecreco.models.regressor.timerefit`): the time becomes its combination of
+            the network's time with the sensor times at the network's position (after the energy
+            calibration, whose energy sets the weights); None = the network's time.
     """
 
     def __init__(self, heads, scaling: TargetScaling, uses_vertex: bool,
-                 energy_calibration: EnergyCalibration | None = None):
+                 energy_calibration: EnergyCalibration | None = None,
+                 time_combination: TimeCombination | None = None):
         super().__init__()
         self.heads = tuple(heads)
         self.scalar_targets = [q for q in SCALAR_TARGETS if q in self.heads]
@@ -191,9 +202,13 @@ class OutputsToPhysical(torch.nn.Module):
         self.energy_correction = (EnergyCorrection(energy_calibration)
                                   if energy_calibration is not None and "energy" in self.heads
                                   else None)
+        refit = time_combination is not None and {"time", "u", "v", "w"} <= set(self.heads)
+        self.time_refit = SensorTimeRefit(time_combination) if refit else None
 
-    def member(self, raw: dict, time_ref_ns: torch.Tensor, vertex) -> dict:
-        """One network's outputs (``direction`` kept as a vector) and its ``<q>_err``."""
+    def member(self, raw: dict, time_ref_ns: torch.Tensor, vertex,
+               sensors: SensorInputs | None = None) -> dict:
+        """One network's outputs (``direction`` kept as a vector) and its ``<q>_err``.
+        ``sensors``: the batch's raw sensor values, needed with a time combination."""
         out: dict[str, torch.Tensor] = {}
         for q in self.scalar_targets:
             out[q] = raw[q] * self.scale[q] + self.mean[q]
@@ -210,6 +225,16 @@ class OutputsToPhysical(torch.nn.Module):
             if not self.uses_vertex and {"u", "v", "w"} <= set(out):
                 out["time"] = out["time"] + flight_change_torch(
                     uvw_to_xyz_torch(out["u"], out["v"], out["w"]), vertex)
+        if self.time_refit is not None:
+            if sensors is None:
+                raise ValueError("a regressor with a time combination needs the sensor values")
+            xyz = uvw_to_xyz_torch(out["u"], out["v"], out["w"])
+            origin, _ = known_vertex_torch(vertex, out["time"])
+            energy = out["energy"] if "energy" in out else torch.full_like(out["time"], 0.05)
+            out["time"], err = self.time_refit(sensors, xyz, origin, out["time"], energy,
+                                               out.get("time_err"))
+            if err is not None:
+                out["time_err"] = err
         if "pileup" in raw:  # a logit: the probability that the event has >= 5 MeV of pile-up
             out["pileup_prob"] = torch.sigmoid(raw["pileup"])
         if "direction" in raw:
@@ -242,9 +267,10 @@ class OutputsToPhysical(torch.nn.Module):
             out["theta"], out["phi"] = theta, phi
         return out
 
-    def forward(self, raw: dict, time_ref_ns: torch.Tensor, vertex=None) -> dict:
+    def forward(self, raw: dict, time_ref_ns: torch.Tensor, vertex=None,
+                sensors: SensorInputs | None = None) -> dict:
         """:meth:`member` then :meth:`finish` (one network, as in the ONNX graph)."""
-        return self.finish(self.member(raw, time_ref_ns, vertex), vertex)
+        return self.finish(self.member(raw, time_ref_ns, vertex, sensors), vertex)
 
 
 def flight_change_torch(xyz, vertex) -> torch.Tensor:
@@ -265,14 +291,16 @@ def flight_change_torch(xyz, vertex) -> torch.Tensor:
 
 @dataclass
 class Member:
-    """One loaded checkpoint: network, input normalisation, target scaling, path, and its
-    energy-response calibration (None: uncalibrated)."""
+    """One loaded checkpoint: network, input normalisation, target scaling, path, its
+    energy-response calibration (None: uncalibrated) and its time combination (None: the
+    network's time)."""
 
     model: Regressor
     normalization: NormalizationSpec
     scaling: TargetScaling
     path: str
     energy_calibration: EnergyCalibration | None = None
+    time_combination: TimeCombination | None = None
 
     @property
     def dead_flag(self) -> bool:
@@ -290,7 +318,7 @@ class Member:
         """This member's :class:`OutputsToPhysical`."""
         return OutputsToPhysical(self.model.head_names, self.scaling,
                                  bool(getattr(self.model, "uses_vertex", False)),
-                                 self.energy_calibration)
+                                 self.energy_calibration, self.time_combination)
 
 
 def _default_name(paths: list[str]) -> str:
@@ -376,11 +404,12 @@ class CheckpointReconstructor:
 
     @staticmethod
     def _physical(physics: OutputsToPhysical, raw: dict[str, np.ndarray],
-                  time_ref_ns: np.ndarray, vertex: np.ndarray | None) -> dict[str, np.ndarray]:
+                  time_ref_ns: np.ndarray, vertex: np.ndarray | None,
+                  sensors: SensorInputs | None = None) -> dict[str, np.ndarray]:
         """:meth:`OutputsToPhysical.member` in float64 (numpy in and out)."""
         with torch.inference_mode():
             out = physics.member({k: torch.from_numpy(v) for k, v in raw.items()},
-                                        torch.from_numpy(time_ref_ns), _vertex_tensor(vertex))
+                                 torch.from_numpy(time_ref_ns), _vertex_tensor(vertex), sensors)
         return {k: v.numpy() for k, v in out.items()}
 
     def prepare(self, batch) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
@@ -407,13 +436,15 @@ class CheckpointReconstructor:
             return {**empty, "status": np.zeros(0, np.int32)}
         per_member = []
         features_cache = self.prepare(batch) if prepared is None else prepared
+        sensors = (sensor_inputs(batch) if any(m.time_combination is not None
+                                               for m in self.members) else None)
         for member in self.members:
             features, time_ref = features_cache[member.inputs_key]
             samples = int(member.model.config.get("mc_samples", 0)
                           if self.mc_samples is None else self.mc_samples)
             physics = member.physics
             for raw in self._passes(member, features, batch.vertex, samples):
-                per_member.append(self._physical(physics, raw, time_ref, batch.vertex))
+                per_member.append(self._physical(physics, raw, time_ref, batch.vertex, sensors))
         result = _combine(per_member, n)
         with torch.inference_mode():
             result = OutputsToPhysical.finish({k: torch.from_numpy(v) for k, v in result.items()},
@@ -434,6 +465,14 @@ def mc_dropout(model: torch.nn.Module):
     finally:
         for m, mode in zip(layers, before):
             m.train(mode)
+
+
+def sensor_inputs(batch) -> SensorInputs:
+    """The batch's raw sensor values for the time refit: times (s), npho, and the usable mask
+    (valid time, and measured: :func:`~xecreco.normalization.batch_not_measured` is False)."""
+    usable = np.asarray(batch.valid_time, dtype=bool) & ~batch_not_measured(batch)
+    return SensorInputs(torch.from_numpy(np.asarray(batch.time)),
+                        torch.from_numpy(np.asarray(batch.npho)), torch.from_numpy(usable))
 
 
 def _vertex_tensor(vertex) -> torch.Tensor | None:
@@ -505,9 +544,11 @@ def _finalise(result: dict[str, np.ndarray], batch, n: int) -> dict[str, np.ndar
     return out
 
 
-def load_member(path: str | Path, energy_calibration: bool = True) -> Member:
+def load_member(path: str | Path, energy_calibration: bool = True,
+                time_combination: bool = True) -> Member:
     """One checkpoint: payload checks, model, normalisation spec, target scaling and (unless
-    ``energy_calibration`` is False) the energy calibration stored in it."""
+    ``energy_calibration`` / ``time_combination`` is False) the energy calibration and the
+    time combination stored in it."""
     payload = load_payload(path)
     check_payload(payload, path)
     model = model_from_payload(payload, path)
@@ -524,13 +565,15 @@ def load_member(path: str | Path, energy_calibration: bool = True) -> Member:
         raise UserError(f"{path}: bad normalization/target_scaling in the checkpoint ({exc}); "
                         "re-save it with `xecreco train`") from None
     calibration = calibration_from_payload(payload, path) if energy_calibration else None
-    return Member(model, normalization, scaling, str(path), calibration)
+    combination = time_combination_from_payload(payload, path) if time_combination else None
+    return Member(model, normalization, scaling, str(path), calibration, combination)
 
 
 def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,
                                   batch_size: int = DEFAULT_BATCH_SIZE,
                                   device: str = "cpu",
-                                  energy_calibration: bool = True) -> CheckpointReconstructor:
+                                  energy_calibration: bool = True,
+                                  time_combination: bool = True) -> CheckpointReconstructor:
     """A reconstructor from one checkpoint path, or an ensemble from a list of paths.
 
     Args:
@@ -540,10 +583,12 @@ def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,
         device: torch device ("cpu", "cuda").
         energy_calibration: apply each checkpoint's stored energy calibration (False: the raw
             network response, as ``xecreco calibrate -r`` fits it).
+        time_combination: apply each checkpoint's stored time combination (False: the
+            network's own time).
     """
     paths = [str(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [
         str(p) for p in path_or_paths]
     if not paths:
         raise UserError("no checkpoint given: pass at least one checkpoint path")
-    members = [load_member(p, energy_calibration) for p in paths]
+    members = [load_member(p, energy_calibration, time_combination) for p in paths]
     return CheckpointReconstructor(members, name or _default_name(paths), batch_size, device)
