@@ -64,7 +64,7 @@ def regressor_network_outputs(batch) -> dict[str, np.ndarray]:
 
     reco = bundled.bundled_regressor()
     member = reco.members[0]
-    features = member.normalization.features(batch)
+    features = member.normalization.features(batch, flag=member.dead_flag)
     with torch.inference_mode():
         out = member.model(torch.from_numpy(features), torch.from_numpy(batch.vertex))
     return {k: v.double().numpy() for k, v in out.items()}

@@ -19,6 +19,7 @@ def test_bundled_regressor_is_small_plain_and_registered():
     payload = load_checkpoint(bundled.BUNDLED_REGRESSOR)  # weights_only=True
     assert payload["task"] == "regressor"
     assert "/" not in payload["energy_calibration"]["info"]["source"]  # no machine path ships
+    assert "/" not in payload["time_combination"]["info"]["source"]
     assert payload["model_config"]["preset"] == "cpu"
     assert "default" in available_reconstructors()
 
@@ -38,13 +39,13 @@ def test_bundled_regressor_predicts_physical_values(sim_file_small, tmp_path):
 #: Bundled regressor / classical resolution ratios measured on 20k signal photons (docs/models.md,
 #: "Bundled models"); keys of xecreco.validation.headlines.HEADLINES.
 DOCUMENTED_RATIOS: dict[str, float] = {
-    "energy_w_lt_2cm_percent": 0.938,
-    "energy_w_ge_2cm_percent": 0.934,
-    "u_mm": 0.972,
-    "v_mm": 1.032,
-    "w_mm": 0.980,
-    "time_ps": 1.095,
-    "opening_angle_68_mrad": 1.026,
+    "energy_w_lt_2cm_percent": 0.944,
+    "energy_w_ge_2cm_percent": 0.933,
+    "u_mm": 0.975,
+    "v_mm": 1.025,
+    "w_mm": 0.973,
+    "time_ps": 0.826,
+    "opening_angle_68_mrad": 1.021,
 }
 
 
@@ -83,6 +84,9 @@ def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys
     payload["energy_calibration"] = {**calibration, "info": {
         **calibration["info"],
         "source": "xecreco calibrate /some/where/scan.root -r ../runs/best.pt -o cal.pt"}}
+    combination = payload["time_combination"]
+    payload["time_combination"] = {**combination, "info": {
+        **combination["info"], "source": "xecreco calibrate /a/scan.root -r /b/best.pt -o c.pt"}}
     source = tmp_path / "best.pt"
     save_checkpoint(source, payload)
     target = tmp_path / "bundled.pt"
@@ -95,6 +99,9 @@ def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys
     assert written["energy_calibration"]["info"]["source"] == \
         "xecreco calibrate scan.root -r best.pt -o cal.pt"
     assert written["energy_calibration"]["info"]["lines_MeV"] == calibration["info"]["lines_MeV"]
+    assert written["time_combination"]["info"]["source"] == \
+        "xecreco calibrate scan.root -r best.pt -o c.pt"
+    assert written["time_combination"]["network_weight"] == combination["network_weight"]
     assert written["task"] == "regressor" and written["state_dict"].keys() == payload[
         "state_dict"].keys()
     assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*.tmp"))

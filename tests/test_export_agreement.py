@@ -13,7 +13,7 @@ import uproot
 from xecreco.cli.main import main
 from xecreco.errors import UserError
 from xecreco.models import bundled
-from xecreco.models.export.onnx import disagreement, sim_like_inputs
+from xecreco.models.export.onnx import disagreement, read_metadata, sim_like_inputs
 from xecreco.models.export.regressor import PhysicalModel, export_onnx, sim_like_vertices
 
 torch.set_num_threads(1)
@@ -30,7 +30,8 @@ def _onnx_on_file(onnx_path, sim_file, n=EVENTS) -> dict:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     feeds = {"npho": arrays["npho"].astype(np.float32),
              "sensor_time": arrays["time"].astype(np.float32),
-             "vertex": arrays["xyzVTX"].astype(np.float32)}
+             "vertex": arrays["xyzVTX"].astype(np.float32),
+             "inpainted": np.zeros(arrays["npho"].shape, dtype=bool)}  # dead-flag models
     wanted = [i.name for i in session.get_inputs()]
     assert "vertex" in wanted
     names = [o.name for o in session.get_outputs()]
@@ -74,6 +75,8 @@ def test_bundled_regressor_onnx_equals_predict_with_a_vertex(sim_file_small, tmp
     result = export_onnx(BUNDLED, out, check_events=16)
     assert result["events_with_vertex"] == 15 and result["tolerance_ratio"] <= 1.0
     assert {"theta", "phi", "time"} <= set(result["max_abs_diff"])
+    # the bundled model carries a sensor-time refit: the graph runs it on the simulated photons
+    assert read_metadata(out)["time_combination"]["format"] == "xecreco-time-combination"
     _assert_agree(_onnx_on_file(out, sim_file_small), _predict(BUNDLED, sim_file_small, tmp_path))
 
 

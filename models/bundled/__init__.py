@@ -73,11 +73,12 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
     if model.get("init_from"):  # the checkpoint a fine-tune started from
         model["init_from"] = Path(str(model["init_from"])).name
         payload["config"] = {**payload["config"], "model": model}
-    calibration = payload.get("energy_calibration")
-    source = (calibration or {}).get("info", {}).get("source")
-    if source:  # the ``xecreco calibrate`` command line that fitted it: file names only
-        info = {**calibration["info"], "source": _file_names_only(source)}
-        payload["energy_calibration"] = {**calibration, "info": info}
+    for key in ("energy_calibration", "time_combination"):  # fitted by ``xecreco calibrate``
+        fitted = payload.get(key)
+        source = (fitted or {}).get("info", {}).get("source")
+        if source:  # the command line that fitted it: file names only
+            payload[key] = {**fitted, "info": {**fitted["info"],
+                                               "source": _file_names_only(source)}}
     save_checkpoint(output, payload)
     return output
 
