@@ -7,7 +7,8 @@ Per sensor i with a valid time t_i (s in the file, ns here):
 with P the fitted light point, v_eff the effective light speed and walk the per-sensor-type
 offset table of the calibration. The t0_i are combined by a weighted mean (weights
 1 / sigma(log10 n_i)^2) with iterative rejection of sensors further than ``outlier_nsigma``
-sigma from the current mean (starting from the per-event median); then the photon time of
+sigma from the current mean (starting from the per-event median; :func:`weighted_time_fit`,
+which the regressor's sensor-time refit shares); then the photon time of
 flight from the vertex (``xyzVTX`` when known, else the target centre) to the first-interaction
 point is subtracted, and the calibration offset.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from xecreco.geometry import design_geometry
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS
@@ -73,6 +75,38 @@ def per_event_median(event: np.ndarray, values: np.ndarray, n_events: int) -> np
     return out
 
 
+def weighted_time_fit(event: torch.Tensor, t0: torch.Tensor, sigma: torch.Tensor,
+                      start: torch.Tensor, outlier_nsigma: float,
+                      passes: int = OUTLIER_PASSES) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outlier-rejected weighted mean of per-sensor times, per event, in torch.
+
+    ``event`` (P,) int64 event index of each usable (event, sensor) pair, ``t0`` (P,) its time
+    estimate (ns), ``sigma`` (P,) its resolution (ns), ``start`` (N,) the starting mean of each
+    event. ``passes`` times: keep the pairs within ``outlier_nsigma`` sigma of the current mean
+    (all of an event's pairs if none would stay) and take their 1/sigma^2 weighted mean (events
+    without pairs keep their start). Returns ``(mean (N,), used (P,) bool)``. One definition for
+    the classical timing (:func:`combine_times`) and the regressor's sensor-time refit
+    (:mod:`xecreco.models.regressor.timerefit`); plain ops for the ONNX export.
+    """
+    inv_var = 1.0 / (sigma * sigma)
+    zeros = torch.zeros_like(start)
+
+    def per_event(values):
+        return zeros.scatter_add(0, event, values)
+
+    mean = start
+    used = torch.ones_like(t0)  # 0/1 as floats: onnxruntime has no Where for bool values
+    for _ in range(int(passes)):
+        keep = (torch.abs(t0 - mean[event]) < outlier_nsigma * sigma).to(t0.dtype)
+        alive = per_event(keep) > 0  # never reject all of an event's sensors
+        used = torch.where(alive[event], keep, torch.ones_like(keep))
+        weights = inv_var * used
+        total = per_event(weights)
+        mean = torch.where(total > 0, per_event(weights * t0) / torch.clamp(total, min=1e-30),
+                           mean)
+    return mean, used > 0.5
+
+
 def time_of_flight_ns(vertex_xyz: np.ndarray, first_xyz: np.ndarray) -> np.ndarray:
     """Photon flight time (N,) ns from the vertex to the first interaction point."""
     return np.linalg.norm(first_xyz - vertex_xyz, axis=1) / SPEED_OF_LIGHT_CM_PER_NS
@@ -97,22 +131,11 @@ def combine_times(
     path = np.linalg.norm(pos[sensor] - light_xyz[event], axis=1)
     walk, sigma = sensor_terms(npho[event, sensor], sensor, calibration)
     t0 = time_s[event, sensor].astype(np.float64) * 1e9 - path / calibration.light_speed_cm_ns - walk
-    inv_var = 1.0 / sigma**2
-
-    def weighted_mean(mask):
-        wsum = np.bincount(event, weights=np.where(mask, inv_var, 0.0), minlength=n_events)
-        total = np.bincount(event, weights=np.where(mask, inv_var * t0, 0.0), minlength=n_events)
-        return np.divide(total, wsum, out=np.zeros(n_events), where=wsum > 0)
-
-    candidates = np.ones(len(event), dtype=bool)
-    use = candidates
-    mean = per_event_median(event, t0, n_events)  # robust start: outliers cannot pull it
-    for _ in range(OUTLIER_PASSES):
-        keep = candidates & (np.abs(t0 - mean[event]) < calibration.outlier_nsigma * sigma)
-        # never reject everything: events that would lose all sensors keep every candidate
-        alive = np.bincount(event, weights=keep, minlength=n_events) > 0
-        use = np.where(alive[event], keep, candidates)
-        mean = weighted_mean(use)
+    start = per_event_median(event, t0, n_events)  # robust start: outliers cannot pull it
+    mean, used = weighted_time_fit(torch.from_numpy(event), torch.from_numpy(t0),
+                                   torch.from_numpy(sigma), torch.from_numpy(start),
+                                   calibration.outlier_nsigma)
+    mean, use = mean.numpy(), used.numpy()
     n_used = np.bincount(event, weights=use, minlength=n_events).astype(np.int64)
     pull2 = np.where(use, ((t0 - mean[event]) / sigma) ** 2, 0.0)
     chi2_ndf = np.bincount(event, weights=pull2, minlength=n_events) / np.maximum(n_used - 1, 1)

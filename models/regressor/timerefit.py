@@ -44,6 +44,7 @@ import torch
 from xecreco.errors import UserError
 from xecreco.geometry import design_geometry
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS
+from xecreco.models.classical.timing import weighted_time_fit
 
 __all__ = [
     "PAYLOAD_KEY",
@@ -245,7 +246,8 @@ class SensorTimeRefit(torch.nn.Module):
         centre), starting from the network's emission time ``t_network`` (N,) ns.
 
         Works on the flat list of usable (event, sensor) pairs only (a few hundred of the
-        4760 sensors per event), with per-event sums by ``scatter_add``."""
+        4760 sensors per event); the mean is the classical timing's
+        :func:`~xecreco.models.classical.timing.weighted_time_fit`."""
         c = self.combination
         dtype = t_network.dtype
         n_events, n_sensors = sensors.npho.shape
@@ -269,23 +271,12 @@ class SensorTimeRefit(torch.nn.Module):
         sigma = torch.where(mppc, _uniform_table(log_npho, start, step, tables[2]),
                             _uniform_table(log_npho, start, step, tables[3]))
         t0 = time_ns - path * (1.0 / c.light_speed_cm_ns) - walk
-        inv_var = 1.0 / (sigma * sigma)
+        mean, used = weighted_time_fit(event, t0, sigma, t_network + flight, c.outlier_nsigma,
+                                       c.passes)
+        weights = torch.where(used, 1.0 / (sigma * sigma), torch.zeros_like(sigma))
         zeros = torch.zeros_like(t_network)
-
-        def per_event(values):
-            return zeros.scatter_add(0, event, values)
-
-        mean = t_network + flight
-        weights = inv_var
-        for _ in range(int(c.passes)):
-            keep = (torch.abs(t0 - mean[event]) < c.outlier_nsigma * sigma).to(dtype)
-            alive = per_event(keep) > 0
-            weights = inv_var * torch.where(alive[event], keep, torch.ones_like(keep))
-            total = per_event(weights)
-            mean = torch.where(total > 0, per_event(weights * t0) / torch.clamp(total, min=1e-30),
-                               mean)
-        total = per_event(weights)
-        n_used = per_event((weights > 0).to(dtype))
+        total = zeros.scatter_add(0, event, weights)
+        n_used = zeros.scatter_add(0, event, used.to(dtype))
         sigma_sensors = torch.rsqrt(torch.clamp(total, min=1e-30))
         return mean - flight, sigma_sensors, n_used
 
