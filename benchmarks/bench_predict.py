@@ -4,7 +4,8 @@ the bundled ``default`` regressor (when installed).
 Simulates a signal sample (52.83 MeV, default simulation) into a temporary file, runs one small
 warm-up prediction (geometry tables, imports), then times the full ROOT -> ROOT prediction
 (reading, reconstruction, writing). Reports wall-clock and CPU events/s (the machine is often
-shared, so CPU events/s is the steadier number) and the peak RSS. Targets: classical >= 300
+shared, so CPU events/s is the steadier number) and the peak RSS; the bundled regressor also
+without its sensor-time refit (``default_no_refit``) and the CPU-rate ratio of the two. Targets: classical >= 300
 events/s, CPU-default regressor >= 1,000 events/s.
 """
 
@@ -46,6 +47,12 @@ def run(quick: bool = False) -> list[dict]:
     recos = [ClassicalReconstructor()]
     if "default" in available_reconstructors():  # the bundled CPU-preset regressor
         recos.append(create_reconstructor("default"))
+        from xecreco.models.bundled import BUNDLED_REGRESSOR
+        from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
+
+        # the same network without its sensor-time refit: the refit's cost, side by side
+        recos.append(reconstructor_from_checkpoint(BUNDLED_REGRESSOR, name="default_no_refit",
+                                                   time_combination=False))
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
         folder = Path(folder)
@@ -57,6 +64,11 @@ def run(quick: bool = False) -> list[dict]:
     for result in results:
         result["target_events_per_s"] = targets.get(result["name"].removeprefix("predict_"))
         result["peak_rss_mb"] = peak_rss_mb()
+    rates = {r["name"]: r["events_per_cpu_s"] for r in results}
+    if "predict_default_no_refit" in rates:
+        results.append({"name": "predict_ratio_refit", "events": results[1]["events"],
+                        "ratio_cpu_default_over_no_refit":
+                            rates["predict_default"] / rates["predict_default_no_refit"]})
     results[0]["machine"] = machine_info()
     return results
 
