@@ -294,3 +294,25 @@ def test_dead_fill_inpainter_uses_the_bundled_inpainter():
     assert filled.valid_npho.all()  # the neural inpainter fills every dead sensor
     assert filled.extras[INPAINTED_BRANCH].sum() >= 2 * 20 + (~batch.valid_npho).sum()
     assert np.array_equal(batch_not_measured(filled), filled.extras[INPAINTED_BRANCH])
+
+
+def test_predict_says_when_a_dead_flag_model_gets_unrepaired_dead_channels(
+        sim_file_pileup_dead, tmp_path, capsys):
+    """The bundled regressor expects inpainter-repaired input: on a file with dead sensors and
+    no `inpainted` branch `xecreco predict` says so in one line; on repaired input it does not."""
+    from xecreco.cli.main import main
+
+    out = tmp_path / "pred.root"
+    assert main(["predict", str(sim_file_pileup_dead), "-r", "default", "-o", str(out),
+                 "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "xecreco inpaint" in notes[0] and "default" in notes[0], notes
+    repaired = tmp_path / "repaired.root"
+    assert main(["inpaint", str(sim_file_pileup_dead), "-o", str(repaired), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(repaired), "-r", "default", "-r", "classical", "-o",
+                 str(tmp_path / "pred2.root"), "--no-progress"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["predict", str(sim_file_pileup_dead), "-r", "classical", "-o",
+                 str(tmp_path / "pred3.root"), "--no-progress"]) == 0
+    assert "note:" not in capsys.readouterr().err  # classical recovers dead channels itself
