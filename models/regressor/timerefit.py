@@ -203,15 +203,22 @@ class SensorInputs(NamedTuple):
     usable: torch.Tensor
 
 
-def _uniform_table(x: torch.Tensor, start: float, step: float, table: torch.Tensor):
-    """Linear interpolation of ``table`` on the grid start + k step at ``x`` (constant beyond
-    the ends): a floor and two gathers, plain for the ONNX export."""
-    last = table.shape[0] - 1
+def _uniform_table(x: torch.Tensor, start: float, step: float, table: torch.Tensor,
+                   offset: torch.Tensor | None = None):
+    """Linear interpolation of ``table`` (K, n) on the grid start + k step (n knots) at ``x``
+    (constant beyond the ends), all K rows at once: (K, len(x)). ``offset`` (len(x),) int64,
+    optional: a flat index shift per entry into ``table`` viewed as (K, n) blocks laid side by
+    side (used to pick the MPPC or the PMT half of a (K, 2n) table). A floor and two gathers per
+    row, plain for the ONNX export."""
+    knots = table.shape[1] if offset is None else table.shape[1] // 2
+    last = knots - 1
     pos = torch.clamp((x - start) * (1.0 / step), 0.0, float(last))
     low = torch.clamp(torch.floor(pos), max=float(last - 1))
     frac = pos - low
     index = low.to(torch.int64)
-    return table[index] * (1.0 - frac) + table[index + 1] * frac
+    if offset is not None:
+        index = index + offset
+    return table[:, index] * (1.0 - frac) + table[:, index + 1] * frac
 
 
 def _piecewise_linear(x: torch.Tensor, xp, fp) -> torch.Tensor:
@@ -234,9 +241,11 @@ class SensorTimeRefit(torch.nn.Module):
             np.asarray(geometry.position, dtype=np.float64)), persistent=False)
         self.register_buffer("is_mppc", torch.tensor(
             np.asarray(geometry.is_mppc, dtype=bool)), persistent=False)
-        tables = np.asarray([combination.walk_mppc_ns, combination.walk_pmt_ns,
-                             combination.sigma_mppc_ns, combination.sigma_pmt_ns])
+        # (walk, sigma) x (MPPC knots, then PMT knots): one lookup gives both for any sensor
+        tables = np.asarray([list(combination.walk_mppc_ns) + list(combination.walk_pmt_ns),
+                             list(combination.sigma_mppc_ns) + list(combination.sigma_pmt_ns)])
         self.register_buffer("tables", torch.from_numpy(tables), persistent=False)
+        self.knots = len(combination.walk_mppc_ns)
 
     def sensor_time(self, sensors: SensorInputs, xyz, vertex_xyz: torch.Tensor,
                     t_network: torch.Tensor):
@@ -251,25 +260,21 @@ class SensorTimeRefit(torch.nn.Module):
         c = self.combination
         dtype = t_network.dtype
         n_events, n_sensors = sensors.npho.shape
-        npho_all = sensors.npho.reshape(-1).to(dtype)
+        npho_all = sensors.npho.reshape(-1)
         usable = sensors.usable.reshape(-1) & (npho_all >= c.min_npho)
         flat = torch.nonzero(usable).reshape(-1)
         event = torch.div(flat, n_sensors, rounding_mode="floor")
         sensor = flat - event * n_sensors
-        npho = npho_all[flat]
+        npho = npho_all[flat].to(dtype)
         time_ns = sensors.time_s.reshape(-1)[flat].to(dtype) * 1e9
         point = torch.stack(xyz, dim=1)
         path = torch.sqrt(((self.position.to(dtype)[sensor] - point[event]) ** 2).sum(dim=1))
         flight = torch.sqrt(((point - vertex_xyz) ** 2).sum(dim=1)) * (
             1.0 / SPEED_OF_LIGHT_CM_PER_NS)
         log_npho = torch.log10(torch.clamp(npho, min=1.0))
-        tables = self.tables.to(dtype)
         start, step = c.table_log10_npho
-        mppc = self.is_mppc[sensor]
-        walk = torch.where(mppc, _uniform_table(log_npho, start, step, tables[0]),
-                           _uniform_table(log_npho, start, step, tables[1]))
-        sigma = torch.where(mppc, _uniform_table(log_npho, start, step, tables[2]),
-                            _uniform_table(log_npho, start, step, tables[3]))
+        pmt_offset = (~self.is_mppc[sensor]).to(torch.int64) * self.knots
+        walk, sigma = _uniform_table(log_npho, start, step, self.tables.to(dtype), pmt_offset)
         t0 = time_ns - path * (1.0 / c.light_speed_cm_ns) - walk
         mean, used = weighted_time_fit(event, t0, sigma, t_network + flight, c.outlier_nsigma,
                                        c.passes)
