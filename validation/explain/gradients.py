@@ -5,8 +5,9 @@ For every member network of a
 (N, 4760, 2) [normalised npho, normalised time] come from the member's own
 :class:`~xecreco.normalization.NormalizationSpec`, and the outputs are the physical ones of
 :class:`~xecreco.models.regressor.reconstructor.OutputsToPhysical` (destandardised, time
-reference and any flight correction included), in display units: energy MeV, u, v, w mm, time
-ps.
+reference, any flight correction and the checkpoint's sensor-time refit included: the sensor
+times themselves are constants, so the time's gradient is the network's share), in display
+units: energy MeV, u, v, w mm, time ps.
 
 - saliency: ``|d output / d x|`` per sensor and channel, averaged over events (output units per
   feature unit);
@@ -59,14 +60,22 @@ def member_gradients(member, batch, outputs=HEADLINE_OUTPUTS, chunk: int = 128):
     wanted = [q for q in outputs if q in physics.scalar_targets]
     grads = {q: np.empty(features.shape, dtype=np.float32) for q in wanted}
     uses_vertex = bool(getattr(model, "uses_vertex", False))
+    sensors = None
+    if physics.time_refit is not None:  # the time is the sensor-time refit's combination
+        from xecreco.models.regressor.reconstructor import sensor_inputs
+        from xecreco.models.regressor.timerefit import SensorInputs
+
+        sensors = sensor_inputs(batch)
     for start in range(0, len(batch), chunk):
         rows = slice(start, start + chunk)
         x = torch.from_numpy(features[rows]).to(device).requires_grad_(True)
         vertex = None if batch.vertex is None else _tensor(batch.vertex[rows]).to(device)
         with torch.enable_grad():
             raw = model(x, vertex) if uses_vertex else model(x)
+            rows_sensors = None if sensors is None else SensorInputs(
+                *(v[rows].to(device) for v in sensors))
             phys = physics.member(raw, torch.from_numpy(reference[rows]).float().to(device),
-                                  vertex)
+                                  vertex, rows_sensors)
             for i, q in enumerate(wanted):
                 (g,) = torch.autograd.grad(phys[q].sum() * DISPLAY_SCALE[q], x,
                                            retain_graph=i < len(wanted) - 1)
