@@ -67,5 +67,5 @@ def command(inputs, output, reconstructors, renames, tree, branch_items, out_tre
         click.echo(
             f"xecreco: note: {unrepaired['events_with_dead']} of {summary['events']} events have "
             f"dead sensors that no inpainter repaired; {', '.join(unrepaired['names'])} expect "
-            "repaired input (run `xecreco inpaint` first: with 2 % dead and unrepaired, the bundled "
-            "model's energy is about 1.3 % low)", err=True)
+            "repaired input (run `xecreco inpaint` first: with 2 % dead and unrepaired, the "
+            "bundled model's energy is about 1.3 % low)", err=True)

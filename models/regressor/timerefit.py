@@ -20,8 +20,9 @@ weighted mean. Then
     time = a(E) t_nn + (1 - a(E)) t_sensors
 
 with a(E) in [0, 1] and offset(E) piecewise linear in the reconstructed energy E between knots
-(constant beyond the end knots), and t_nn where no sensor is usable. ``time_err`` (uncertainty heads)
-becomes sqrt((a err_nn)^2 + ((1 - a) sigma_sensors)^2), sigma_sensors = (sum 1/sigma_i^2)^-1/2.
+(constant beyond the end knots), and t_nn where no sensor is usable. ``time_err`` (uncertainty
+heads) becomes sqrt((a err_nn)^2 + ((1 - a) sigma_sensors)^2), with
+sigma_sensors = (sum 1/sigma_i^2)^-1/2.
 
 The walk and resolution tables, the light speed and the outlier cut are the classical
 calibration's (:class:`~xecreco.models.classical.calibration.ClassicalCalibration`), copied into
@@ -124,7 +125,8 @@ class TimeCombination:
     def from_classical(cls, calibration, energy_gev=(0.05,), network_weight=(1.0,),
                        offset_ns=(0.0,), info: dict | None = None) -> "TimeCombination":
         """The refit constants of a classical calibration (its tables resampled on a uniform
-        grid of step :data:`TABLE_STEP`, same linear interpolation) and the given a(E) and offset."""
+        grid of step :data:`TABLE_STEP`, same linear interpolation) and the given a(E) and
+        offset(E)."""
         xp = np.asarray(calibration.walk_log10_npho, dtype=np.float64)
         grid = np.arange(xp[0], xp[-1] + 0.5 * TABLE_STEP, TABLE_STEP)
 
