@@ -66,7 +66,8 @@ def run(quick: bool = False) -> list[dict]:
         result["peak_rss_mb"] = peak_rss_mb()
     rates = {r["name"]: r["events_per_cpu_s"] for r in results}
     if "predict_default_no_refit" in rates:
-        results.append({"name": "predict_ratio_refit", "events": results[1]["events"],
+        events = next(r["events"] for r in results if r["name"] == "predict_default")
+        results.append({"name": "predict_ratio_refit", "events": events,
                         "ratio_cpu_default_over_no_refit":
                             rates["predict_default"] / rates["predict_default_no_refit"]})
     results[0]["machine"] = machine_info()

@@ -109,19 +109,28 @@ class EnergyCalibration:
     @classmethod
     def from_dict(cls, data, origin: str = "energy calibration") -> "EnergyCalibration":
         """From :meth:`to_dict`; UserError naming ``origin`` when it is not a valid one."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise UserError(f"{origin}: '{PAYLOAD_KEY}' is not an xecreco energy calibration "
-                            f"(no format '{FORMAT}'); refit it with `xecreco calibrate -r`")
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise UserError(f"{origin}: energy calibration format version "
-                            f"{data.get('format_version')} is newer than this xecreco reads "
-                            f"({FORMAT_VERSION}); upgrade xecreco")
+        check_stored_format(data, key=PAYLOAD_KEY, fmt=FORMAT, version=FORMAT_VERSION,
+                            what="energy calibration", origin=origin)
         try:
             return cls(tuple(float(v) for v in data["reco_gev"]),
                        tuple(float(v) for v in data["true_gev"]), dict(data.get("info") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{origin}: bad energy calibration ({exc}); refit it with "
                             "`xecreco calibrate -r`") from None
+
+
+def check_stored_format(data, *, key: str, fmt: str, version: int, what: str,
+                        origin: str) -> None:
+    """UserError (one line, naming ``origin``) unless ``data``, the checkpoint's ``key`` entry,
+    is a dict of format ``fmt`` at a version this xecreco reads (<= ``version``); ``what`` names
+    it in the message. Shared by the stored fits of ``xecreco calibrate -r`` (this energy
+    calibration and :mod:`~xecreco.models.regressor.timerefit`'s time combination)."""
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise UserError(f"{origin}: '{key}' is not an xecreco {what} (no format '{fmt}'); "
+                        "refit it with `xecreco calibrate -r`")
+    if int(data.get("format_version", 0)) > version:
+        raise UserError(f"{origin}: {what} format version {data.get('format_version')} is "
+                        f"newer than this xecreco reads ({version}); upgrade xecreco")
 
 
 class EnergyCorrection(torch.nn.Module):
@@ -212,11 +221,13 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
             non-monotone response.
     """
     import tempfile
+    from dataclasses import replace
 
     import uproot
 
     from xecreco.io.paths import check_output_file
     from xecreco.io.schema import FILL_THRESHOLD
+    from xecreco.models.classical.reconstructor import ClassicalReconstructor
     from xecreco.models.pipelines.predict import predict_files
     from xecreco.models.regressor.reconstructor import (
         CheckpointReconstructor,
@@ -224,6 +235,8 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
         load_member,
         load_payload,
     )
+    from xecreco.models.regressor.timerefit import PAYLOAD_KEY as TIME_KEY
+    from xecreco.models.regressor.timerefit import TimeCombination, fit_time_combination
     from xecreco.train.checkpoint import save_checkpoint
     from xecreco.validation.studies.scan import scan_lines
 
@@ -240,11 +253,6 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
     heads = set(member.model.head_names)
     refit_base = None
     if time_combination and {"time", "u", "v", "w"} <= heads:
-        from dataclasses import replace
-
-        from xecreco.models.classical.reconstructor import ClassicalReconstructor
-        from xecreco.models.regressor.timerefit import TimeCombination
-
         refit_base = TimeCombination.from_classical(ClassicalReconstructor().calibration,
                                                     (0.05,), (0.0,), (0.0,))
         sensors_only = replace(member, time_combination=refit_base)
@@ -290,8 +298,6 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
               "inputs": [Path(p).name for p in inputs]})
     combination = None
     if refit_base is not None:
-        from xecreco.models.regressor.timerefit import fit_time_combination
-
         timed = clean & (arrays["sensors_status"] == 0) & (
             np.abs(arrays["uncalibrated_time"]) < FILL_THRESHOLD) & (
             np.abs(arrays["sensors_time"]) < FILL_THRESHOLD)
@@ -302,8 +308,6 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
             arrays["energyTruth"][timed], lines / 1000.0,
             info={"source": source, "checkpoint": Path(str(checkpoint)).name,
                   "inputs": [Path(p).name for p in inputs]})
-    from xecreco.models.regressor.timerefit import PAYLOAD_KEY as TIME_KEY
-
     payload = dict(payload)
     payload[PAYLOAD_KEY] = calibration.to_dict()
     payload.pop(TIME_KEY, None)  # refitted here or left out: never an old one on a new scale

@@ -36,7 +36,7 @@ the ONNX graph (float32) run the same code. Stored in the checkpoint under :data
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -46,6 +46,7 @@ from xecreco.errors import UserError
 from xecreco.geometry import design_geometry
 from xecreco.geometry.constants import SPEED_OF_LIGHT_CM_PER_NS
 from xecreco.models.classical.timing import weighted_time_fit
+from xecreco.models.regressor.calibration import check_stored_format
 
 __all__ = [
     "PAYLOAD_KEY",
@@ -64,6 +65,9 @@ PAYLOAD_KEY = "time_combination"
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 41), 4))
 #: knots of the uniform log10(npho) grid the walk and resolution tables are resampled on.
 TABLE_STEP = 0.125
+#: the tuple-valued fields of :class:`TimeCombination` (lists of floats in the stored dict).
+_TUPLE_FIELDS = ("energy_gev", "network_weight", "offset_ns", "table_log10_npho",
+                 "walk_mppc_ns", "walk_pmt_ns", "sigma_mppc_ns", "sigma_pmt_ns")
 
 
 @dataclass(frozen=True)
@@ -145,25 +149,16 @@ class TimeCombination:
 
     def with_weights(self, energy_gev, network_weight, offset_ns,
                      info: dict | None = None) -> "TimeCombination":
-        """The same refit with another a(E) and offset(E)."""
-        values = self.to_dict()
-        values.update(energy_gev=[float(v) for v in energy_gev],
-                      network_weight=[float(v) for v in network_weight],
-                      offset_ns=[float(v) for v in offset_ns], info=dict(info or {}))
-        return TimeCombination.from_dict(values)
+        """The same refit with another a(E) and offset(E) (checked as at construction)."""
+        return replace(self, energy_gev=tuple(float(v) for v in energy_gev),
+                       network_weight=tuple(float(v) for v in network_weight),
+                       offset_ns=tuple(float(v) for v in offset_ns), info=dict(info or {}))
 
     def to_dict(self) -> dict:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION,
-            "energy_gev": [float(v) for v in self.energy_gev],
-            "network_weight": [float(v) for v in self.network_weight],
-            "offset_ns": [float(v) for v in self.offset_ns],
+            **{k: [float(v) for v in getattr(self, k)] for k in _TUPLE_FIELDS},
             "light_speed_cm_ns": float(self.light_speed_cm_ns),
-            "table_log10_npho": [float(v) for v in self.table_log10_npho],
-            "walk_mppc_ns": [float(v) for v in self.walk_mppc_ns],
-            "walk_pmt_ns": [float(v) for v in self.walk_pmt_ns],
-            "sigma_mppc_ns": [float(v) for v in self.sigma_mppc_ns],
-            "sigma_pmt_ns": [float(v) for v in self.sigma_pmt_ns],
             "outlier_nsigma": float(self.outlier_nsigma), "min_npho": float(self.min_npho),
             "passes": int(self.passes), "info": dict(self.info),
         }
@@ -171,17 +166,10 @@ class TimeCombination:
     @classmethod
     def from_dict(cls, data, origin: str = "time combination") -> "TimeCombination":
         """From :meth:`to_dict`; UserError naming ``origin`` when it is not a valid one."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise UserError(f"{origin}: '{PAYLOAD_KEY}' is not an xecreco time combination (no "
-                            f"format '{FORMAT}'); refit it with `xecreco calibrate -r`")
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise UserError(f"{origin}: time combination format version "
-                            f"{data.get('format_version')} is newer than this xecreco reads "
-                            f"({FORMAT_VERSION}); upgrade xecreco")
+        check_stored_format(data, key=PAYLOAD_KEY, fmt=FORMAT, version=FORMAT_VERSION,
+                            what="time combination", origin=origin)
         try:
-            floats = {k: tuple(float(v) for v in data[k]) for k in (
-                "energy_gev", "network_weight", "offset_ns", "table_log10_npho", "walk_mppc_ns",
-                "walk_pmt_ns", "sigma_mppc_ns", "sigma_pmt_ns")}
+            floats = {k: tuple(float(v) for v in data[k]) for k in _TUPLE_FIELDS}
             return cls(**floats, light_speed_cm_ns=float(data["light_speed_cm_ns"]),
                        outlier_nsigma=float(data["outlier_nsigma"]),
                        min_npho=float(data["min_npho"]), passes=int(data["passes"]),
@@ -189,10 +177,6 @@ class TimeCombination:
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{origin}: bad time combination ({exc}); refit it with "
                             "`xecreco calibrate -r`") from None
-
-    def weight(self, energy_gev) -> np.ndarray:
-        """a(E) for reconstructed energies in GeV (numpy)."""
-        return np.interp(np.asarray(energy_gev, float), self.energy_gev, self.network_weight)
 
 
 class SensorInputs(NamedTuple):
