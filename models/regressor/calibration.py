@@ -272,7 +272,7 @@ def calibrate_checkpoint(checkpoint, inputs, output, *, tree: str = "tree",
                 refit_base = None  # no truth to fit the time combination on
             if refit_base is not None:
                 names += ["uncalibrated_time", "sensors_time", "sensors_status", "timeTruth"]
-            if min_depth_cm > 0 or refit_base is not None:
+            if min_depth_cm > 0:
                 if "uvwTruth" not in t.keys():
                     raise UserError(f"{inputs[0]}: no uvwTruth branch; --min-depth selects "
                                     "events by their true depth: drop it or use simulated input")
