@@ -36,13 +36,14 @@ def test_tables_and_weights_interpolate_like_numpy():
     x = np.linspace(0.5, 7.5, 1001)  # beyond both ends of the table
     start, step = comb.table_log10_npho
     got = _uniform_table(torch.from_numpy(x), start, step,
-                         torch.tensor([comb.sigma_pmt_ns], dtype=torch.float64))[0].numpy()
+                         torch.tensor([comb.sigma_pmt_ns], dtype=torch.float64),
+                         len(comb.sigma_pmt_ns))[0].numpy()
     want = np.interp(x, cal.walk_log10_npho, np.maximum(cal.sigma_pmt_ns, 1e-3))
     assert np.allclose(got, want, atol=1e-12)
     # the MPPC / PMT halves of one table, picked per entry by an offset
     both = torch.tensor([list(comb.walk_mppc_ns) + list(comb.walk_pmt_ns)], dtype=torch.float64)
     pmt = np.arange(x.size) % 2 == 1
-    picked = _uniform_table(torch.from_numpy(x), start, step, both,
+    picked = _uniform_table(torch.from_numpy(x), start, step, both, len(comb.walk_mppc_ns),
                             torch.from_numpy(pmt.astype(np.int64) * len(comb.walk_mppc_ns)))
     want = np.where(pmt, np.interp(x, cal.walk_log10_npho, cal.walk_pmt_ns),
                     np.interp(x, cal.walk_log10_npho, cal.walk_mppc_ns))

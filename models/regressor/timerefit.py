@@ -189,14 +189,13 @@ class SensorInputs(NamedTuple):
     usable: torch.Tensor
 
 
-def _uniform_table(x: torch.Tensor, start: float, step: float, table: torch.Tensor,
+def _uniform_table(x: torch.Tensor, start: float, step: float, table: torch.Tensor, knots: int,
                    offset: torch.Tensor | None = None):
-    """Linear interpolation of ``table`` (K, n) on the grid start + k step (n knots) at ``x``
-    (constant beyond the ends), all K rows at once: (K, len(x)). ``offset`` (len(x),) int64,
-    optional: a flat index shift per entry into ``table`` viewed as (K, n) blocks laid side by
-    side (used to pick the MPPC or the PMT half of a (K, 2n) table). A floor and two gathers per
-    row, plain for the ONNX export."""
-    knots = table.shape[1] if offset is None else table.shape[1] // 2
+    """Linear interpolation on the grid start + k step (``knots`` knots) at ``x`` (constant
+    beyond the ends) of every row of ``table`` (K, m) at once: (K, len(x)). ``offset``
+    (len(x),) int64, optional: where each entry's ``knots`` values start in a row (the MPPC or
+    the PMT half of a row of 2 x ``knots``); None: at 0. A floor and two gathers per row, plain
+    for the ONNX export."""
     last = knots - 1
     pos = torch.clamp((x - start) * (1.0 / step), 0.0, float(last))
     low = torch.clamp(torch.floor(pos), max=float(last - 1))
@@ -260,7 +259,8 @@ class SensorTimeRefit(torch.nn.Module):
         log_npho = torch.log10(torch.clamp(npho, min=1.0))
         start, step = c.table_log10_npho
         pmt_offset = (~self.is_mppc[sensor]).to(torch.int64) * self.knots
-        walk, sigma = _uniform_table(log_npho, start, step, self.tables.to(dtype), pmt_offset)
+        walk, sigma = _uniform_table(log_npho, start, step, self.tables.to(dtype), self.knots,
+                                     pmt_offset)
         t0 = time_ns - path * (1.0 / c.light_speed_cm_ns) - walk
         mean, used = weighted_time_fit(event, t0, sigma, t_network + flight, c.outlier_nsigma,
                                        c.passes)
