@@ -5,9 +5,9 @@ For every member network of a
 (N, 4760, 2) [normalised npho, normalised time] come from the member's own
 :class:`~xecreco.normalization.NormalizationSpec`, and the outputs are the physical ones of
 :class:`~xecreco.models.regressor.reconstructor.OutputsToPhysical` (destandardised, time
-reference, any flight correction and the checkpoint's sensor-time refit included: the sensor
-times themselves are constants, so the time's gradient is the network's share), in display
-units: energy MeV, u, v, w mm, time ps.
+reference, any flight correction and the checkpoint's sensor-time refit included: the raw
+sensor times are constants there, so the time's gradient flows through the network's own time,
+position and energy), in display units: energy MeV, u, v, w mm, time ps.
 
 - saliency: ``|d output / d x|`` per sensor and channel, averaged over events (output units per
   feature unit);
