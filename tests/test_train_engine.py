@@ -52,6 +52,10 @@ def test_bad_values_and_types_are_user_errors():
         load_config({"task": {"targets": ["enrgy"]}})
     with pytest.raises(UserError, match=r"loss.types.energy"):
         load_config({"loss": {"types": {"energy": "l7"}}})
+    with pytest.raises(UserError, match=r"loss.target_beta.pileup.*not in task.targets"):
+        load_config({"loss": {"target_beta": {"pileup": 0.1}}})
+    with pytest.raises(UserError, match=r"loss.target_beta.energy.*> 0"):
+        load_config({"loss": {"target_beta": {"energy": 0.0}}})
 
 
 def test_overrides_and_file_untouched(tmp_path):
@@ -162,6 +166,15 @@ def test_losses_values():
     assert parts["energy"] == pytest.approx(0.5 * (np.log(4.0) + 0.25), rel=1e-5)
     learned = RegressionLoss(["energy", "u"], weighting="learned")
     assert learned.log_vars.shape == (2,)
+
+
+def test_target_beta_overrides_the_smooth_l1_beta_of_one_target():
+    # error 0.5: quadratic (0.5 * 0.25 / beta) under beta = 1, linear (0.5 - beta / 2) under 0.1
+    loss = RegressionLoss(["energy", "u"], beta=1.0, target_beta={"energy": 0.1})
+    outputs = {"energy": torch.tensor([0.5]), "u": torch.tensor([0.5])}
+    _, parts = loss(outputs, {"energy": torch.tensor([0.0]), "u": torch.tensor([0.0])})
+    assert parts["energy"] == pytest.approx(0.45, rel=1e-5)
+    assert parts["u"] == pytest.approx(0.125, rel=1e-5)
 
 
 def test_uvw_to_xyz_torch_matches_geometry():

@@ -34,8 +34,8 @@ def _suggest(name: str, known) -> str:
 
 def validate_regressor_config(cfg) -> None:
     """The regressor's config rules: ``task.targets`` (at least one, each a known target),
-    ``checkpoint.best_metric`` (a regressor metric), ``loss.types`` / ``loss.weights`` (keys
-    among the targets, known loss types, weights >= 0). UserError naming the key otherwise."""
+    ``checkpoint.best_metric`` (a regressor metric), ``loss.types`` / ``loss.weights`` /
+    ``loss.target_beta`` (keys among the targets, known loss types, weights >= 0). UserError naming the key otherwise."""
 
     def need(cond, key, what):
         if not cond:
@@ -47,7 +47,7 @@ def validate_regressor_config(cfg) -> None:
     best = cfg.checkpoint.best_metric
     need(best in REGRESSOR_METRICS, "checkpoint.best_metric",
          f"unknown metric '{best}'{_suggest(best, REGRESSOR_METRICS)}")
-    for section in ("types", "weights"):
+    for section in ("types", "weights", "target_beta"):
         for t, v in getattr(cfg.loss, section).items():
             need(t in cfg.task.targets, f"loss.{section}.{t}", f"'{t}' is not in task.targets")
             if section == "types":
@@ -209,6 +209,7 @@ def regressor_loss(cfg, source):
                             f"task.targets lacks {', '.join(missing)}")
         affine = {t: source.affine(t) for t in ("u", "v", "w")}
     return _BatchLoss(RegressionLoss(cfg.task.targets, types=lo.types, beta=lo.beta,
+                                     target_beta=lo.target_beta,
                                      direction=lo.direction, weights=lo.weights,
                                      weighting=lo.weighting, consistency=lo.consistency,
                                      affine=affine, r_inner=R_INNER,

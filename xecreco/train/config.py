@@ -101,7 +101,8 @@ class LossConfig:
 
     types: target -> smooth_l1 | huber | mse | gaussian_nll (default smooth_l1; gaussian_nll needs
     a model with uncertainty outputs ``<name>_logvar``). beta: smooth-L1 beta / Huber delta, in
-    standard deviations. direction: ``angular`` (opening angle, rad) or ``cosine`` (1 - cos).
+    standard deviations; target_beta: target -> beta for that target alone (a small value, say
+    0.1, turns smooth-L1 into L1, whose minimum is the median of the target given the input). direction: ``angular`` (opening angle, rad) or ``cosine`` (1 - cos).
     weights: target -> manual weight (default 1). weighting: ``manual`` or ``learned``
     (homoscedastic uncertainty weighting, one learned log-variance per target).
     consistency: weight of the angle-position term (1 - cos between the predicted direction and
@@ -122,6 +123,7 @@ class LossConfig:
 
     types: dict = field(default_factory=dict)
     beta: float = 1.0
+    target_beta: dict = field(default_factory=dict)
     direction: str = "angular"
     weights: dict = field(default_factory=dict)
     weighting: str = "manual"
@@ -340,6 +342,9 @@ def _check_values(cfg: TrainConfig) -> None:
     need(lo.reference_scale in ("target", "residual"), "loss.reference_scale",
          "one of target, residual")
     need(lo.beta > 0, "loss.beta", "must be > 0")
+    for name, value in lo.target_beta.items():
+        need(isinstance(value, (int, float)) and value > 0, f"loss.target_beta.{name}",
+             "must be a number > 0")
     need(lo.consistency >= 0, "loss.consistency", "must be >= 0")
     for key in ("timing", "timing_tolerance_ns", "energy_conservation", "energy_tolerance"):
         need(getattr(lo, key) >= 0, f"loss.{key}", "must be >= 0")

@@ -95,6 +95,7 @@ class RegressionLoss(nn.Module):
         targets: trained targets (names of :data:`xecreco.train.config.TARGET_UNITS`).
         types: target -> loss type (default smooth_l1) for scalar targets.
         beta: smooth-L1 beta / Huber delta (standard deviations).
+        target_beta: target -> beta overriding ``beta`` for that target.
         direction: ``angular`` or ``cosine``.
         weights: target -> manual weight (default 1).
         weighting: ``manual`` or ``learned``.
@@ -107,6 +108,7 @@ class RegressionLoss(nn.Module):
     """
 
     def __init__(self, targets, types=None, beta=1.0, direction="angular", weights=None,
+                 target_beta=None,
                  weighting="manual", consistency=0.0, affine=None, r_inner=R_INNER, physics=None):
         super().__init__()
         self.physics = physics
@@ -115,6 +117,7 @@ class RegressionLoss(nn.Module):
         if "pileup" in self.types:
             self.types["pileup"] = "bce"
         self.beta = float(beta)
+        self.target_beta = {t: float((target_beta or {}).get(t, beta)) for t in self.targets}
         self.direction = direction
         self.weights = {t: float((weights or {}).get(t, 1.0)) for t in self.targets}
         self.weighting = weighting
@@ -144,7 +147,7 @@ class RegressionLoss(nn.Module):
                 parts[name] = F.binary_cross_entropy_with_logits(pred, true)
             else:
                 logvar = outputs.get(f"{name}_logvar")
-                parts[name] = _scalar_loss(self.types[name], pred, true, self.beta,
+                parts[name] = _scalar_loss(self.types[name], pred, true, self.target_beta[name],
                                            None if logvar is None else logvar.float())
         total = outputs[self.targets[0]].new_zeros((), dtype=torch.float32)
         for i, name in enumerate(self.targets):
