@@ -216,3 +216,83 @@ def test_save_checkpoint_helper_roundtrip(tmp_path):
     report = load_matching_weights(target, load_checkpoint(tmp_path / "other.pt"), "other.pt")
     assert len(report["loaded"]) == len(model.state_dict())
     torch.testing.assert_close(target.body[0].weight, model.body[0].weight)
+
+
+# ------------------------------------------------------------------------------ pileup_energy
+
+
+def test_pileup_energy_target_is_the_summed_in_gate_energy():
+    energy = ak.Array([[0.004], [0.003, 0.003], [0.010], [0.010], [], [0.0049, 0.030]])
+    fraction = ak.Array([[F0], [F0, F0], [F0 / 2], [0.0], [], [F0, 0.1 * F0]])
+    batch = _Batch({"pileupEnergy": energy, "pileupGateFraction": fraction}, 6)
+    target = compute_targets(batch, ["pileup_energy"])["pileup_energy"]
+    np.testing.assert_allclose(target, [0.004, 0.006, 0.005, 0.0, 0.0, 0.0079], atol=1e-9)
+    assert truth_branches(["pileup", "pileup_energy"]) == ["pileupEnergy", "pileupGateFraction"]
+
+
+def _pileup_energy_model():
+    from _nn_helpers import tiny_config as tiny_model_config
+    from xecreco.models.regressor.network import build_model
+    from xecreco.normalization import TargetScaling
+
+    model = build_model(tiny_model_config(heads=["energy", "pileup", "pileup_energy"])).eval()
+    scaling = TargetScaling(mean={"energy": 0.05, "pileup_energy": 0.004},
+                            scale={"energy": 0.003, "pileup_energy": 0.006})
+    features = torch.rand(5, 4760, 2, generator=torch.Generator().manual_seed(3))
+    model.calibrate_references(features, torch.full((5,), 0.05), scaling)
+    return model, features
+
+
+def test_energy_reference_leaves_out_the_estimated_pileup_energy():
+    model, features = _pileup_energy_model()
+    assert model.subtracts_pileup
+    bias = model.heads["pileup_energy"].net[-1].bias
+    with torch.no_grad():
+        bias.fill_(5.0)  # an estimate well above 0 for every event
+        high = model(features)
+        bias.fill_(4.0)  # one standard deviation (6 MeV) less pile-up
+        low = model(features)
+        bias.fill_(-50.0)  # negative estimates count as no pile-up
+        negative = model(features)
+        bias.fill_(-60.0)
+        more_negative = model(features)
+    # 6 MeV less pile-up light subtracted = 6 MeV more energy = 2 energy standard deviations
+    np.testing.assert_allclose((low["energy"] - high["energy"]).numpy(), 2.0, rtol=1e-4)
+    np.testing.assert_allclose(negative["energy"].numpy(), more_negative["energy"].numpy(),
+                               rtol=1e-6)
+    assert "pileup_energy_affine" in model.state_dict()
+
+
+def test_energy_loss_does_not_train_the_pileup_energy_head():
+    model, features = _pileup_energy_model()
+    model.train()
+    model(features)["energy"].sum().backward()
+    head = model.heads["pileup_energy"]
+    assert all(p.grad is None or float(p.grad.abs().max()) == 0.0 for p in head.parameters())
+    assert float(model.heads["energy"].net[-1].weight.grad.abs().max()) > 0
+
+
+def test_reconstructor_writes_pileup_energy_in_gev(tmp_path):
+    from _nn_helpers import TINY, make_checkpoint, sim_batch
+    from xecreco.models.regressor.reconstructor import (physical_outputs,
+                                                        reconstructor_from_checkpoint)
+
+    heads = ["energy", "u", "v", "w", "time", "pileup", "pileup_energy"]
+    assert physical_outputs(heads)[-1] == "pileup_energy"
+    path = tmp_path / "pe.pt"
+    payload = make_checkpoint(path, {**TINY, "heads": heads})
+    reco = reconstructor_from_checkpoint(path)
+    assert "pileup_energy" in reco.outputs
+    batch = sim_batch(6, seed=5)
+    out = reco.reconstruct(batch)
+    from xecreco.models.regressor.network import build_model
+    from xecreco.normalization import NormalizationSpec
+
+    model = build_model(payload["model_config"]).eval()
+    model.load_state_dict(payload["state_dict"])
+    spec = NormalizationSpec.from_dict(payload["normalization"])
+    features = torch.from_numpy(spec.features(batch))
+    with torch.inference_mode():
+        raw = model(features)["pileup_energy"].double().numpy()
+    # the test scaling has no pileup_energy entry: mean 0, scale 1 GeV; negative -> 0
+    np.testing.assert_allclose(out["pileup_energy"], np.maximum(raw, 0.0), rtol=1e-5, atol=1e-7)

@@ -1,6 +1,6 @@
 """Task heads: small MLPs from the fused event representation to each regression target.
 
-Scalar heads ("energy", "time", "u", "v", "w", "npileup") give one standardised value per event,
+Scalar heads ("energy", "time", "u", "v", "w", "npileup", "pileup_energy") give one standardised value per event,
 the "pileup" head one logit (its sigmoid: the probability of >= 5 MeV of in-gate pile-up);
 the "direction" head gives a unit 3-vector. With uncertainties on, every head also gives a
 log-variance ``<name>_logvar`` (N,) for a Gaussian negative log-likelihood: of the standardised
@@ -19,7 +19,7 @@ from torch import nn
 
 #: Every head the regressor knows, with its output width (before the optional log-variance).
 HEAD_WIDTHS = {"energy": 1, "time": 1, "u": 1, "v": 1, "w": 1, "direction": 3, "npileup": 1,
-               "pileup": 1}
+               "pileup": 1, "pileup_energy": 1}
 #: Quantile levels of ``<name>_lo`` / ``<name>_hi``: the Gaussian +-1 sigma interval.
 QUANTILE_LEVELS = (0.15865525393145707, 0.8413447460685429)
 

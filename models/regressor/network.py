@@ -41,7 +41,11 @@ class Regressor(nn.Module):
     With a light summary (``summary`` in the config, :mod:`xecreco.models.nn.light_summary`)
     the heads also see the summary vector, and the energy, u and v heads predict corrections to
     references: energy = ``light_gain`` x collected light, (u, v) = the light centroid around the
-    inner-face peak. The references enter in standardised units, so :meth:`calibrate_references`
+    inner-face peak. With a ``pileup_energy`` head (the summed in-gate pile-up energy) the energy
+    reference becomes ``light_gain`` x collected light minus that head's estimate (GeV, >= 0,
+    detached: the pile-up head learns from its own target only), so the energy head corrects a
+    reference that already leaves the pile-up light out instead of having to learn a
+    subtraction of up to tens of MeV. The references enter in standardised units, so :meth:`calibrate_references`
     must be given the target scaling (the trainer does this before the first step; the values
     are persistent buffers and travel with the weights).
 
@@ -111,6 +115,12 @@ class Regressor(nn.Module):
             self.register_buffer("light_gain", torch.zeros(()))
             self.register_buffer("reference_on", torch.zeros(()))
         self.head_names = tuple(config["heads"])
+        # with a pileup_energy head the energy reference leaves out the estimated pile-up light:
+        # (mean, scale) GeV turn that head's standardised output into GeV
+        self.subtracts_pileup = self.summary is not None and {"energy", "pileup_energy"} <= set(
+            self.head_names)
+        if self.subtracts_pileup:
+            self.register_buffer("pileup_energy_affine", torch.tensor([0.0, 1.0]))
         head_in = (2 if self.summary is None else 3) * dim
         self.heads = nn.ModuleDict(
             {name: TaskHead(name, head_in, int(config["head_hidden"]), bool(config["uncertainty"]),
@@ -171,6 +181,10 @@ class Regressor(nn.Module):
         if references is not None:
             physical = {"energy": self.light_gain * references["light"],
                         "u": references["u"], "v": references["v"]}
+            if self.subtracts_pileup:  # the head's estimate, not a path for the energy's gradient
+                mean, scale = self.pileup_energy_affine
+                pileup_gev = (out["pileup_energy"].detach() * scale + mean).clamp(min=0.0)
+                physical["energy"] = physical["energy"] - pileup_gev.to(physical["energy"].dtype)
             for i, name in enumerate(REFERENCED_OUTPUTS):
                 if name in out:
                     standardised = (physical[name] - self.reference_mean[i]) / \
@@ -199,6 +213,9 @@ class Regressor(nn.Module):
             if name in self.head_names:
                 self.reference_mean[i] = float(scaling.mean[name])
                 self.reference_scale[i] = float(scaling.scale[name])
+        if self.subtracts_pileup:
+            self.pileup_energy_affine[0] = float(scaling.mean["pileup_energy"])
+            self.pileup_energy_affine[1] = float(scaling.scale["pileup_energy"])
         if "energy" in self.head_names:
             _, references = self.summary(features)
             light = references["light"].double()
@@ -215,7 +232,8 @@ class Regressor(nn.Module):
         """Target minus light-summary reference, physical units ((N,) GeV for energy, cm for u
         and v), of the referenced outputs that are heads here and in ``truth`` ({name: (N,)});
         empty without a summary. Call after :meth:`calibrate_references` (energy needs
-        ``light_gain``)."""
+        ``light_gain``). With a ``pileup_energy`` head the energy reference leaves out the true
+        in-gate pile-up energy (``truth["pileup_energy"]``), as a perfect pile-up head would."""
         if self.summary is None:
             return {}
         references = {}
@@ -226,6 +244,9 @@ class Regressor(nn.Module):
         references = {key: torch.cat(parts).cpu().numpy() for key, parts in references.items()}
         physical = {"energy": float(self.light_gain) * references["light"],
                     "u": references["u"], "v": references["v"]}
+        if self.subtracts_pileup and "pileup_energy" in truth:
+            physical["energy"] = physical["energy"] - np.asarray(truth["pileup_energy"],
+                                                                 dtype=np.float64)
         return {name: np.asarray(truth[name], dtype=np.float64) - physical[name]
                 for name in REFERENCED_OUTPUTS if name in self.head_names and name in truth}
 

@@ -48,7 +48,7 @@ from xecreco.train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from xecreco.train.checkpoint import load_checkpoint
 
 #: Scalar outputs that are regressed after standardisation with :class:`TargetScaling`.
-SCALAR_TARGETS = ("energy", "u", "v", "w", "time", "npileup")
+SCALAR_TARGETS = ("energy", "u", "v", "w", "time", "npileup", "pileup_energy")
 #: Events per forward pass.
 DEFAULT_BATCH_SIZE = 1024
 _DEG = 180.0 / math.pi
@@ -116,7 +116,8 @@ def model_from_payload(payload: dict, path) -> Regressor:
 
 def physical_outputs(heads) -> list[str]:
     """Physical output names (file units) a regressor with these heads produces: (u, v, w) add
-    (x, y, z), the direction head gives (theta, phi) and the pileup head ``pileup_prob``."""
+    (x, y, z), the direction head gives (theta, phi), the pileup head ``pileup_prob`` and the
+    pileup_energy head ``pileup_energy`` (GeV, the estimated in-gate pile-up energy)."""
     names = [q for q in ("energy", "u", "v", "w") if q in heads]
     if {"u", "v", "w"} <= set(heads):
         names += ["x", "y", "z"]
@@ -128,6 +129,8 @@ def physical_outputs(heads) -> list[str]:
         names.append("npileup")
     if "pileup" in heads:
         names.append("pileup_prob")
+    if "pileup_energy" in heads:
+        names.append("pileup_energy")
     return names
 
 
@@ -216,6 +219,8 @@ class OutputsToPhysical(torch.nn.Module):
                 out[q + "_err"] = torch.exp(0.5 * raw[q + "_logvar"]) * abs(self.scale[q])
             elif q + "_lo" in raw:  # quantile heads: half the 68 % interval
                 out[q + "_err"] = 0.5 * (raw[q + "_hi"] - raw[q + "_lo"]) * abs(self.scale[q])
+        if "pileup_energy" in out:  # as the network's energy reference uses it: >= 0
+            out["pileup_energy"] = out["pileup_energy"].clamp(min=0.0)
         if self.energy_correction is not None:
             out["energy"], slope = self.energy_correction(out["energy"])
             if "energy_err" in out:

@@ -164,6 +164,7 @@ OUTPUT_UNITS: dict[str, str] = {
     "phi": "deg",
     "npileup": "photons",
     "pileup_prob": "probability",
+    "pileup_energy": "GeV",
 }
 
 

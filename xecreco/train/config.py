@@ -34,6 +34,7 @@ TARGET_UNITS = {
     "direction": "unit vector",
     "npileup": "photons",
     "pileup": "0 or 1 (in-gate pile-up >= 5 MeV; BCE on a logit)",
+    "pileup_energy": "GeV (summed in-gate pile-up energy; subtracted from the energy reference)",
 }
 LOSS_TYPES = ("smooth_l1", "huber", "mse", "gaussian_nll")
 DIRECTION_LOSSES = ("angular", "cosine")

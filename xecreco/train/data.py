@@ -28,7 +28,7 @@ from xecreco.train.config import AugmentConfig, DataConfig, expand_files
 from xecreco.train.targets import compute_targets, fit_target_scaling, truth_branches
 
 #: Targets that are standardised (the direction stays a unit vector).
-STANDARDISED = ("energy", "time", "u", "v", "w", "npileup")
+STANDARDISED = ("energy", "time", "u", "v", "w", "npileup", "pileup_energy")
 
 
 def split_range(start: int, stop: int, parts: int, index: int) -> tuple[int, int]:

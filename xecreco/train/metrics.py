@@ -8,6 +8,7 @@
 | time_sigma68 | ns | same, for the emission time |
 | angle_68 | deg | 68% containment of the opening angle between predicted and true direction |
 | npileup_sigma68 | photons | same half-width for the pile-up count |
+| pileup_energy_sigma68 | GeV | same half-width for the summed in-gate pile-up energy |
 | pileup_bce | | mean binary cross-entropy of the pile-up logit against the 0/1 label |
 | pileup_auc | 1 | ROC area of the pile-up logit, label 1 against label 0 (ties count half) |
 | weighted | | sum of weights[m] * metric m (``checkpoint.metric_weights``) |
@@ -19,7 +20,8 @@ import numpy as np
 
 #: Every metric the regressor's validation can report (``checkpoint.best_metric`` choices).
 REGRESSOR_METRICS = ("val_loss", "energy_sigma68_rel", "energy_bias_rel", "u_sigma68", "v_sigma68",
-                     "w_sigma68", "time_sigma68", "npileup_sigma68", "pileup_bce", "angle_68",
+                     "w_sigma68", "time_sigma68", "npileup_sigma68", "pileup_energy_sigma68",
+                     "pileup_bce", "angle_68",
                      "weighted")
 
 _LOW, _HIGH = 100 * (1 - 0.6827) / 2, 100 * (1 + 0.6827) / 2
@@ -71,7 +73,7 @@ def physics_metrics(pred: dict, true: dict, weights: dict | None = None) -> dict
         rel = (np.asarray(pred["energy"])[ok] - e_true[ok]) / e_true[ok]
         out["energy_sigma68_rel"] = sigma68(rel)
         out["energy_bias_rel"] = float(np.median(rel)) if rel.size else float("nan")
-    for name in ("u", "v", "w", "time", "npileup"):
+    for name in ("u", "v", "w", "time", "npileup", "pileup_energy"):
         if name in pred and name in true:
             out[f"{name}_sigma68"] = sigma68(np.asarray(pred[name]) - np.asarray(true[name]))
     if "pileup" in pred and "pileup" in true:

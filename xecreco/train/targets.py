@@ -8,8 +8,9 @@
 | direction | unit vector (N, 3) | ``emiAng`` (theta, phi deg), ``angles_to_direction`` |
 | npileup | count | ``nPileup`` |
 | pileup | 0 or 1 | ``pileupEnergy``, ``pileupGateFraction`` (see below) |
+| pileup_energy | GeV | the same: the summed in-gate pile-up energy (see below) |
 
-Standardised targets (energy, time, u, v, w, npileup) need a spread in the training sample:
+Standardised targets (energy, time, u, v, w, npileup, pileup_energy) need a spread in the training sample:
 :func:`fit_target_scaling` refuses, in one line naming the target, a target whose standard
 deviation is below ``1e-6`` of its mean (:func:`xecreco.normalization.has_spread`), e.g. the
 energy of a mono-energetic sample. Train on a spectrum (``xecreco simulate --energy 15:60``) or
@@ -20,7 +21,10 @@ is 1 when the pile-up light inside the readout gate is significant: the in-gate 
 equivalent of the pile-up photons, sum over photons of ``pileupEnergy`` x f(t0) / f(0)
 (``pileupGateFraction`` is f(t0), f(0) that of the default gate, docs/simulation.md), reaches
 :data:`PILEUP_LABEL_MEV` = 5 MeV, the threshold of the positives in the pile-up study of
-``xecreco validate``. Events with less in-gate pile-up light (including none) are 0.
+``xecreco validate``. Events with less in-gate pile-up light (including none) are 0. The
+``pileup_energy`` target is that summed in-gate energy itself (GeV, 0 without pile-up): a model
+with its head subtracts its estimate from the energy's light reference
+(:class:`xecreco.models.regressor.network.Regressor`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ _SPREAD_HINT = {
     "energy": "simulate a flat spectrum, e.g. `xecreco simulate --energy 15:60`",
     "npileup": "simulate with pile-up (`xecreco simulate --pileup-rate 2e6`)",
     "pileup": "simulate with pile-up (`xecreco simulate --pileup-rate 2e6`)",
+    "pileup_energy": "simulate with pile-up (`xecreco simulate --pileup-rate 2e6`)",
 }
 
 #: target -> the truth branches it needs (canonical names).
@@ -50,6 +55,7 @@ TRUTH_FOR_TARGET = {
     "direction": ("emiAng",),
     "npileup": ("nPileup",),
     "pileup": ("pileupEnergy", "pileupGateFraction"),
+    "pileup_energy": ("pileupEnergy", "pileupGateFraction"),
 }
 
 
@@ -78,13 +84,20 @@ def in_gate_pileup_mev(energy_gev, gate_fraction=None):
     return mev * ak.Array(gate_fraction) / in_time_fraction(SimConfig())
 
 
-def pileup_label(energy_gev, gate_fraction, threshold_mev: float = PILEUP_LABEL_MEV):
-    """(N,) float64: 1 where the summed in-gate pile-up energy reaches ``threshold_mev``."""
+def in_gate_pileup_total_mev(energy_gev, gate_fraction) -> np.ndarray:
+    """(N,) float64 MeV: the summed in-gate energy equivalent of each event's pile-up photons
+    (0 without any)."""
     import awkward as ak
 
     total = ak.to_numpy(ak.fill_none(ak.sum(in_gate_pileup_mev(energy_gev, gate_fraction),
                                             axis=1), 0.0))
-    return (np.asarray(total, dtype=np.float64) >= threshold_mev).astype(np.float64)
+    return np.asarray(total, dtype=np.float64)
+
+
+def pileup_label(energy_gev, gate_fraction, threshold_mev: float = PILEUP_LABEL_MEV):
+    """(N,) float64: 1 where the summed in-gate pile-up energy reaches ``threshold_mev``."""
+    total = in_gate_pileup_total_mev(energy_gev, gate_fraction)
+    return (total >= threshold_mev).astype(np.float64)
 
 
 def _truth(batch, name: str, names: dict) -> np.ndarray:
@@ -146,6 +159,10 @@ def compute_targets(batch, targets, time_reference_ns: np.ndarray | None = None,
         elif target == "pileup":
             out[target] = pileup_label(_truth_raw(batch, "pileupEnergy", names),
                                        _truth_raw(batch, "pileupGateFraction", names))
+        elif target == "pileup_energy":
+            out[target] = 1e-3 * in_gate_pileup_total_mev(
+                _truth_raw(batch, "pileupEnergy", names),
+                _truth_raw(batch, "pileupGateFraction", names))
         else:
             raise ValueError(f"unknown target {target!r}")
     return out
