@@ -13,7 +13,13 @@ import click
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="File to write (written under a temporary name, then renamed; never the "
                    "checkpoint itself).")
-def command(checkpoint, output):
+@click.option("--reference-window-ns", type=click.FloatRange(min=0.0, min_open=True),
+              default=None,
+              help="Regressors: give the time reference this pile-up window at inference "
+                   "(normalization.reference_window_ns; sensors earlier than the median time "
+                   "of the 30 brightest minus this cannot set it, so an earlier pile-up photon "
+                   "no longer shifts every time feature). Default: the checkpoint's own.")
+def command(checkpoint, output, reference_window_ns):
     """Write CHECKPOINT (regressor, inpainter or mae) as a bundled model to OUTPUT.
 
     Keeps the model config, normalisation, target scaling, evaluated weights, metrics and the
@@ -23,6 +29,6 @@ def command(checkpoint, output):
     """
     from xecreco.models.bundled import bundle_checkpoint
 
-    written = bundle_checkpoint(checkpoint, output)
+    written = bundle_checkpoint(checkpoint, output, reference_window_ns=reference_window_ns)
     click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB; optimizer state "
                "dropped, data paths reduced to file names)")

@@ -107,6 +107,26 @@ def test_bundle_command_strips_training_state_and_machine_paths(tmp_path, capsys
     assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_bundle_reference_window_sets_the_inference_window(tmp_path, capsys):
+    from xecreco.cli.main import main
+    from xecreco.train.checkpoint import save_checkpoint
+
+    target = tmp_path / "windowed.pt"
+    assert main(["bundle", str(bundled.BUNDLED_REGRESSOR), "-o", str(target),
+                 "--reference-window-ns", "2.5"]) == 0
+    written = load_checkpoint(target)
+    original = load_checkpoint(bundled.BUNDLED_REGRESSOR)
+    assert written["normalization"] == {**original["normalization"], "reference_window_ns": 2.5}
+    mae = tmp_path / "mae.pt"
+    save_checkpoint(mae, {**original, "task": "mae"})
+    capsys.readouterr()
+    assert main(["bundle", str(mae), "-o", str(tmp_path / "x.pt"),
+                 "--reference-window-ns", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "regressors only" in err
+    assert not (tmp_path / "x.pt").exists()
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "missing.pt does not exist"),
     ("same", "is also an input"),

@@ -38,7 +38,8 @@ def bundled_inpainter(**kwargs):
 BUNDLED_TASKS = ("regressor", "inpainter", "mae")
 
 
-def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
+def bundle_checkpoint(checkpoint: str | Path, output: str | Path,
+                      reference_window_ns: float | None = None) -> Path:
     """Write a trained checkpoint as a bundled model to ``output`` (``xecreco bundle``).
 
     Keeps what a reconstructor or inpainter needs (model config, normalisation, target scaling,
@@ -47,6 +48,11 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
     of an energy calibration are reduced to their file names (no machine paths ship).
     To replace a shipped model, ``output`` is :data:`BUNDLED_REGRESSOR` or
     :data:`BUNDLED_INPAINTER`. The file is written under a temporary name and renamed.
+    ``reference_window_ns`` (regressors): the time reference's pile-up window the bundled model
+    uses at inference (``normalization.reference_window_ns``, :mod:`xecreco.normalization`);
+    None keeps the checkpoint's. It changes only events with sensors earlier than the window
+    (the bundled ``default``: bit-identical outputs on 20,000 pile-up-free photons,
+    docs/models.md).
 
     Raises:
         UserError: the checkpoint is missing, not a checkpoint or of another task; ``output``
@@ -62,6 +68,12 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
         raise UserError(f"checkpoint '{checkpoint}' is a '{payload.get('task')}' checkpoint; only "
                         f"{', '.join(BUNDLED_TASKS)} checkpoints are bundled")
     payload = dict(payload)
+    if reference_window_ns is not None:
+        if payload.get("task") != "regressor":
+            raise UserError(f"checkpoint '{checkpoint}' is a '{payload.get('task')}' checkpoint; "
+                            "--reference-window-ns applies to regressors only")
+        payload["normalization"] = {**payload["normalization"],
+                                    "reference_window_ns": float(reference_window_ns)}
     payload["train_state"] = {}
     data = dict(payload.get("config", {}).get("data", {}))
     for key in ("train_files", "val_files"):
