@@ -104,26 +104,49 @@ def test_predict_writes_name_pileup_prob(pileup_checkpoints, tmp_path):
     assert np.any(in_gate < full - 0.1)  # out-of-time photons count with f(t0) / f(0) < 1
 
 
-def test_onnx_export_has_pileup_prob(pileup_checkpoints, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    from xecreco.models.export.onnx import read_metadata, sim_like_inputs
+def _onnx_against_predict(checkpoint, out, seed: int) -> tuple[dict, dict, dict]:
+    """Export ``checkpoint`` to ``out``; (export result, ONNX outputs, predict outputs) on the
+    same 7 sim-like events with vertices."""
+    import onnxruntime as ort
+
+    from xecreco.models.export.onnx import batch_from_raw, sim_like_inputs
     from xecreco.models.export.regressor import export_onnx, sim_like_vertices
 
-    out = tmp_path / "pu.onnx"
-    result = export_onnx(pileup_checkpoints[1], out, check_events=8)
-    assert "pileup_prob" in result["outputs"] and result["tolerance_ratio"] <= 1.0
-    assert read_metadata(out)["outputs"]["pileup_prob"] == "probability"
-    npho, time = sim_like_inputs(7, seed=12)
+    result = export_onnx(checkpoint, out, check_events=8)
+    npho, time = sim_like_inputs(7, seed=seed)
     vertex = sim_like_vertices(7, seed=2)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     got = dict(zip(names, session.run(None, {"npho": npho, "sensor_time": time,
                                              "vertex": vertex})))
-    from xecreco.models.export.onnx import batch_from_raw
-
-    want = reconstructor_from_checkpoint(pileup_checkpoints[1]).reconstruct(
+    want = reconstructor_from_checkpoint(checkpoint).reconstruct(
         batch_from_raw(npho, time).replace(vertex=vertex))
+    return result, got, want
+
+
+def test_onnx_export_has_pileup_prob(pileup_checkpoints, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from xecreco.models.export.onnx import read_metadata
+
+    out = tmp_path / "pu.onnx"
+    result, got, want = _onnx_against_predict(pileup_checkpoints[1], out, seed=12)
+    assert "pileup_prob" in result["outputs"] and result["tolerance_ratio"] <= 1.0
+    assert read_metadata(out)["outputs"]["pileup_prob"] == "probability"
     np.testing.assert_allclose(got["pileup_prob"], want["pileup_prob"], atol=1e-5)
+
+
+def test_onnx_export_carries_pileup_energy(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from xecreco.models.export.onnx import read_metadata
+
+    path = tmp_path / "pe.pt"
+    make_checkpoint(path, {**TINY, "heads": ["energy", "u", "v", "w", "time", "pileup_energy"]})
+    out = tmp_path / "pe.onnx"
+    result, got, want = _onnx_against_predict(path, out, seed=13)
+    assert "pileup_energy" in result["outputs"] and result["tolerance_ratio"] <= 1.0
+    assert read_metadata(out)["outputs"]["pileup_energy"] == "GeV"
+    for q in ("pileup_energy", "energy"):
+        np.testing.assert_allclose(got[q], want[q], rtol=1e-4, atol=1e-6)
 
 
 def test_pileup_study_scores_a_neural_reconstruction_with_the_training_label(tmp_path):

@@ -296,28 +296,3 @@ def test_reconstructor_writes_pileup_energy_in_gev(tmp_path):
         raw = model(features)["pileup_energy"].double().numpy()
     # the test scaling has no pileup_energy entry: mean 0, scale 1 GeV; negative -> 0
     np.testing.assert_allclose(out["pileup_energy"], np.maximum(raw, 0.0), rtol=1e-5, atol=1e-7)
-
-
-def test_onnx_export_carries_pileup_energy(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    from _nn_helpers import TINY, make_checkpoint
-    from xecreco.models.export.onnx import batch_from_raw, read_metadata, sim_like_inputs
-    from xecreco.models.export.regressor import export_onnx, sim_like_vertices
-    from xecreco.models.regressor.reconstructor import reconstructor_from_checkpoint
-
-    path = tmp_path / "pe.pt"
-    make_checkpoint(path, {**TINY, "heads": ["energy", "u", "v", "w", "time", "pileup_energy"]})
-    out = tmp_path / "pe.onnx"
-    result = export_onnx(path, out, check_events=8)
-    assert "pileup_energy" in result["outputs"] and result["tolerance_ratio"] <= 1.0
-    assert read_metadata(out)["outputs"]["pileup_energy"] == "GeV"
-    npho, time = sim_like_inputs(5, seed=13)
-    vertex = sim_like_vertices(5, seed=3)
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(None, {"npho": npho, "sensor_time": time,
-                                             "vertex": vertex})))
-    want = reconstructor_from_checkpoint(path).reconstruct(
-        batch_from_raw(npho, time).replace(vertex=vertex))
-    for q in ("pileup_energy", "energy"):
-        np.testing.assert_allclose(got[q], want[q], rtol=1e-4, atol=1e-6)
