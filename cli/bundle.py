@@ -17,8 +17,9 @@ import click
               default=None,
               help="Regressors: give the time reference this pile-up window at inference "
                    "(normalization.reference_window_ns; sensors earlier than the median time "
-                   "of the 30 brightest minus this cannot set it, so an earlier pile-up photon "
-                   "no longer shifts every time feature). Default: the checkpoint's own.")
+                   "of the normalization.reference_anchor_k brightest, 30 by default, minus "
+                   "this cannot set it, so an earlier pile-up photon no longer shifts every "
+                   "time feature). Default: the checkpoint's own.")
 def command(checkpoint, output, reference_window_ns):
     """Write CHECKPOINT (regressor, inpainter or mae) as a bundled model to OUTPUT.
 

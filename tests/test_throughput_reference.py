@@ -2,7 +2,8 @@
 
 The reference (tests/data/bundled_reference.npz) was written by tests/_reference_events.py on
 commit d9de2c2, before any speed change (rewritten, with code that had just passed, each time a bundled model
-is replaced; last: 2026-12-03, the bundled regressor given the pile-up window of the time reference at inference), from a fixed toy sample of 64 events that does not
+is replaced; last: 2026-12-03, the bundled regressor given the pile-up window of the time
+reference at inference), from a fixed toy sample of 64 events that does not
 depend on the simulator. Every value must agree within 1e-5 relative; for quantities that can be
 near zero (positions, standardised outputs) the relative scale is max(|reference|, rms of that
 quantity over the sample).

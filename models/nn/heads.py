@@ -1,7 +1,8 @@
 """Task heads: small MLPs from the fused event representation to each regression target.
 
-Scalar heads ("energy", "time", "u", "v", "w", "npileup", "pileup_energy") give one standardised value per event,
-the "pileup" head one logit (its sigmoid: the probability of >= 5 MeV of in-gate pile-up);
+Scalar heads ("energy", "time", "u", "v", "w", "npileup", "pileup_energy") give one standardised
+value per event, the "pileup" head one logit (its sigmoid: the probability of >= 5 MeV of
+in-gate pile-up);
 the "direction" head gives a unit 3-vector. With uncertainties on, every head also gives a
 log-variance ``<name>_logvar`` (N,) for a Gaussian negative log-likelihood: of the standardised
 target for scalar heads, of each unit-vector component for the direction head. With quantiles

@@ -45,8 +45,9 @@ class Regressor(nn.Module):
     reference becomes ``light_gain`` x collected light minus that head's estimate (GeV, >= 0,
     detached: the pile-up head learns from its own target only), so the energy head corrects a
     reference that already leaves the pile-up light out instead of having to learn a
-    subtraction of up to tens of MeV. The references enter in standardised units, so :meth:`calibrate_references`
-    must be given the target scaling (the trainer does this before the first step; the values
+    subtraction of up to tens of MeV. The references enter in standardised units, so
+    :meth:`calibrate_references` must be given the target scaling (the trainer does this before
+    the first step; the values
     are persistent buffers and travel with the weights).
 
     Fusion options (model config, docs/models.md): ``fusion.position`` picks the token

@@ -35,7 +35,8 @@ def _suggest(name: str, known) -> str:
 def validate_regressor_config(cfg) -> None:
     """The regressor's config rules: ``task.targets`` (at least one, each a known target),
     ``checkpoint.best_metric`` (a regressor metric), ``loss.types`` / ``loss.weights`` /
-    ``loss.target_beta`` (keys among the targets, known loss types, weights >= 0). UserError naming the key otherwise."""
+    ``loss.target_beta`` (keys among the targets, known loss types, weights >= 0). UserError
+    naming the key otherwise."""
 
     def need(cond, key, what):
         if not cond:

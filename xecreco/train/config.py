@@ -103,7 +103,8 @@ class LossConfig:
     types: target -> smooth_l1 | huber | mse | gaussian_nll (default smooth_l1; gaussian_nll needs
     a model with uncertainty outputs ``<name>_logvar``). beta: smooth-L1 beta / Huber delta, in
     standard deviations; target_beta: target -> beta for that target alone (a small value, say
-    0.1, turns smooth-L1 into L1, whose minimum is the median of the target given the input). direction: ``angular`` (opening angle, rad) or ``cosine`` (1 - cos).
+    0.1, turns smooth-L1 into L1, whose minimum is the median of the target given the input).
+    direction: ``angular`` (opening angle, rad) or ``cosine`` (1 - cos).
     weights: target -> manual weight (default 1). weighting: ``manual`` or ``learned``
     (homoscedastic uncertainty weighting, one learned log-variance per target).
     consistency: weight of the angle-position term (1 - cos between the predicted direction and

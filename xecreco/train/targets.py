@@ -10,10 +10,10 @@
 | pileup | 0 or 1 | ``pileupEnergy``, ``pileupGateFraction`` (see below) |
 | pileup_energy | GeV | the same: the summed in-gate pile-up energy (see below) |
 
-Standardised targets (energy, time, u, v, w, npileup, pileup_energy) need a spread in the training sample:
-:func:`fit_target_scaling` refuses, in one line naming the target, a target whose standard
-deviation is below ``1e-6`` of its mean (:func:`xecreco.normalization.has_spread`), e.g. the
-energy of a mono-energetic sample. Train on a spectrum (``xecreco simulate --energy 15:60``) or
+Standardised targets (energy, time, u, v, w, npileup, pileup_energy) need a spread in the
+training sample: :func:`fit_target_scaling` refuses, in one line naming the target, a target
+whose standard deviation is below ``1e-6`` of its mean (:func:`xecreco.normalization.has_spread`),
+e.g. the energy of a mono-energetic sample. Train on a spectrum (``xecreco simulate --energy 15:60``) or
 drop the target from ``task.targets``.
 
 The binary ``pileup`` target (trained with a BCE loss on the network's logit, not standardised)
