@@ -22,7 +22,7 @@ import awkward as ak
 import numpy as np
 
 from xecreco.train.metrics import rank_auc
-from xecreco.train.targets import PILEUP_LABEL_MEV, in_gate_pileup_mev
+from xecreco.train.targets import PILEUP_LABEL_MEV, in_gate_pileup_mev, per_event_total
 from xecreco.validation import plots
 from xecreco.validation.estimators import robust_widths, sigma68
 from xecreco.validation.studies.base import Context, StudyResult, Table, edges_from, fmt, pair
@@ -101,7 +101,7 @@ def _per_event(data) -> dict | None:
         return ak.to_numpy(ak.fill_none(ak.firsts(ak.Array(data.truth[name])[lead]), np.nan)
                            ).astype(np.float64)
 
-    total = ak.to_numpy(ak.fill_none(ak.sum(pe, axis=1), 0.0)).astype(np.float64)
+    total = per_event_total(pe)
     sep = np.abs(leading("pileupTime") - np.asarray(data.truth["timeTruth"], dtype=np.float64))
     dist = np.full(total.size, np.nan)
     if not data.missing("pileupU", "pileupV", "uvwTruth"):

@@ -84,14 +84,17 @@ def in_gate_pileup_mev(energy_gev, gate_fraction=None):
     return mev * ak.Array(gate_fraction) / in_time_fraction(SimConfig())
 
 
+def per_event_total(jagged) -> np.ndarray:
+    """(N,) float64: the sum of each event's entries of a jagged array (0 for none)."""
+    import awkward as ak
+
+    return np.asarray(ak.to_numpy(ak.fill_none(ak.sum(jagged, axis=1), 0.0)), dtype=np.float64)
+
+
 def in_gate_pileup_total_mev(energy_gev, gate_fraction) -> np.ndarray:
     """(N,) float64 MeV: the summed in-gate energy equivalent of each event's pile-up photons
     (0 without any)."""
-    import awkward as ak
-
-    total = ak.to_numpy(ak.fill_none(ak.sum(in_gate_pileup_mev(energy_gev, gate_fraction),
-                                            axis=1), 0.0))
-    return np.asarray(total, dtype=np.float64)
+    return per_event_total(in_gate_pileup_mev(energy_gev, gate_fraction))
 
 
 def pileup_label(energy_gev, gate_fraction, threshold_mev: float = PILEUP_LABEL_MEV):
