@@ -10,7 +10,9 @@ class ModelEma:
     """Keeps ``shadow = d * shadow + (1 - d) * weights`` after every optimizer step.
 
     With ``warmup`` the decay is ``min(decay, (1 + n) / (10 + n))`` after n updates, so early
-    averages are not dominated by the random initialisation. Integer buffers are copied.
+    averages are not dominated by the random initialisation. Only trainable parameters are
+    averaged; buffers and frozen parameters (``requires_grad`` False, e.g. ``model.trainable``)
+    are copied, so they stay bit-identical (averaging a constant moves it by rounding).
     The shadow lives in float32 on the model's device.
     """
 
@@ -28,9 +30,10 @@ class ModelEma:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         for name, value in model.state_dict().items():
             shadow = self.shadow[name]
-            if value.dtype.is_floating_point:
+            if value.dtype.is_floating_point and name in trainable:
                 shadow.mul_(d).add_(value.detach(), alpha=1.0 - d)
             else:
                 shadow.copy_(value)
