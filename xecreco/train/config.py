@@ -76,11 +76,14 @@ class ModelConfig:
     in every checkpoint, so the model is rebuilt from the checkpoint alone.
     init_from: a checkpoint (.pt) whose matching tensors initialise the network, whose target
     scaling and normalisation are kept (fine-tuning; :mod:`xecreco.train.init_from`).
+    trainable: parameter-name prefixes (e.g. ``heads.pileup``) of the only tensors that train;
+    the rest stay frozen at the ``init_from`` values (null: all train). Needs ``init_from``.
     """
 
     preset: str = "cpu"
     overrides: dict = field(default_factory=dict)
     init_from: Union[str, None] = None
+    trainable: Union[list, None] = None
 
 
 @dataclass
@@ -338,6 +341,13 @@ def _check_values(cfg: TrainConfig) -> None:
     need(bool(cur.criteria) and all(c in CRITERIA for c in cur.criteria),
          "curriculum.criteria", f"a non-empty list of {', '.join(CRITERIA)}")
     need(r.log_every >= 1, "run.log_every", "must be >= 1")
+    if cfg.model.trainable is not None:
+        need(bool(cfg.model.trainable) and all(isinstance(k, str) and k
+                                               for k in cfg.model.trainable),
+             "model.trainable", "a non-empty list of parameter-name prefixes, e.g. "
+             "[heads.pileup], or null")
+        need(bool(cfg.model.init_from), "model.trainable",
+             "freezes every other tensor at the values of model.init_from; set model.init_from")
     need(lo.direction in DIRECTION_LOSSES, "loss.direction",
          f"one of {', '.join(DIRECTION_LOSSES)}")
     need(lo.weighting in ("manual", "learned"), "loss.weighting", "one of manual, learned")

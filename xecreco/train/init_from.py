@@ -22,6 +22,14 @@ Fine-tuning, e.g. the bundled regressor on pile-up samples with a new ``pileup``
 - **normalisation**: the checkpoint's input normalisation, with the keys the config's
   ``normalization`` section sets taking precedence.
 
+- **frozen fine-tuning** (``model.trainable``: parameter-name prefixes such as
+  ``heads.pileup``): only the parameters under those prefixes train, every other tensor keeps
+  the checkpoint's value (:func:`freeze_except`). When no tensor loaded from the checkpoint
+  trains (only new heads do), the checkpoint's outputs cannot change, so its energy calibration
+  and time combination (``xecreco calibrate``) are kept in the new checkpoints
+  (:func:`kept_calibrations`): a head added to the bundled model leaves its other outputs
+  bit-identical.
+
 A file that is not a checkpoint is the one-line error of
 :func:`xecreco.train.checkpoint.load_checkpoint`; a network whose matching tensors hold less than
 half of its values (another architecture) is a one-line error naming the file. ``--resume``
@@ -165,6 +173,48 @@ def describe(report: dict, path) -> str:
     if report["skipped"]:
         text += f", {len(report['skipped'])} of the checkpoint unused"
     return text
+
+
+def freeze_except(model, prefixes) -> list[str]:
+    """Switch ``requires_grad`` off for every parameter of ``model`` whose name is not one of
+    ``prefixes`` or below one (``heads.pileup`` covers ``heads.pileup.net.1.weight``).
+
+    Returns the names of the parameters left trainable; UserError naming ``model.trainable``
+    when a prefix matches no parameter."""
+    names = [name for name, _ in model.named_parameters()]
+
+    def covered(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    for prefix in prefixes:
+        if not any(covered(name, prefix) for name in names):
+            groups = sorted({".".join(name.split(".")[:2]) for name in names})
+            raise UserError(f"config key 'model.trainable': '{prefix}' names no parameter of "
+                            f"the network; use prefixes such as {', '.join(groups[-4:])}")
+    trainable = []
+    for name, param in model.named_parameters():
+        keep = any(covered(name, prefix) for prefix in prefixes)
+        param.requires_grad_(keep)
+        if keep:
+            trainable.append(name)
+    return trainable
+
+
+#: Checkpoint entries fitted on a network's outputs by ``xecreco calibrate``.
+CALIBRATION_KEYS = ("energy_calibration", "time_combination")
+
+
+def kept_calibrations(ckpt: dict, report: dict, trainable: list[str] | None) -> dict:
+    """The checkpoint's calibrations (:data:`CALIBRATION_KEYS`) that stay valid for the new
+    network: all of them when ``trainable`` (the names :func:`freeze_except` left trainable)
+    holds no tensor loaded or widened from the checkpoint, so every output the checkpoint had is
+    unchanged; none otherwise (``trainable`` None: everything trains)."""
+    if trainable is None:
+        return {}
+    loaded = set(report["loaded"]) | set(report.get("widened") or [])
+    if loaded & set(trainable):
+        return {}
+    return {key: ckpt[key] for key in CALIBRATION_KEYS if ckpt.get(key)}
 
 
 def with_normalization(cfg, ckpt: dict):

@@ -34,6 +34,7 @@ from xecreco.train import curriculum, ddp, fsdp
 from xecreco.train.checkpoint import load_checkpoint, save_checkpoint
 from xecreco.train.config import TrainConfig, write_config
 from xecreco.train.ema import ModelEma
+from xecreco.train.init_from import CALIBRATION_KEYS
 from xecreco.train.runlog import CsvLog, StopFlag, tensorboard_writer
 from xecreco.train.runtime import (
     TrainModule,
@@ -121,10 +122,21 @@ class _Trainer:
         self.model = task.build_model(self.model_config).to(device)
         if task.prepare_model is not None and not ckpt:
             task.prepare_model(self.model, self.source)
+        #: calibrations of the init_from checkpoint that stay valid (frozen fine-tuning)
+        self.kept_calibrations: dict = {} if not ckpt else {  # resumed: the run's own
+            key: ckpt[key] for key in CALIBRATION_KEYS if ckpt.get(key)}
         if init is not None:
             report = init_from.load_matching_weights(self.model, init, cfg.model.init_from)
             if main:
                 print(init_from.describe(report, cfg.model.init_from), flush=True)
+            if cfg.model.trainable:
+                trainable = init_from.freeze_except(self.model, cfg.model.trainable)
+                self.kept_calibrations = init_from.kept_calibrations(init, report, trainable)
+                if main:
+                    print(f"xecreco train: model.trainable: {len(trainable)} tensors train, the "
+                          "rest are frozen" + (f"; keeping {', '.join(self.kept_calibrations)} "
+                                               "of model.init_from"
+                                               if self.kept_calibrations else ""), flush=True)
         self.loss = task.build_loss(cfg, self.source).to(device)
         self.module = TrainModule(self.model, self.loss)
         # run.parallel fsdp: validation runs on an unsharded copy (rank-local batches)
@@ -194,6 +206,7 @@ class _Trainer:
             "target_scaling": self.source.target_scaling,
             "metrics": dict(metrics),
             "config": cfg.to_dict(),
+            **self.kept_calibrations,
         }
         if for_best:
             weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
