@@ -20,7 +20,17 @@ import click
                    "of the normalization.reference_anchor_k brightest, 30 by default, minus "
                    "this cannot set it, so an earlier pile-up photon no longer shifts every "
                    "time feature). Default: the checkpoint's own.")
-def command(checkpoint, output, reference_window_ns):
+@click.option("--pileup-expert", type=click.Path(dir_okay=False), default=None,
+              help="Regressors with a pileup head: a regressor checkpoint trained on pile-up "
+                   "samples, stored in the bundled file; it reconstructs the events the gate "
+                   "flags (docs/reconstruction.md). Needs --pileup-gate.")
+@click.option("--pileup-gate", type=click.FloatRange(min=0.0, max=1.0, min_open=True,
+                                                     max_open=True),
+              nargs=2, default=None, metavar="RUN USE",
+              help="The gate's thresholds: the expert runs where the main network's "
+                   "pileup_prob >= RUN and its outputs replace the main network's where its own "
+                   "pileup_prob >= USE. Alone: new thresholds for the checkpoint's expert.")
+def command(checkpoint, output, reference_window_ns, pileup_expert, pileup_gate):
     """Write CHECKPOINT (regressor, inpainter or mae) as a bundled model to OUTPUT.
 
     Keeps the model config, normalisation, target scaling, evaluated weights, metrics and the
@@ -30,6 +40,7 @@ def command(checkpoint, output, reference_window_ns):
     """
     from xecreco.models.bundled import bundle_checkpoint
 
-    written = bundle_checkpoint(checkpoint, output, reference_window_ns=reference_window_ns)
+    written = bundle_checkpoint(checkpoint, output, reference_window_ns=reference_window_ns,
+                                pileup_expert=pileup_expert, pileup_gate=pileup_gate or None)
     click.echo(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB; optimizer state "
                "dropped, data paths reduced to file names)")

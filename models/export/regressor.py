@@ -68,7 +68,6 @@ from xecreco.models.regressor.reconstructor import (
     CheckpointReconstructor,
     Member,
     OutputsToPhysical,
-    load_member,
     needs_vertex,
     physical_outputs,
 )
@@ -113,6 +112,27 @@ class PhysicalModel(RawInputs):
         self.dead_flag = bool(getattr(model, "dead_flag", False))
         #: the graph inputs after npho and sensor_time (:func:`input_names`)
         self.optional_inputs = tuple(input_names(model)[len(INPUT_NAMES):])
+
+    def reference_reconstructor(self) -> CheckpointReconstructor:
+        """What ``xecreco predict`` runs for this graph: the deterministic network (no
+        MC-dropout passes), to compare the graph's outputs with (:func:`check_onnx`)."""
+        member = Member(self.model, self.spec, self.scaling, "export check",
+                        self.energy_calibration, self.time_combination)
+        return CheckpointReconstructor([member], "check", mc_samples=0)
+
+    def metadata(self) -> dict:
+        """The ``metadata_props`` entries that describe the network (JSON strings)."""
+        return {
+            "model_config": json.dumps(self.model.config, sort_keys=True),
+            "normalization": json.dumps(self.spec.to_dict(), sort_keys=True),
+            "target_scaling": json.dumps(self.scaling.to_dict(), sort_keys=True),
+            "energy_calibration": json.dumps(None if self.energy_calibration is None
+                                             else self.energy_calibration.to_dict(),
+                                             sort_keys=True),
+            "time_combination": json.dumps(None if self.time_combination is None
+                                           else self.time_combination.to_dict(),
+                                           sort_keys=True),
+        }
 
     # ------------------------------------------------------------------ outputs
     def forward(self, npho: torch.Tensor, time: torch.Tensor, *optional: torch.Tensor):
@@ -186,12 +206,96 @@ def output_names(heads, uncertainty: bool, quantiles: bool = False) -> list[str]
     return names + ["status"]
 
 
-def build_physical_model(checkpoint: str | Path) -> PhysicalModel:
-    """The export wrapper around a regressor checkpoint (UserError on bad checkpoints)."""
-    member = load_member(checkpoint)
-    return PhysicalModel(member.model, member.normalization, member.scaling,
-                         energy_calibration=member.energy_calibration,
-                         time_combination=member.time_combination).eval()
+class GatedPhysicalModel(nn.Module):
+    """The ONNX form of :class:`~xecreco.models.regressor.gated.PileupGatedReconstructor`:
+    both networks' :class:`PhysicalModel` on every event (a graph has no cheaper way to run the
+    expert on some events only, so it costs both networks), then the gate's selection in
+    ``torch.where``: the same outputs as ``xecreco predict``.
+
+    Args:
+        primary: the main network's wrapper (its inputs and outputs are the graph's, plus
+            ``pileup_energy`` when the expert has it).
+        expert: the pile-up expert's wrapper (the same inputs).
+        gate: the thresholds (:class:`~xecreco.models.regressor.gated.PileupGate`).
+    """
+
+    def __init__(self, primary: PhysicalModel, expert: PhysicalModel, gate):
+        super().__init__()
+        if input_names(primary.model) != input_names(expert.model):
+            raise UserError("the pile-up expert takes other graph inputs "
+                            f"({', '.join(input_names(expert.model))}) than the main network "
+                            f"({', '.join(input_names(primary.model))}); the pair cannot be "
+                            "exported as one graph")
+        self.primary, self.expert, self.gate = primary, expert, gate
+        self.model, self.spec, self.scaling = primary.model, primary.spec, primary.scaling
+        self.time_npho_threshold = primary.time_npho_threshold
+        self.dead_flag = primary.dead_flag
+        names = [n for n in primary.output_names if n != "status"]
+        names += [n for n in ("pileup_energy",) if n in expert.output_names and n not in names]
+        self.output_names = names + ["status"]
+
+    def inputs_to_features(self, *args, **kwargs):
+        """The main network's features (:meth:`RawInputs.inputs_to_features`)."""
+        return self.primary.inputs_to_features(*args, **kwargs)
+
+    def reference_reconstructor(self):
+        """The gated reconstructor ``xecreco predict`` runs (deterministic networks)."""
+        from xecreco.models.regressor.gated import PileupGatedReconstructor
+
+        def member(wrapper, path):
+            return Member(wrapper.model, wrapper.spec, wrapper.scaling, path,
+                          wrapper.energy_calibration, wrapper.time_combination)
+
+        return PileupGatedReconstructor(member(self.primary, "export check"),
+                                        member(self.expert, "export check (expert)"),
+                                        self.gate, "check", batch_size=1024)
+
+    def metadata(self) -> dict:
+        """The main network's metadata, the expert's under ``pileup_expert_*`` and the gate."""
+        meta = self.primary.metadata()
+        meta.update({f"pileup_expert_{k}": v for k, v in self.expert.metadata().items()})
+        meta["pileup_gate"] = json.dumps(self.gate.to_dict(), sort_keys=True)
+        return meta
+
+    def forward(self, npho: torch.Tensor, time: torch.Tensor, *optional: torch.Tensor):
+        """Tuple of outputs in the order of ``self.output_names`` (inputs as
+        :meth:`PhysicalModel.forward`)."""
+        main = dict(zip(self.primary.output_names, self.primary(npho, time, *optional)))
+        expert = dict(zip(self.expert.output_names, self.expert(npho, time, *optional)))
+        run = (main["pileup_prob"] >= self.gate.run_threshold) & (main["status"] == 0)
+        use = run & (expert["pileup_prob"] >= self.gate.use_threshold)
+        results = []
+        for name in self.output_names:
+            if name == "pileup_prob":
+                results.append(torch.where(run, expert[name], main[name]))
+            elif name not in main:  # the expert's own output (pileup_energy): 0 where it
+                results.append(torch.where(run, expert[name],  # did not run
+                                           torch.zeros_like(expert[name])))
+            else:
+                results.append(torch.where(use, expert[name], main[name]))
+        return tuple(results)
+
+
+def build_physical_model(checkpoint: str | Path):
+    """The export wrapper around a regressor checkpoint (UserError on bad checkpoints): a
+    :class:`PhysicalModel`, or a :class:`GatedPhysicalModel` for a checkpoint with a pile-up
+    expert (:mod:`xecreco.models.regressor.gated`)."""
+    from xecreco.models.regressor import gated
+    from xecreco.models.regressor.reconstructor import load_payload, member_from_payload
+
+    payload = load_payload(checkpoint)
+
+    def wrap(member):
+        return PhysicalModel(member.model, member.normalization, member.scaling,
+                             energy_calibration=member.energy_calibration,
+                             time_combination=member.time_combination).eval()
+
+    primary = wrap(member_from_payload(payload, checkpoint))
+    if gated.EXPERT_KEY not in payload:
+        return primary
+    pair = gated.gated_from_payload(payload, member_from_payload(payload, checkpoint),
+                                    checkpoint, "check", 1024, "cpu")
+    return GatedPhysicalModel(primary, wrap(pair.expert.members[0]), pair.gate).eval()
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFAULT_OPSET,
@@ -231,14 +335,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
     payload_meta = {
         "xecreco_version": __version__,
         "source_checkpoint": Path(checkpoint).name,
-        "model_config": json.dumps(wrapper.model.config, sort_keys=True),
-        "normalization": json.dumps(wrapper.spec.to_dict(), sort_keys=True),
-        "target_scaling": json.dumps(wrapper.scaling.to_dict(), sort_keys=True),
-        "energy_calibration": json.dumps(None if wrapper.energy_calibration is None
-                                         else wrapper.energy_calibration.to_dict(),
-                                         sort_keys=True),
-        "time_combination": json.dumps(None if wrapper.time_combination is None
-                                       else wrapper.time_combination.to_dict(), sort_keys=True),
+        **wrapper.metadata(),
         "inputs": json.dumps({k: v for k, v in {
             "npho": "photons (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
             "sensor_time": "seconds (N, 4760) float32; invalid: NaN, inf, |x| >= 9e9",
@@ -256,7 +353,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, *, opset: int = DEFA
     return {"output": str(output), "outputs": names, **check}
 
 
-def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
+def check_onnx(model_bytes: bytes, wrapper, npho: np.ndarray,
                time: np.ndarray, vertex: np.ndarray | None = None,
                inpainted: np.ndarray | None = None) -> dict:
     """Run the ONNX graph in onnxruntime and compare every output with what ``xecreco predict
@@ -293,10 +390,8 @@ def check_onnx(model_bytes: bytes, wrapper: PhysicalModel, npho: np.ndarray,
     if feature_diff > 1e-4:
         raise UserError(f"the export's input normalisation differs from NormalizationSpec by "
                         f"{feature_diff:.3g} in feature units; report this as an xecreco bug")
-    member = Member(wrapper.model, wrapper.spec, wrapper.scaling, "export check",
-                    wrapper.energy_calibration, wrapper.time_combination)
     # the graph is the deterministic network: compare without MC-dropout passes
-    predicted = CheckpointReconstructor([member], "check", mc_samples=0).reconstruct(batch)
+    predicted = wrapper.reference_reconstructor().reconstruct(batch)
     max_abs, worst, worst_name, max_rel = {}, 0.0, "", 0.0
     for name, got in zip(wrapper.output_names, onnx_out):
         want = predicted[name]

@@ -554,7 +554,13 @@ def load_member(path: str | Path, energy_calibration: bool = True,
     """One checkpoint: payload checks, model, normalisation spec, target scaling and (unless
     ``energy_calibration`` / ``time_combination`` is False) the energy calibration and the
     time combination stored in it."""
-    payload = load_payload(path)
+    return member_from_payload(load_payload(path), path, energy_calibration, time_combination)
+
+
+def member_from_payload(payload: dict, path, energy_calibration: bool = True,
+                        time_combination: bool = True) -> Member:
+    """:func:`load_member` of a checkpoint payload already loaded (``path`` names it in
+    errors)."""
     check_payload(payload, path)
     model = model_from_payload(payload, path)
     channels = int(model.config["encoder"]["in_channels"])
@@ -578,7 +584,8 @@ def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,
                                   batch_size: int = DEFAULT_BATCH_SIZE,
                                   device: str = "cpu",
                                   energy_calibration: bool = True,
-                                  time_combination: bool = True) -> CheckpointReconstructor:
+                                  time_combination: bool = True,
+                                  pileup_expert: bool = True) -> CheckpointReconstructor:
     """A reconstructor from one checkpoint path, or an ensemble from a list of paths.
 
     Args:
@@ -590,10 +597,23 @@ def reconstructor_from_checkpoint(path_or_paths, name: str | None = None,
             network response, as ``xecreco calibrate -r`` fits it).
         time_combination: apply each checkpoint's stored time combination (False: the
             network's own time).
+        pileup_expert: a checkpoint holding a pile-up expert becomes the gated pair
+            (:mod:`xecreco.models.regressor.gated`); False: its main network alone.
     """
     paths = [str(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [
         str(p) for p in path_or_paths]
     if not paths:
         raise UserError("no checkpoint given: pass at least one checkpoint path")
-    members = [load_member(p, energy_calibration, time_combination) for p in paths]
-    return CheckpointReconstructor(members, name or _default_name(paths), batch_size, device)
+    payloads = [load_payload(p) for p in paths]
+    members = [member_from_payload(payload, p, energy_calibration, time_combination)
+               for payload, p in zip(payloads, paths)]
+    name = name or _default_name(paths)
+    from xecreco.models.regressor import gated
+
+    if pileup_expert and any(gated.EXPERT_KEY in payload for payload in payloads):
+        if len(paths) > 1:
+            raise UserError(f"{paths[0]}: checkpoints with a pile-up expert "
+                            f"('{gated.EXPERT_KEY}') cannot form an ensemble; pass one of them")
+        return gated.gated_from_payload(payloads[0], members[0], paths[0], name, batch_size,
+                                        device, energy_calibration, time_combination)
+    return CheckpointReconstructor(members, name, batch_size, device)

@@ -186,6 +186,12 @@ def explain(input_files, reconstructor, output_dir, *, events: int = DEFAULT_EVE
             if len(reco.members) > 1:
                 summary["notes"].append(f"Fusion attention of the first of {len(reco.members)} "
                                         "ensemble members; gradients average all members.")
+            gate = getattr(reco, "gate", None)
+            if gate is not None:
+                summary["notes"].append(
+                    "Gradients, saliency and attention are the main network's; its pile-up "
+                    f"expert reconstructs the events with pileup_prob >= {gate.use_threshold:g} "
+                    "(docs/reconstruction.md) and is not shown.")
             summary["attention"] = {"kind": att.kind, "labels": att.labels,
                                     "columns": att.columns, "classes": att.classes,
                                     "counts": att.counts, "cls_by_face": att.cls_by_face(),
