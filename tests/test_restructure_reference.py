@@ -2,7 +2,8 @@
 
 The reference (tests/data/pipeline_reference.npz) was written by tests/_pipeline_reference.py on
 commit ae8698b, before the restructuring (rewritten, with code that had just passed, each time a bundled model
-is replaced; last: 2026-12-02, the inpainter fine-tuned on dead readout groups), from a fixed simulated sample (200 signal photons, 2 %
+is replaced; last: 2026-12-03, the bundled regressor given its pile-up head and expert: two new
+branches, every old value within the tolerance), from a fixed simulated sample (200 signal photons, 2 %
 dead channels). Every floating-point value must agree within ``_compare.REFERENCE_RTOL`` (1e-5)
 relative, integers exactly; for
 quantities that can be near zero (positions, angles, times) the relative scale is

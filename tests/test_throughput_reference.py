@@ -2,8 +2,8 @@
 
 The reference (tests/data/bundled_reference.npz) was written by tests/_reference_events.py on
 commit d9de2c2, before any speed change (rewritten, with code that had just passed, each time a bundled model
-is replaced; last: 2026-12-03, the bundled regressor given the pile-up window of the time
-reference at inference), from a fixed toy sample of 64 events that does not
+is replaced; last: 2026-12-03, the bundled regressor given its pile-up head and pile-up expert,
+``main_*`` being its main network alone), from a fixed toy sample of 64 events that does not
 depend on the simulator. Every value must agree within 1e-5 relative; for quantities that can be
 near zero (positions, standardised outputs) the relative scale is max(|reference|, rms of that
 quantity over the sample).
@@ -60,6 +60,10 @@ def test_bundled_regressor_network_outputs_unchanged(batch, reference):
 
 def test_bundled_regressor_physical_outputs_unchanged(batch, reference):
     _assert_close("reco_", regressor_physical_outputs(batch), reference)
+
+
+def test_bundled_regressor_main_network_outputs_unchanged(batch, reference):
+    _assert_close("main_", regressor_physical_outputs(batch, pileup_expert=False), reference)
 
 
 def test_bundled_inpainter_outputs_unchanged(batch, reference):
