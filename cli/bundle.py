@@ -15,7 +15,8 @@ import click
                    "checkpoint itself).")
 @click.option("--reference-window-ns", type=click.FloatRange(min=0.0, min_open=True),
               default=None,
-              help="Regressors: give the time reference this pile-up window at inference "
+              help="Regressors and inpainters: give the time reference this pile-up window "
+                   "at inference "
                    "(normalization.reference_window_ns; sensors earlier than the median time "
                    "of the normalization.reference_anchor_k brightest, 30 by default, minus "
                    "this cannot set it, so an earlier pile-up photon no longer shifts every "

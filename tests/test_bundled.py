@@ -155,8 +155,12 @@ def test_bundle_reference_window_sets_the_inference_window(tmp_path, capsys):
     assert main(["bundle", str(mae), "-o", str(tmp_path / "x.pt"),
                  "--reference-window-ns", "4"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "regressors only" in err
+    assert len(err.splitlines()) == 1 and "regressors and inpainters only" in err
     assert not (tmp_path / "x.pt").exists()
+    inpainter = tmp_path / "inpainter.pt"
+    assert main(["bundle", str(bundled.BUNDLED_INPAINTER), "-o", str(inpainter),
+                 "--reference-window-ns", "3"]) == 0
+    assert load_checkpoint(inpainter)["normalization"]["reference_window_ns"] == 3.0
 
 
 @pytest.mark.parametrize("case, message", [

@@ -50,11 +50,11 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path,
     of an energy calibration are reduced to their file names (no machine paths ship).
     To replace a shipped model, ``output`` is :data:`BUNDLED_REGRESSOR` or
     :data:`BUNDLED_INPAINTER`. The file is written under a temporary name and renamed.
-    ``reference_window_ns`` (regressors): the time reference's pile-up window the bundled model
-    uses at inference (``normalization.reference_window_ns``, :mod:`xecreco.normalization`);
-    None keeps the checkpoint's. It changes only events with sensors earlier than the window
-    (the bundled ``default``: bit-identical outputs on 20,000 pile-up-free photons,
-    docs/models.md).
+    ``reference_window_ns`` (regressors and inpainters): the time reference's pile-up window
+    the bundled model uses at inference (``normalization.reference_window_ns``,
+    :mod:`xecreco.normalization`); None keeps the checkpoint's. It changes only events with
+    sensors earlier than the window (the bundled ``default``: bit-identical outputs on 20,000
+    pile-up-free photons, docs/models.md; the bundled inpainter: docs/inpainting.md).
     ``pileup_expert`` (regressors with a ``pileup`` head): a regressor checkpoint trained on
     pile-up samples, stored inside the bundled file (reduced the same way) with ``pileup_gate``
     = (run threshold, use threshold), so the file loads as a
@@ -78,9 +78,9 @@ def bundle_checkpoint(checkpoint: str | Path, output: str | Path,
                         f"{', '.join(BUNDLED_TASKS)} checkpoints are bundled")
     payload = dict(payload)
     if reference_window_ns is not None:
-        if payload.get("task") != "regressor":
+        if payload.get("task") not in ("regressor", "inpainter"):
             raise UserError(f"checkpoint '{checkpoint}' is a '{payload.get('task')}' checkpoint; "
-                            "--reference-window-ns applies to regressors only")
+                            "--reference-window-ns applies to regressors and inpainters only")
         payload["normalization"] = {**payload["normalization"],
                                     "reference_window_ns": float(reference_window_ns)}
     if pileup_expert is not None:
