@@ -52,6 +52,28 @@ class EventBatch:
         """A shallow copy with some fields replaced."""
         return replace(self, **changes)
 
+    @staticmethod
+    def concatenate(parts: list["EventBatch"]) -> "EventBatch":
+        """One batch holding the events of ``parts`` in order (same truth and extras keys)."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def join(values):
+            if isinstance(values[0], np.ndarray):
+                return np.concatenate(values)
+            import awkward as ak  # jagged truth (pile-up photons)
+
+            return ak.concatenate(values)
+
+        first = parts[0]
+        return EventBatch(
+            **{name: np.concatenate([getattr(p, name) for p in parts])
+               for name in ("npho", "time", "valid_npho", "valid_time", "run", "event", "entry")},
+            vertex=None if first.vertex is None else np.concatenate([p.vertex for p in parts]),
+            truth={k: join([p.truth[k] for p in parts]) for k in first.truth},
+            extras={k: join([p.extras[k] for p in parts]) for k in first.extras},
+        )
+
     def select(self, index) -> "EventBatch":
         """Sub-batch by a slice, boolean mask or integer index array."""
 

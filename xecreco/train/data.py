@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from xecreco.errors import UserError
+from xecreco.io.batch import EventBatch
 from xecreco.train.augment import augment_batch
 from xecreco.train.config import AugmentConfig, DataConfig, expand_files
 from xecreco.train.targets import compute_targets, fit_target_scaling, truth_branches
@@ -205,23 +206,28 @@ class ShuffledStream(IterableDataset):
         self.truth, self.extras = truth, tuple(extras)
         self.fill = fill
 
-    def __iter__(self) -> Iterator[dict]:
+    def chunks(self, rng: np.random.Generator, worker: int, workers: int):
+        """This worker's chunks of raw events for the epoch, in shuffled order: an iterable of
+        iterables of :class:`~xecreco.io.batch.EventBatch` (one per ``step_events`` range)."""
         from xecreco.io.reader import iterate_batches
 
+        start, stop = split_range(*self.entry_range, workers, worker)
+        step = self.step_events
+        ranges = [(s, min(s + step, stop)) for s in range(start, stop, step)]
+        for chunk_index in rng.permutation(len(ranges)):
+            c_start, c_stop = ranges[chunk_index]
+            yield iterate_batches(self.files, tree=self.tree, branches=self.branches,
+                                  truth=self.truth, extras=self.extras,
+                                  step_events=self.step_events, entry_start=c_start,
+                                  entry_stop=c_stop)
+
+    def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        start, stop = split_range(*self.entry_range, workers, worker)
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
-        step = self.step_events
-        chunks = [(s, min(s + step, stop)) for s in range(start, stop, step)]
-        order = rng.permutation(len(chunks))
-        pool = _Pool(self.shuffle_buffer + step)
-        for chunk_index in order:
-            c_start, c_stop = chunks[chunk_index]
-            for batch in iterate_batches(self.files, tree=self.tree, branches=self.branches,
-                                         truth=self.truth, extras=self.extras,
-                                         step_events=self.step_events, entry_start=c_start,
-                                         entry_stop=c_stop):
+        pool = _Pool(self.shuffle_buffer + self.step_events)
+        for chunk in self.chunks(rng, worker, workers):
+            for batch in chunk:
                 batch, factor = augment_batch(batch, self.augment, rng, self.fill)
                 slot = pool.features_slot(len(batch))
                 pool.append(self.encoder.encode(batch, energy_factor=factor, features_out=slot))
@@ -256,17 +262,8 @@ class RootSource:
                  seed: int = 0, need_vertex: bool = False, target_scaling: dict | None = None,
                  dead_flag: bool = False, fill=None):
         from xecreco.io.rootfile import count_entries
-        from xecreco.normalization import NormalizationSpec
 
-        self.data, self.augment, self.seed = data, augment, seed
-        if augment.dead_fill != "sentinel" and fill is None:
-            raise UserError(f"config key 'augment.dead_fill': {augment.dead_fill} is for the "
-                            "regressor task (it repairs sensors before the regressor); use "
-                            "sentinel")
-        self.fill = fill
-        self.targets = list(targets)
-        self.branches = _branch_names(data.branches)
-        self.truth = truth_branches(self.targets) + (["xyzVTX"] if need_vertex else [])
+        self._setup(data, augment, targets, seed, fill, need_vertex)
         self.train_files = expand_files(data.train_files, "data.train_files")
         if not self.train_files:
             raise UserError("config key 'data.train_files' is empty: list the training ROOT files")
@@ -290,6 +287,24 @@ class RootSource:
                 f"only {self.train_range[1] - self.train_range[0]} training events in "
                 f"{', '.join(self.train_files)}; data.batch_size is {data.batch_size}"
             )
+        self._setup_encoding(normalization, target_scaling, need_vertex, dead_flag)
+
+    def _setup(self, data, augment, targets, seed, fill, need_vertex) -> None:
+        """What every source keeps: configs, seed, the dead-fill inpainter, targets, branches."""
+        self.data, self.augment, self.seed = data, augment, seed
+        if augment.dead_fill != "sentinel" and fill is None:
+            raise UserError(f"config key 'augment.dead_fill': {augment.dead_fill} is for the "
+                            "regressor task (it repairs sensors before the regressor); use "
+                            "sentinel")
+        self.fill = fill
+        self.targets = list(targets)
+        self.branches = _branch_names(data.branches)
+        self.truth = truth_branches(self.targets) + (["xyzVTX"] if need_vertex else [])
+
+    def _setup_encoding(self, normalization, target_scaling, need_vertex, dead_flag) -> None:
+        """Normalisation, target standardisation (given or fitted) and the event encoder."""
+        from xecreco.normalization import NormalizationSpec
+
         try:
             self.spec = NormalizationSpec.from_dict(normalization)
         except (TypeError, ValueError, KeyError) as exc:
@@ -305,20 +320,28 @@ class RootSource:
 
         return TargetScaling.from_dict(values)
 
-    def _fit_scaling(self):
+    def first_training_batches(self, events: int, step_events: int):
+        """The first ``events`` training events (unaugmented), in batches of ``step_events``;
+        also returns a description of them for messages: (iterable, description)."""
         from xecreco.io.reader import iterate_batches
 
-        stop = min(self.train_range[1], self.train_range[0] + self.data.scaling_events)
+        stop = min(self.train_range[1], self.train_range[0] + events)
+        batches = iterate_batches(self.train_files, tree=self.data.tree, branches=self.branches,
+                                  truth=self.truth, step_events=step_events,
+                                  entry_start=self.train_range[0], entry_stop=stop)
+        return batches, (f"the first {stop - self.train_range[0]} training events of "
+                         f"{', '.join(map(str, self.train_files))}")
+
+    def _fit_scaling(self):
+        batches, description = self.first_training_batches(self.data.scaling_events,
+                                                           self.data.step_events)
         collected: dict[str, list] = {}
-        for batch in iterate_batches(self.train_files, tree=self.data.tree, branches=self.branches,
-                                     truth=self.truth, step_events=self.data.step_events,
-                                     entry_start=self.train_range[0], entry_stop=stop):
+        for batch in batches:
             ref = self.spec.time_reference_ns(batch) if "time" in self.targets else None
             for name, value in compute_targets(batch, self.targets, ref).items():
                 collected.setdefault(name, []).append(value)
         values = {k: np.concatenate(v) for k, v in collected.items() if k in STANDARDISED}
-        return fit_target_scaling(values, f"the first {stop - self.train_range[0]} training "
-                                          f"events of {', '.join(map(str, self.train_files))}")
+        return fit_target_scaling(values, description)
 
     @property
     def normalization(self) -> dict:
@@ -343,13 +366,9 @@ class RootSource:
         """The first ``events`` (default ``data.batch_size``) training events, unaugmented, with
         physical ``truth`` (the same on every rank; used to calibrate model references before
         training)."""
-        from xecreco.io.reader import iterate_batches
-
-        first = self.train_range[0]
-        stop = min(self.train_range[1], first + (events or self.data.batch_size))
-        batch = next(iterate_batches(self.train_files, tree=self.data.tree, branches=self.branches,
-                                     truth=self.truth, step_events=stop - first,
-                                     entry_start=first, entry_stop=stop))
+        n = events or self.data.batch_size
+        batches, _ = self.first_training_batches(n, n)
+        batch = EventBatch.concatenate(list(batches))
         return _to_torch(self.encoder.encode(batch, keep_truth=True))
 
     # -- streams --------------------------------------------------------------------------
