@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
+from xecreco.errors import UserError
 from xecreco.models.masked.network import masked_inputs
 from xecreco.train.data import RootSource
 
@@ -40,6 +41,9 @@ class MaskedSource(RootSource):
     augmentations, 4-channel features, no targets and no target standardisation."""
 
     def __init__(self, cfg, target_scaling=None):
+        if cfg.data.source != "files":
+            raise UserError("config key 'data.source': the masked-sensor tasks train on files "
+                            "(data.train_files); simulation is for the regressor task")
         super().__init__(cfg.data, cfg.augment, [], cfg.normalization, seed=cfg.run.seed,
                          target_scaling=target_scaling)
         self.encoder = _MaskingEncoder(self.spec)

@@ -18,6 +18,7 @@ from xecreco.geometry import R_INNER
 from xecreco.models.regressor.network import build_model
 from xecreco.models.regressor.presets import DEFAULT_PRESET, PRESETS, resolve_model_config
 from xecreco.train.data import RootSource
+from xecreco.train.simsource import SimulationSource
 from xecreco.train.ddp import env_info
 from xecreco.train.config import LOSS_TYPES, TARGET_UNITS
 from xecreco.train.losses import PhysicsTerms, RegressionLoss, fit_light_gain
@@ -148,7 +149,8 @@ def regressor_source(cfg, target_scaling=None):
     resolved = regressor_model_config(cfg) if ours else {}
     summary = resolved.get("summary")
     need_vertex = cfg.loss.consistency > 0 or bool(summary and summary["vertex"])
-    source = RootSource(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization,
+    source_class = SimulationSource if cfg.data.source == "simulation" else RootSource
+    source = source_class(cfg.data, cfg.augment, cfg.task.targets, cfg.normalization,
                         seed=cfg.run.seed, need_vertex=need_vertex, target_scaling=target_scaling,
                         dead_flag=bool(resolved.get("dead_flag")),
                         fill=dead_fill_inpainter(cfg.augment.dead_fill))

@@ -52,6 +52,11 @@ class DataConfig:
     workers: DataLoader worker processes (0 = read in the training process).
     scaling_events: training events used to fit the target standardisation (mean, scale).
     max_val_events: cap on validation events (None = all).
+    source: ``files`` (train_files) or ``simulation``: fresh events simulated as training runs
+    (:mod:`xecreco.train.simsource`), never the same event twice. simulation: SimConfig keys
+    (``configs/sim-default.yaml``) of that stream; simulation_seed: its event seed (validation
+    without val_files: seed simulation_seed + 1, the first max_val_events events, default 4000);
+    epoch_events: simulated training events per epoch (all ranks together).
     """
 
     train_files: list[str] = field(default_factory=list)
@@ -65,6 +70,10 @@ class DataConfig:
     workers: int = 0
     scaling_events: int = 4096
     max_val_events: Union[int, None] = None
+    source: str = "files"
+    simulation: dict = field(default_factory=dict)
+    simulation_seed: int = 1
+    epoch_events: int = 131072
 
 
 @dataclass
@@ -315,6 +324,13 @@ def _check_values(cfg: TrainConfig) -> None:
     for key in ("step_events", "shuffle_buffer", "batch_size", "scaling_events"):
         need(getattr(d, key) >= 1, f"data.{key}", "must be >= 1")
     need(d.workers >= 0, "data.workers", "must be >= 0")
+    need(d.source in ("files", "simulation"), "data.source", "one of files, simulation")
+    need(d.simulation_seed >= 0, "data.simulation_seed", "must be >= 0")
+    need(d.source == "files" or not d.train_files, "data.train_files",
+         "must be empty with data.source: simulation (the events are simulated); drop one")
+    need(d.source == "simulation" or not d.simulation, "data.simulation",
+         "is read only with data.source: simulation; set it or drop data.simulation")
+    need(d.epoch_events >= d.batch_size, "data.epoch_events", "must be >= data.batch_size")
     need(o.lr > 0, "optim.lr", "must be > 0")
     need(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
     need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas",
