@@ -16,10 +16,11 @@ numbers from 0, as the file source uses the first training entries). Validation 
 ``data.val_files`` when given; otherwise it simulates the first ``data.max_val_events`` (4000
 when unset) events of seed ``simulation_seed + 1``, the same events at every evaluation.
 
-The simulation is not free: on a 2-core machine, training the ``cpu`` preset with one data
-worker simulating ran at 0.77x the events/s of the same loop reading a file (614 vs 798 events/s,
-docs/models.md), since the worker takes a core from the trainer. ``make bench`` measures the
-stream alone and the full loop side by side (``train_data_stream_simulation``).
+The simulation is not free. ``make bench`` (``bench_train``, one run on an idle 2-core machine,
+2026-12-04) measured the stream alone at 2,152 events/s against 5,538 for reading a file
+(0.39x), and training the ``cpu`` preset with one data worker at 589 events/s simulating against
+582 reading; but reading in the main process with both cores on the step reached 1,065 events/s,
+so on 2 cores training on the fly runs at about 0.55x the best file setup.
 """
 
 from __future__ import annotations
