@@ -169,11 +169,13 @@ def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int =
 
     from xecreco.train.acceleration import autocast, compile_module
 
-    model = bundled.bundled_regressor().members[0].model
-    x, v = torch.rand(batch_infer, 4760, 2), torch.zeros(batch_infer, 3)
+    member = bundled.bundled_regressor().members[0]
+    model = member.model
+    channels = 3 if member.dead_flag else 2  # the dead flag is a third input channel
+    x, v = torch.rand(batch_infer, 4760, channels), torch.zeros(batch_infer, 3)
     net = build_model("cpu").train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    xt, vt = x[:batch_train].clone(), v[:batch_train].clone()
+    xt, vt = x[:batch_train, :, :2].clone(), v[:batch_train].clone()  # the preset: 2 channels
     forward = {"": model, "_compiled": compile_module(model) if with_compile else None}
     train_forward = {"": net, "_compiled": compile_module(net) if with_compile else None}
 
@@ -190,7 +192,7 @@ def _model_rates(batch_train: int = 128, batch_infer: int = 1024, repeats: int =
         optimizer.zero_grad(set_to_none=True)
 
     variants = [("", "fp32"), ("", "bf16")] + ([("_compiled", "fp32")] if with_compile else [])
-    rates = {"flops_per_event": flops_per_event(model)}
+    rates = {"flops_per_event": flops_per_event(model, in_channels=channels)}
     for suffix, precision in variants:  # warm-up (and compilation)
         infer(suffix, precision)
         step(suffix, precision)
