@@ -121,6 +121,17 @@ def _showers(n: int, seed: int, config):
             showers.delay_ns[keep], photons.direction[keep])
 
 
+def _local_frame(fi, centroid, energy, direction):
+    """The showers in local (u, v, w) cm: (FI (N, 3), centroids (N, C, 3), centroid energy
+    fractions (N, C), energy-weighted centroid (N, 3), photon direction (N, 3))."""
+    from xecreco.geometry import xyz_to_uvw
+
+    fi_uvw, cen_uvw = xyz_to_uvw(fi), xyz_to_uvw(centroid)
+    frac = energy / energy.sum(axis=1, keepdims=True)
+    mean = np.einsum("nc,nci->ni", frac, cen_uvw)
+    return fi_uvw, cen_uvw, frac, mean, xyz_to_uvw(fi + direction) - fi_uvw
+
+
 def shower_features(fi, centroid, energy, direction, level: str):
     """Inputs and targets of a learned oracle, in local (u, v, w) cm.
 
@@ -130,12 +141,7 @@ def shower_features(fi, centroid, energy, direction, level: str):
     energy fraction (the whole shower as the simulation emits its light). Target: the first
     interaction point minus the energy-weighted centroid. Returns float32 (inputs, targets).
     """
-    from xecreco.geometry import xyz_to_uvw
-
-    fi_uvw, cen_uvw = xyz_to_uvw(fi), xyz_to_uvw(centroid)
-    dir_uvw = xyz_to_uvw(fi + direction) - fi_uvw
-    frac = energy / energy.sum(axis=1, keepdims=True)
-    mean = np.einsum("nc,nci->ni", frac, cen_uvw)
+    fi_uvw, cen_uvw, frac, mean, dir_uvw = _local_frame(fi, centroid, energy, direction)
     offset = cen_uvw - mean[:, None, :]
     if level == "moments":
         second = np.einsum("nc,nci,ncj->nij", frac, offset, offset)
@@ -178,14 +184,10 @@ def learned_oracle_residuals(train, test, steps: int, seed: int = 0) -> np.ndarr
 def centroid_projection_residuals(train, test) -> np.ndarray:
     """Residuals (N, 3) cm of FI = centroid - L * direction (uvw), L the training showers'
     median centroid distance along the photon direction: the shower's light centroid alone."""
-    from xecreco.geometry import xyz_to_uvw
-
     def parts(sample):
         fi, centroid, energy, _, direction = sample
-        fi_uvw = xyz_to_uvw(fi)
-        frac = energy / energy.sum(axis=1, keepdims=True)
-        mean = np.einsum("nc,nci->ni", frac, xyz_to_uvw(centroid))
-        return fi_uvw, mean, xyz_to_uvw(fi + direction) - fi_uvw
+        fi_uvw, _, _, mean, dir_uvw = _local_frame(fi, centroid, energy, direction)
+        return fi_uvw, mean, dir_uvw
 
     fi, mean, d = parts(train)
     length = float(np.median(np.sum((mean - fi) * d, axis=1) / np.sum(d * d, axis=1)))

@@ -385,13 +385,18 @@ class RootSource:
                               for a, b in (split_range(*r, workers, w) for w in range(workers))))
         return min(counts)
 
+    def train_stream(self, epoch: int, rank: int, world: int) -> ShuffledStream:
+        """This rank's :class:`ShuffledStream` of ``epoch`` (sources override it)."""
+        return ShuffledStream(self.train_files, self.data.tree, self.branches,
+                              self._rank_range(rank, world), epoch, rank, self.seed,
+                              self.data.batch_size, self.data.shuffle_buffer,
+                              self.data.step_events,
+                              self.encoder, self.augment, self.truth, fill=self.fill)
+
     def train_batches(self, epoch: int, rank: int, world: int):
-        """Iterable over this rank's shuffled, augmented training batches of ``epoch``."""
-        stream = ShuffledStream(self.train_files, self.data.tree, self.branches,
-                                self._rank_range(rank, world), epoch, rank, self.seed,
-                                self.data.batch_size, self.data.shuffle_buffer,
-                                self.data.step_events,
-                                self.encoder, self.augment, self.truth, fill=self.fill)
+        """Iterable over this rank's shuffled, augmented training batches of ``epoch``: the
+        :meth:`train_stream`, in ``data.workers`` DataLoader workers when > 0."""
+        stream = self.train_stream(epoch, rank, world)
         if self.data.workers == 0:
             return stream
         # An own generator: creating the loader must not consume the global torch RNG (resume).

@@ -25,11 +25,8 @@ so on 2 cores training on the fly runs at about 0.55x the best file setup.
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import DataLoader
-
 from xecreco.errors import UserError
-from xecreco.train.data import RootSource, ShuffledStream, _to_torch, _worker_init
+from xecreco.train.data import RootSource, ShuffledStream, _to_torch
 
 #: validation events simulated when neither data.val_files nor data.max_val_events is given
 DEFAULT_VAL_EVENTS = 4000
@@ -45,6 +42,23 @@ def simulation_config(values: dict):
     return SimConfig.from_dict(dict(values), origin="config key 'data.simulation'")
 
 
+def simulated_chunks(sim_config, seed: int, first: int, n: int, step_events: int,
+                     truth=(), extras=()):
+    """Events ``first`` .. ``first + n`` of event seed ``seed`` as one iterable of
+    :class:`~xecreco.io.batch.EventBatch` per ``step_events`` chunk (each the events
+    ``xecreco simulate -n STEP --seed SEED --first-event START`` writes); the light model is
+    prepared once. ``batch.vertex`` is filled when ``truth`` asks for ``xyzVTX``."""
+    from xecreco.sim.batches import simulated_batches
+    from xecreco.sim.runner import _detector
+
+    detector = _detector(sim_config)
+    vertex = "xyzVTX" in truth
+    for start in range(first, first + n, step_events):
+        size = min(step_events, first + n - start)
+        yield simulated_batches(size, sim_config, seed, start, truth=truth, extras=extras,
+                                vertex=vertex, detector=detector)
+
+
 class SimulatedStream(ShuffledStream):
     """One rank's epoch of freshly simulated events (chunks of ``step_events``)."""
 
@@ -55,17 +69,10 @@ class SimulatedStream(ShuffledStream):
         self.first_event, self.n_events = first_event, n_events
 
     def chunks(self, rng, worker, workers):
-        from xecreco.sim.batches import simulated_batches
-        from xecreco.sim.runner import _detector
-
         per_worker = self.n_events // workers
-        first = self.first_event + worker * per_worker
-        detector = _detector(self.sim_config)
-        vertex = "xyzVTX" in self.truth
-        for start in range(first, first + per_worker, self.step_events):
-            n = min(self.step_events, first + per_worker - start)
-            yield simulated_batches(n, self.sim_config, self.sim_seed, start, truth=self.truth,
-                                    extras=self.extras, vertex=vertex, detector=detector)
+        return simulated_chunks(self.sim_config, self.sim_seed,
+                                self.first_event + worker * per_worker, per_worker,
+                                self.step_events, self.truth, self.extras)
 
 
 class SimulationSource(RootSource):
@@ -92,22 +99,17 @@ class SimulationSource(RootSource):
             self.val_range = (0, int(n_val))
         self._setup_encoding(normalization, target_scaling, need_vertex, dead_flag)
 
-    def _simulated(self, n: int, seed: int, step_events: int):
-        """The first ``n`` events of event seed ``seed`` in batches of up to ``step_events``."""
+    def _simulated(self, first: int, stop: int, seed: int, step_events: int):
+        """Events ``first`` to ``stop`` of event seed ``seed``, one batch per ``step_events``
+        chunk (``first`` a multiple of it, so the events do not depend on where one starts)."""
         from xecreco.io.batch import EventBatch
-        from xecreco.sim.batches import simulated_batches
-        from xecreco.sim.runner import _detector
 
-        detector = _detector(self.sim_config)
-        vertex = "xyzVTX" in self.truth
-        for start in range(0, n, step_events):
-            parts = list(simulated_batches(min(step_events, n - start), self.sim_config, seed,
-                                           start, truth=self.truth, vertex=vertex,
-                                           detector=detector))
-            yield EventBatch.concatenate(parts)
+        for chunk in simulated_chunks(self.sim_config, seed, first, stop - first, step_events,
+                                      self.truth):
+            yield EventBatch.concatenate(list(chunk))
 
     def first_training_batches(self, events: int, step_events: int):
-        return (self._simulated(events, self.sim_seed, step_events),
+        return (self._simulated(0, events, self.sim_seed, step_events),
                 f"the first {events} simulated events of data.simulation_seed {self.sim_seed}")
 
     def _rank_events(self, world: int) -> int:
@@ -118,18 +120,13 @@ class SimulationSource(RootSource):
         per_worker = self._rank_events(world) // workers
         return workers * (per_worker // self.data.batch_size)
 
-    def train_batches(self, epoch: int, rank: int, world: int):
+    def train_stream(self, epoch: int, rank: int, world: int) -> SimulatedStream:
         per_rank = self._rank_events(world)
-        stream = SimulatedStream(
+        return SimulatedStream(
             self.sim_config, self.sim_seed, (epoch * world + rank) * per_rank, per_rank,
             epoch=epoch, rank=rank, seed=self.seed, batch_size=self.data.batch_size,
             shuffle_buffer=self.data.shuffle_buffer, step_events=self.data.step_events,
             encoder=self.encoder, augment=self.augment, truth=self.truth, fill=self.fill)
-        if self.data.workers == 0:
-            return stream
-        generator = torch.Generator().manual_seed(self.seed * 1000003 + epoch * 101 + rank)
-        return DataLoader(stream, batch_size=None, num_workers=self.data.workers,
-                          worker_init_fn=_worker_init, generator=generator)
 
     def val_batches(self, rank: int, world: int):
         if self.val_files:
@@ -138,7 +135,7 @@ class SimulationSource(RootSource):
         from xecreco.train.data import split_range
 
         start, stop = split_range(*self.val_range, world, rank)
-        for batch in self._simulated(stop, self.sim_seed + 1, self.data.batch_size):
+        for batch in self._simulated(0, stop, self.sim_seed + 1, self.data.batch_size):
             first = int(batch.entry[0])
             if first + len(batch) <= start:
                 continue
@@ -147,4 +144,5 @@ class SimulationSource(RootSource):
             yield _to_torch(self.encoder.encode(batch, keep_truth=True))
 
 
-__all__ = ["DEFAULT_VAL_EVENTS", "SimulatedStream", "SimulationSource", "simulation_config"]
+__all__ = ["DEFAULT_VAL_EVENTS", "SimulatedStream", "SimulationSource", "simulated_chunks",
+           "simulation_config"]
