@@ -72,6 +72,15 @@ def test_every_epoch_and_worker_simulates_new_events(tmp_path):
     assert sum(len(b["targets"]["energy"]) for b in val) == 32
     again = [b for b in source.val_batches(0, 1)]
     torch.testing.assert_close(val[0]["features"], again[0]["features"])  # fixed val sample
+    # two ranks split the same validation events (rank 1 starts inside a batch: at event 16
+    # of 32 with max_val_events 30, batch_size 16)
+    cfg30 = _cfg(tmp_path, max_val_events=30)
+    source30 = SimulationSource(cfg30.data, cfg30.augment, ["energy", "u"], cfg30.normalization)
+    whole = torch.cat([b["targets"]["energy"] for b in source30.val_batches(0, 1)])
+    split = torch.cat([b["targets"]["energy"] for rank in (0, 1)
+                       for b in source30.val_batches(rank, 2)])
+    assert len(whole) == 30
+    torch.testing.assert_close(split, whole)
 
 
 def test_training_on_simulated_events_with_a_data_worker(tmp_path):

@@ -134,14 +134,15 @@ class SimulationSource(RootSource):
             return
         from xecreco.train.data import split_range
 
+        # the chunks of the whole validation range (a chunk's events depend on its size), of
+        # which this rank simulates those it overlaps and keeps its own events
         start, stop = split_range(*self.val_range, world, rank)
-        for batch in self._simulated(0, stop, self.sim_seed + 1, self.data.batch_size):
-            first = int(batch.entry[0])
-            if first + len(batch) <= start:
-                continue
-            if first < start:
-                batch = batch.select(slice(start - first, None))
-            yield _to_torch(self.encoder.encode(batch, keep_truth=True))
+        step = self.data.batch_size
+        for chunk_start in range(start // step * step, stop, step):
+            batch = next(self._simulated(chunk_start, min(chunk_start + step, self.val_range[1]),
+                                         self.sim_seed + 1, step))
+            keep = slice(max(start - chunk_start, 0), min(stop - chunk_start, len(batch)))
+            yield _to_torch(self.encoder.encode(batch.select(keep), keep_truth=True))
 
 
 __all__ = ["DEFAULT_VAL_EVENTS", "SimulatedStream", "SimulationSource", "simulated_chunks",
