@@ -26,7 +26,7 @@ so on 2 cores training on the fly runs at about 0.55x the best file setup.
 from __future__ import annotations
 
 from xecreco.errors import UserError
-from xecreco.train.data import RootSource, ShuffledStream, _to_torch
+from xecreco.train.data import RootSource, ShuffledStream, _require_vertex, _to_torch
 
 #: validation events simulated when neither data.val_files nor data.max_val_events is given
 DEFAULT_VAL_EVENTS = 4000
@@ -91,6 +91,8 @@ class SimulationSource(RootSource):
         self.train_range = (0, int(data.epoch_events))
         self.val_files = expand_files(data.val_files, "data.val_files") if data.val_files else []
         if self.val_files:
+            if need_vertex:
+                _require_vertex(self.val_files, data.tree, self.branches)
             self.val_range = (0, count_entries(self.val_files, tree=data.tree))
             if data.max_val_events is not None:
                 self.val_range = (0, min(self.val_range[1], data.max_val_events))
